@@ -1,0 +1,22 @@
+"""SQLAlchemy 2.0 models of wa-tasks and the engine/session helpers (PostgreSQL or SQLite)."""
+
+from models.base import Base, utcnow
+from models.message import Message, new_message_id
+from models.queue_job import QueueJob
+from models.session import WhatsAppSession
+from models.statuses import SENT_OR_FINAL, JobStatus, MessageStatus, SessionStatus
+from models.template import Template
+
+__all__ = [
+    "SENT_OR_FINAL",
+    "Base",
+    "JobStatus",
+    "Message",
+    "MessageStatus",
+    "QueueJob",
+    "SessionStatus",
+    "Template",
+    "WhatsAppSession",
+    "new_message_id",
+    "utcnow",
+]

@@ -1,0 +1,71 @@
+"""A message to one recipient and every step of its life (seed §9 ``whatsapp_messages``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+from models.statuses import MessageStatus
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class Message(Base):
+    """One outgoing message. ``id`` is wa-tasks' own id (returned by ``send``); ``wa_message_id``
+    is the id WhatsApp gave it, which receipts refer to."""
+
+    __tablename__ = "whatsapp_messages"
+    __table_args__ = (
+        Index("ix_whatsapp_messages_status_created", "status", "created_at"),
+        Index("ix_whatsapp_messages_wa_message_id", "wa_message_id"),
+        Index("ix_whatsapp_messages_session_id", "session_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_message_id)
+    #: The session it was routed to (NULL while queued).
+    session_id: Mapped[str | None] = mapped_column(
+        String(100), ForeignKey("whatsapp_sessions.session_id", ondelete="SET NULL")
+    )
+    #: A session the caller asked for; routing then uses only that one.
+    requested_session: Mapped[str | None] = mapped_column(String(100))
+    wa_message_id: Mapped[str | None] = mapped_column(String(100))
+    #: The recipient, E.164 digits without "+" (``6281234567890``); for a refused request, the raw input.
+    to_number: Mapped[str] = mapped_column(String(64))
+    template_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("whatsapp_templates.id", ondelete="SET NULL"))
+    message_type: Mapped[str] = mapped_column(String(20), default="text")
+    content: Mapped[str | None] = mapped_column(Text)
+    #: Template data as given by the caller.
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default=MessageStatus.QUEUED)
+    #: Redis priority 0 (highest) .. 9 (lowest).
+    priority: Mapped[int] = mapped_column(Integer, default=5)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    bulk_job_id: Mapped[str | None] = mapped_column(
+        String(100), ForeignKey("whatsapp_queue_jobs.job_id", ondelete="SET NULL")
+    )
+    error_message: Mapped[str | None] = mapped_column(Text)
+    #: Send attempts made so far (seed: retry_count).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Last time a ``dispatch`` for it was published; the sweeper republishes stale ones.
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    routed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sending_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} {self.status}>"

@@ -1,0 +1,28 @@
+"""A message template (seed §6, §9 ``whatsapp_templates``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class Template(Base):
+    __tablename__ = "whatsapp_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    #: notification, reminder or promotion.
+    category: Mapped[str] = mapped_column(String(50), default="notification")
+    #: text, media, button or list.
+    type: Mapped[str] = mapped_column(String(20), default="text")
+    content: Mapped[str] = mapped_column(Text)
+    #: Variable names used by ``content``, extracted when it is saved.
+    variables: Mapped[list[str]] = mapped_column(JSON, default=list)
+    language: Mapped[str] = mapped_column(String(5), default="id")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

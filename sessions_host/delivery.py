@@ -1,0 +1,113 @@
+"""Delivering one message on one session: the checks before the send, the send, and what each
+outcome writes. See ``wa_tasks.lifecycle`` for the delivery semantics this enforces.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from enum import StrEnum
+
+from celery import Celery
+from sqlalchemy import select
+
+from models import SENT_OR_FINAL, Message, MessageStatus
+from models.db import session_scope
+from sessions_host.transports.base import RecipientError, SessionError, TransientSendError, Transport
+from wa_tasks import lifecycle, submit
+from wa_tasks.logs import MessageLog
+from wa_tasks.phone import USER_SERVER
+from wa_tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"  #: transient error; dispatched again after a backoff
+    REROUTED = "rerouted"  #: the session could not send; dispatched again to another session
+    AMBIGUOUS = "ambiguous"  #: found mid-send after a crash; failed without resending
+    SKIPPED = "skipped"  #: already sent, cancelled, or routed elsewhere: a duplicate task
+
+    @property
+    def used_slot(self) -> bool:
+        """Whether WhatsApp saw a send attempt (so the pacing slot is spent)."""
+        return self in (Outcome.SENT, Outcome.FAILED, Outcome.RETRY)
+
+
+def retry_delay(attempt: int, cap: float = 60.0) -> float:
+    """Backoff before attempt ``attempt + 1``: 2, 4, 8 … s, capped, with ±25 % jitter."""
+    return min(cap, 2.0**attempt) * random.uniform(0.75, 1.25)
+
+
+class Deliverer:
+    def __init__(self, app: Celery, settings: Settings, session_id: str, transport: Transport) -> None:
+        self.app = app
+        self.settings = settings
+        self.session_id = session_id
+        self.transport = transport
+
+    def deliver(self, message_id: str) -> Outcome:
+        db_url = self.settings.database
+        with session_scope(db_url) as db:
+            message = db.get(Message, message_id)
+            if message is None:
+                log.warning("deliver: unknown message %s", message_id)
+                return Outcome.SKIPPED
+            mlog = MessageLog(log, message_id, message.to_number, self.session_id)
+            if message.status in SENT_OR_FINAL:
+                mlog.info("duplicate deliver ignored (message is %s)", message.status)
+                return Outcome.SKIPPED
+            if message.status == MessageStatus.SENDING and message.session_id == self.session_id:
+                lifecycle.mark_failed(db, message_id, lifecycle.AMBIGUOUS_SEND)
+                mlog.error("ambiguous send found after a restart: marked failed, not resent")
+                return Outcome.AMBIGUOUS
+            if message.status != MessageStatus.ROUTED or message.session_id != self.session_id:
+                mlog.info("stale deliver ignored (message is %s on %s)", message.status, message.session_id)
+                return Outcome.SKIPPED
+            if not self.transport.connected:
+                lifecycle.requeue(db, message_id)
+                db.commit()
+                submit.publish_dispatch(self.app, message_id, message.priority, exclude=[self.session_id])
+                mlog.warning("session not connected: message moved to another session")
+                return Outcome.REROUTED
+            if not lifecycle.claim(db, message_id, self.session_id):
+                return Outcome.SKIPPED
+            db.commit()
+            attempts = db.scalar(select(Message.attempts).where(Message.id == message_id)) or 1
+            to_jid = f"{message.to_number}@{USER_SERVER}"
+            content = message.content or ""
+            priority, max_attempts = message.priority, message.max_attempts
+
+        try:
+            result = self.transport.send_text(to_jid, content)
+        except SessionError as exc:
+            with session_scope(db_url) as db:
+                lifecycle.requeue(db, message_id, error=f"session {self.session_id}: {exc}", refund_attempt=True)
+            submit.publish_dispatch(self.app, message_id, priority, exclude=[self.session_id])
+            mlog.warning("session could not send (%s): moved to another session", exc)
+            return Outcome.REROUTED
+        except RecipientError as exc:
+            with session_scope(db_url) as db:
+                lifecycle.mark_failed(db, message_id, f"recipient: {exc}")
+            mlog.warning("failed for this recipient, not retried: %s", exc)
+            return Outcome.FAILED
+        except Exception as exc:  # TransientSendError and anything unexpected: retry with backoff
+            reason = str(exc) if isinstance(exc, TransientSendError) else f"{type(exc).__name__}: {exc}"
+            if attempts >= max_attempts:
+                with session_scope(db_url) as db:
+                    lifecycle.mark_failed(db, message_id, f"{reason} (after {attempts} attempts)")
+                mlog.error("failed after %d attempts: %s", attempts, reason)
+                return Outcome.FAILED
+            delay = retry_delay(attempts)
+            with session_scope(db_url) as db:
+                lifecycle.requeue(db, message_id, error=reason)
+            submit.publish_dispatch(self.app, message_id, priority, countdown=delay)
+            mlog.warning("attempt %d failed (%s); retrying in %.1fs", attempts, reason, delay)
+            return Outcome.RETRY
+
+        with session_scope(db_url) as db:
+            lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at)
+        mlog.info("sent (attempt %d)", attempts)
+        return Outcome.SENT

@@ -1,0 +1,191 @@
+"""The session host: the long-running process (``wa-tasks sessions``) that owns WhatsApp sessions.
+
+It loads the sessions configured in the database, runs one ``SessionRunner`` per session, writes
+each session's live state to Redis on every heartbeat (what ``dispatch`` routes by), reloads the
+session list so that sessions added or removed reach it without a restart, and shows itself in
+Flower. SIGTERM/SIGINT stop it cleanly: sends in flight finish, unacknowledged messages go back to
+their queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from celery import Celery
+from sqlalchemy import select
+
+from models import WhatsAppSession
+from models.db import session_scope
+from sessions_host import transports
+from sessions_host.events import EventProcessor
+from sessions_host.monitor import Monitor
+from sessions_host.runner import SessionRunner
+from sessions_host.transports.base import StateChanged
+from sessions_host.transports.simnet import SimNet
+from sessions_host.transports.simulated import SimHub
+from wa_tasks import live_state
+from wa_tasks.redis_client import client_for
+from wa_tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Config:
+    """What, in a session's row, requires restarting its runner when it changes."""
+
+    transport: str
+    options: str
+    pace_seconds: float
+
+
+class SessionHost:
+    def __init__(self, app: Celery, settings: Settings, hostname: str | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.hostname = hostname or f"sessions@{socket.gethostname()}.{os.getpid()}"
+        self.redis = client_for(settings.redis)
+        self.hub = SimHub(SimNet(self.redis))
+        self.runners: dict[str, SessionRunner] = {}
+        self._configs: dict[str, _Config] = {}
+        self.monitor = Monitor(
+            app, self.hostname, lambda: [r.queue_name for r in list(self.runners.values())], settings.heartbeat_seconds
+        )
+        self.events = EventProcessor(settings, self._on_state)
+        self._stop = threading.Event()
+
+    # Running -------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or :meth:`request_stop`)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.request_stop())
+        self.start()
+        try:
+            while not self._stop.is_set():
+                self.tick()
+                self._stop.wait(self.settings.heartbeat_seconds)
+        finally:
+            self.shutdown()
+
+    def start(self) -> None:
+        log.info("session host %s starting (database %s)", self.hostname, self.settings.describe()["database"])
+        self.events.start()
+        self.monitor.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def tick(self) -> None:
+        """One heartbeat: reload the session list, publish live states, tell Flower we are alive."""
+        try:
+            self.reload()
+        except Exception as exc:
+            log.warning("could not reload sessions from the database: %s", exc)
+        try:
+            self.publish_live_states()
+        except Exception as exc:
+            log.warning("could not publish live session state to Redis: %s", exc)
+        self.monitor.heartbeat()
+
+    def shutdown(self) -> None:
+        log.info("session host %s stopping", self.hostname)
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.request_stop()  # stop taking messages everywhere at once, then wait for each
+        for runner in runners:
+            runner.stop()
+            self._forget(runner.session_id)
+        self.events.drain()
+        self.events.stop()
+        self.monitor.stop()
+        self.hub.close()
+
+    # Sessions ------------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        with session_scope(self.settings.database) as db:
+            rows = db.execute(select(WhatsAppSession)).scalars().all()
+            wanted = {
+                r.session_id: _Config(
+                    r.transport,
+                    repr(sorted((r.transport_options or {}).items())),
+                    r.pace_seconds if r.pace_seconds is not None else self.settings.pace_seconds,
+                )
+                for r in rows
+            }
+            options = {r.session_id: dict(r.transport_options or {}) for r in rows}
+        for session_id in list(self.runners):
+            if session_id not in wanted or wanted[session_id] != self._configs.get(session_id):
+                self._stop_runner(session_id)
+        for session_id, config in wanted.items():
+            if session_id not in self.runners:
+                self._start_runner(session_id, config, options[session_id])
+
+    def _start_runner(self, session_id: str, config: _Config, options: dict[str, object]) -> None:
+        try:
+            transport = transports.build(config.transport, session_id, options, self.settings, self.hub)
+        except ValueError as exc:
+            if self._configs.get(session_id) != config:
+                log.error("session %s not started: %s", session_id, exc, extra={"session_id": session_id})
+                self._configs[session_id] = config
+            return
+        runner = SessionRunner(self.app, self.settings, session_id, transport, config.pace_seconds, self.monitor)
+        self.runners[session_id] = runner
+        self._configs[session_id] = config
+        runner.start(self.events.sink_for(session_id))
+        log.info(
+            "session %s started (%s, %.2fs between sends)",
+            session_id,
+            config.transport,
+            config.pace_seconds,
+            extra={"session_id": session_id},
+        )
+
+    def _stop_runner(self, session_id: str) -> None:
+        runner = self.runners.get(session_id)
+        if runner is not None:
+            runner.stop()
+        self._forget(session_id)
+        log.info("session %s stopped", session_id, extra={"session_id": session_id})
+
+    def _forget(self, session_id: str) -> None:
+        self.runners.pop(session_id, None)
+        self._configs.pop(session_id, None)
+        try:
+            live_state.clear(self.redis, session_id)
+        except Exception as exc:
+            log.warning("could not clear live state of %s: %s", session_id, exc)
+
+    def _on_state(self, session_id: str, event: StateChanged) -> None:
+        runner = self.runners.get(session_id)
+        if runner is None:
+            return
+        runner.set_status(event.status)
+        try:
+            self._publish(runner)
+        except Exception as exc:
+            log.warning("could not publish live state of %s: %s", session_id, exc)
+
+    def publish_live_states(self) -> None:
+        for runner in list(self.runners.values()):
+            self._publish(runner)
+
+    def _publish(self, runner: SessionRunner) -> None:
+        live_state.publish(
+            self.redis,
+            live_state.LiveState(
+                session_id=runner.session_id,
+                status=runner.status,
+                host=self.hostname,
+                reported_at=time.time(),
+                since=runner.status_since,
+            ),
+            self.settings.live_state_ttl_seconds,
+        )

@@ -1,0 +1,172 @@
+"""One session's consumer: a thread with its own broker connection that takes messages from
+``wa.session.<id>`` one at a time (prefetch 1, ack after the outcome is written), in priority
+order, at the session's pace.
+
+Why a thread and a connection per session rather than one Celery worker over all session queues:
+a worker's single consumer reserves messages across queues, so one session's paced backlog would
+occupy every slot while other sessions wait. Here a slow, paced or dead session only ever blocks
+its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+from kombu import Consumer
+from kombu.message import Message as KombuMessage
+
+from models.statuses import SessionStatus
+from sessions_host.delivery import Deliverer, Outcome
+from sessions_host.monitor import Monitor
+from sessions_host.pacing import Pacer
+from sessions_host.transports.base import Transport
+from wa_tasks import keys
+from wa_tasks.settings import Settings
+from wa_tasks.tasks import DELIVER_TASK
+
+log = logging.getLogger(__name__)
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        app: Celery,
+        settings: Settings,
+        session_id: str,
+        transport: Transport,
+        pace_seconds: float,
+        monitor: Monitor,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.session_id = session_id
+        self.queue_name = keys.session_queue(session_id)
+        self.transport = transport
+        self.pacer = Pacer(pace_seconds)
+        self.monitor = monitor
+        self.deliverer = Deliverer(app, settings, session_id, transport)
+        self.status: str = SessionStatus.DISCONNECTED
+        self.status_since = time.time()
+        self._down_since: float | None = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"session-{session_id}", daemon=True)
+
+    # Lifecycle -----------------------------------------------------------------------------------
+
+    def start(self, on_event: Any) -> None:
+        self.transport.start(on_event)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the send in flight, take no new message, close the connection."""
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+        self.transport.stop()
+
+    def set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.status_since = time.time()
+        if status == SessionStatus.CONNECTED:
+            self._down_since = None
+        elif self._down_since is None:
+            self._down_since = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # Consuming -----------------------------------------------------------------------------------
+
+    def _ready_to_take(self) -> bool:
+        """May the next message be taken now? Connected: when the pacing slot is open.
+        Down: only after the failover grace, to move the backlog to other sessions."""
+        if self.transport.connected:
+            return self.pacer.wait(self._stop)
+        down_since = self._down_since if self._down_since is not None else time.monotonic()
+        if time.monotonic() - down_since >= self.settings.failover_grace_seconds:
+            return not self._stop.is_set()
+        self._stop.wait(0.2)
+        return False
+
+    def _run(self) -> None:
+        retry_in = 1.0
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                retry_in = 1.0
+            except Exception as exc:
+                log.warning(
+                    "session %s: broker connection lost (%s); reconnecting in %.0fs",
+                    self.session_id,
+                    exc,
+                    retry_in,
+                    extra={"session_id": self.session_id},
+                )
+                self._stop.wait(retry_in)
+                retry_in = min(30.0, retry_in * 2)
+
+    def _consume(self) -> None:
+        queue = self.app.amqp.queues[self.queue_name]
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1)
+            channel = conn.channel()
+            consumer = Consumer(
+                channel, queues=[queue], callbacks=[self._on_message], accept=["json"], prefetch_count=1
+            )
+            with consumer:
+                while not self._stop.is_set():
+                    if not self._ready_to_take():
+                        continue
+                    try:
+                        conn.drain_events(timeout=0.5)
+                    except TimeoutError:
+                        continue
+
+    def _on_message(self, body: Any, message: KombuMessage) -> None:
+        headers = message.headers or {}
+        task_id = headers.get("id", "?")
+        if headers.get("task") != DELIVER_TASK:
+            log.error("session %s: unexpected task %r on its queue, dropped", self.session_id, headers.get("task"))
+            message.ack()
+            return
+        try:
+            _args, kwargs, _embed = body
+            message_id = kwargs["message_id"]
+        except (ValueError, TypeError, KeyError):
+            log.error("session %s: malformed deliver message %s dropped", self.session_id, task_id)
+            message.ack()
+            return
+        priority = (message.delivery_info or {}).get("priority") or message.properties.get("priority")
+        self.monitor.task_received(task_id, kwargs, self.queue_name, priority)
+        started = self.pacer.now()
+        try:
+            outcome = self.deliverer.deliver(message_id)
+        except Exception as exc:
+            # Database unreachable or a bug: leave the message in the queue and slow down.
+            log.exception(
+                "session %s: deliver %s failed; message returned to the queue",
+                self.session_id,
+                message_id,
+                extra={"message_id": message_id, "session_id": self.session_id},
+            )
+            self.monitor.task_done(task_id, "error", time.monotonic() - started, failed=repr(exc))
+            message.requeue()
+            self._stop.wait(2.0)
+            return
+        if outcome.used_slot:
+            self.pacer.used(started)
+        message.ack()
+        self.monitor.task_done(
+            task_id,
+            outcome.value,
+            self.pacer.now() - started,
+            failed=None if outcome != Outcome.FAILED else "send failed",
+        )

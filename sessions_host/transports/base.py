@@ -1,0 +1,102 @@
+"""The ``Transport`` interface between a session host and WhatsApp, and what crosses it.
+
+A transport owns one WhatsApp connection. The host calls ``start``/``stop``/``send_text``; the
+transport reports what happens (state changes, receipts, incoming messages) through the
+``on_event`` callback, which must return quickly (the host queues the work).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Events reported by a transport ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """The connection changed state (a ``models.SessionStatus`` value)."""
+
+    status: str
+    detail: str | None = None
+    #: The device's own phone number once known (after pairing).
+    phone_number: str | None = None
+
+
+@dataclass(frozen=True)
+class QRCode:
+    """A new QR code to show (raw string, rendered by the project)."""
+
+    code: str
+    #: Seconds until it rotates.
+    expires_in: float
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A delivery or read receipt for one or more sent messages."""
+
+    wa_message_ids: tuple[str, ...]
+    kind: str  #: "delivered" or "read"
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message received by the session."""
+
+    sender: str  #: E.164 digits of the sender
+    text: str
+    wa_message_id: str
+    at: dt.datetime
+
+
+Event = StateChanged | QRCode | Receipt | Incoming
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    wa_message_id: str
+    #: Server acknowledgement time.
+    sent_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+# Send errors, by what the host should do about them --------------------------------------------
+
+
+class SendError(Exception):
+    """A send did not go through."""
+
+
+class TransientSendError(SendError):
+    """Retry later, possibly on another session (timeouts, server 5xx, rate-overlimit)."""
+
+
+class RecipientError(SendError):
+    """Permanent for this recipient (not on WhatsApp, blocked): do not retry."""
+
+
+class SessionError(SendError):
+    """The session itself cannot send now (disconnected, logged out, banned): move the message."""
+
+
+class Transport(Protocol):
+    """One WhatsApp connection."""
+
+    session_id: str
+
+    def start(self, on_event: EventSink) -> None:
+        """Begin connecting (returns at once); report progress through ``on_event``."""
+
+    def stop(self) -> None:
+        """Close the connection; the device stays linked."""
+
+    def send_text(self, jid: str, text: str) -> SendResult:
+        """Send a text message; blocks until WhatsApp's server acknowledges it."""
+        ...
+
+    @property
+    def connected(self) -> bool: ...

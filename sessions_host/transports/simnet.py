@@ -1,0 +1,113 @@
+"""The simulated WhatsApp network's shared state in Redis: which devices are paired, which
+connections are dropped, which QR codes were scanned, and the recipient-side ledger of every
+message the network accepted.
+
+Session hosts write it through the simulated transport; ``wa-tasks sim ...`` commands and tests
+read and steer it from other processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zlib
+from dataclasses import asdict, dataclass
+
+import redis
+
+from wa_tasks import keys
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One message as the recipient's phone got it."""
+
+    session: str  #: the wa-tasks session that sent it
+    sender: str  #: the sending device's number
+    to: str  #: recipient, E.164 digits
+    text: str
+    wa_message_id: str
+    at: str  #: ISO time the network accepted it
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+class SimNet:
+    """Access to the simulated network's state (thin wrapper over Redis)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # Ledger ------------------------------------------------------------------------------------
+
+    def record(self, entry: LedgerEntry) -> None:
+        self.redis.rpush(keys.SIM_LEDGER, entry.to_json())
+
+    def ledger(self, number: str | None = None) -> list[LedgerEntry]:
+        entries = [LedgerEntry(**json.loads(raw)) for raw in self.redis.lrange(keys.SIM_LEDGER, 0, -1)]
+        return [e for e in entries if number is None or e.to == number]
+
+    # Devices and pairing -------------------------------------------------------------------------
+
+    def device_number(self, session_id: str) -> str | None:
+        value = self.redis.hget(keys.SIM_DEVICES, session_id)
+        return str(value) if value else None
+
+    def devices(self) -> dict[str, str]:
+        """Every paired session and its device's number."""
+        return {str(k): str(v) for k, v in self.redis.hgetall(keys.SIM_DEVICES).items()}
+
+    def pair(self, session_id: str, number: str | None = None) -> str:
+        """Link a simulated device to ``session_id`` (what a QR scan does); returns its number."""
+        number = number or simulated_number(session_id)
+        self.redis.hset(keys.SIM_DEVICES, session_id, number)
+        return number
+
+    def unpair(self, session_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hdel(keys.SIM_DEVICES, session_id)
+        pipe.hdel(keys.SIM_QR, session_id)
+        pipe.srem(keys.SIM_SCANNED, session_id)
+        pipe.execute()
+
+    def show_qr(self, session_id: str, code: str | None) -> None:
+        if code is None:
+            self.redis.hdel(keys.SIM_QR, session_id)
+        else:
+            self.redis.hset(keys.SIM_QR, session_id, code)
+
+    def current_qr(self, session_id: str) -> str | None:
+        value = self.redis.hget(keys.SIM_QR, session_id)
+        return str(value) if value else None
+
+    def scan(self, session_id: str) -> None:
+        """Play the phone scanning the QR code that ``session_id`` shows."""
+        self.redis.sadd(keys.SIM_SCANNED, session_id)
+
+    def take_scan(self, session_id: str) -> bool:
+        return bool(self.redis.srem(keys.SIM_SCANNED, session_id))
+
+    # Connection faults ---------------------------------------------------------------------------
+
+    def drop(self, session_id: str) -> None:
+        """Cut ``session_id``'s connection until :meth:`restore`."""
+        self.redis.sadd(keys.SIM_DROPPED, session_id)
+
+    def restore(self, session_id: str) -> None:
+        self.redis.srem(keys.SIM_DROPPED, session_id)
+
+    def dropped(self) -> set[str]:
+        return {str(s) for s in self.redis.smembers(keys.SIM_DROPPED)}
+
+    def is_dropped(self, session_id: str) -> bool:
+        return bool(self.redis.sismember(keys.SIM_DROPPED, session_id))
+
+
+def simulated_number(session_id: str) -> str:
+    """A stable, valid-looking Indonesian mobile number for a simulated device."""
+    return f"62811{zlib.crc32(session_id.encode()) % 10**8:08d}"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,278 @@
+"""The simulated transport: a realistic stand-in for WhatsApp that tests, the demo and the
+benchmarks run on.
+
+It has what matters about the real thing: send latency, injected failures, a QR code that rotates
+until "scanned" (or automatic pairing), connections that drop and come back, delivery and read
+receipts after delays, and a recipient-side ledger of every accepted message (``simnet``).
+Randomness comes from a seed, so a run can be repeated. All simulated sessions of a process share
+one ``SimHub`` thread, so hundreds of them stay cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import heapq
+import itertools
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from models.statuses import SessionStatus
+from sessions_host.transports.base import (
+    EventSink,
+    QRCode,
+    Receipt,
+    SendResult,
+    SessionError,
+    StateChanged,
+    TransientSendError,
+)
+from sessions_host.transports.simnet import LedgerEntry, SimNet, now_iso
+from wa_tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """Behaviour of one simulated session (a session's ``transport_options`` override the defaults)."""
+
+    #: Mean time WhatsApp's server takes to acknowledge a send.
+    latency_ms: float = 150.0
+    #: Share of sends that fail with a transient error ("timed out waiting for message send response").
+    failure_rate: float = 0.0
+    #: Mean delay from send to the delivery receipt, and from delivery to the read receipt.
+    delivered_after_seconds: float = 1.0
+    read_after_seconds: float = 3.0
+    #: Pair without a QR scan when the session starts.
+    auto_pair: bool = True
+    #: Seconds a QR code is shown before it rotates (WhatsApp: 60 s first, then 20 s).
+    qr_rotate_seconds: float = 20.0
+    seed: int = 0
+
+    @classmethod
+    def build(cls, settings: Settings, overrides: dict[str, Any] | None) -> SimOptions:
+        base = cls(
+            latency_ms=settings.sim_latency_ms,
+            failure_rate=settings.sim_failure_rate,
+            delivered_after_seconds=settings.sim_delivered_after_seconds,
+            read_after_seconds=settings.sim_read_after_seconds,
+            seed=settings.sim_seed,
+        )
+        overrides = dict(overrides or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown simulated transport option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values = {f.name: getattr(base, f.name) for f in fields(cls)}
+        values.update(overrides)
+        return cls(**values)
+
+
+class SimHub:
+    """One thread per process driving every simulated session: watches the network state in Redis
+    (drops, scans, pairings) and fires timed events (receipts)."""
+
+    TICK_SECONDS = 0.25
+
+    def __init__(self, simnet: SimNet) -> None:
+        self.simnet = simnet
+        self._transports: dict[str, SimulatedTransport] = {}
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="sim-hub", daemon=True)
+        self._thread.start()
+
+    def register(self, transport: SimulatedTransport) -> None:
+        with self._cond:
+            self._transports[transport.session_id] = transport
+
+    def unregister(self, transport: SimulatedTransport) -> None:
+        with self._cond:
+            self._transports.pop(transport.session_id, None)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        next_tick = 0.0
+        while True:
+            due: list[Callable[[], None]] = []
+            with self._cond:
+                if self._stop:
+                    return
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    due.append(heapq.heappop(self._timers)[2])
+                transports = list(self._transports.values()) if now >= next_tick else []
+            for fn in due:
+                _safely(fn)
+            if transports:
+                next_tick = now + self.TICK_SECONDS
+                try:
+                    dropped = self.simnet.dropped()
+                    devices = self.simnet.devices()
+                except Exception as exc:
+                    log.warning("simulated network unreachable: %s", exc)
+                    dropped, devices = None, None
+                for transport in transports:
+                    _safely(functools.partial(transport._tick, dropped, devices))
+            with self._cond:
+                if self._stop:
+                    return
+                wake = next_tick
+                if self._timers:
+                    wake = min(wake, self._timers[0][0])
+                self._cond.wait(timeout=max(0.0, wake - time.monotonic()))
+
+
+def _safely(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("simulated network callback failed")
+
+
+class SimulatedTransport:
+    """One simulated WhatsApp connection (implements ``Transport``)."""
+
+    def __init__(self, session_id: str, options: SimOptions, hub: SimHub) -> None:
+        self.session_id = session_id
+        self.options = options
+        self.hub = hub
+        self.simnet = hub.simnet
+        self._rng = random.Random(f"{options.seed}:{session_id}")
+        self._lock = threading.Lock()
+        self._state = SessionStatus.DISCONNECTED
+        self._started = False
+        self._qr_expires = 0.0
+        self._number: str | None = None
+        self._on_event: EventSink = lambda event: None
+
+    # Transport interface -------------------------------------------------------------------------
+
+    def start(self, on_event: EventSink) -> None:
+        self._on_event = on_event
+        with self._lock:
+            self._started = True
+        self._set(SessionStatus.CONNECTING)
+        self.hub.register(self)
+
+    def stop(self) -> None:
+        self.hub.unregister(self)
+        with self._lock:
+            self._started = False
+        self.simnet.show_qr(self.session_id, None)
+        self._set(SessionStatus.DISCONNECTED, "stopped")
+
+    @property
+    def connected(self) -> bool:
+        return self._state == SessionStatus.CONNECTED
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def send_text(self, jid: str, text: str) -> SendResult:
+        if self._state != SessionStatus.CONNECTED:
+            raise SessionError(f"websocket not connected (session is {self._state})")
+        if self.simnet.is_dropped(self.session_id):
+            self._set(SessionStatus.DISCONNECTED, "connection dropped")
+            raise SessionError("websocket disconnected before message send returned response")
+        latency = self._rng.uniform(0.5, 1.5) * self.options.latency_ms / 1000.0
+        fails = self._rng.random() < self.options.failure_rate
+        delivered_after = self._rng.uniform(0.5, 1.5) * self.options.delivered_after_seconds
+        read_after = delivered_after + self._rng.uniform(0.5, 1.5) * self.options.read_after_seconds
+        if latency:
+            time.sleep(latency)
+        if fails:
+            raise TransientSendError("timed out waiting for message send response")
+        wa_id = "SIM" + uuid.uuid4().hex[:17].upper()
+        sender = self._number or self.simnet.device_number(self.session_id) or "?"
+        self.simnet.record(
+            LedgerEntry(
+                session=self.session_id,
+                sender=sender,
+                to=jid.split("@", 1)[0],
+                text=text,
+                wa_message_id=wa_id,
+                at=now_iso(),
+            )
+        )
+        self.hub.call_later(delivered_after, lambda: self._receipt(wa_id, "delivered"))
+        self.hub.call_later(read_after, lambda: self._receipt(wa_id, "read"))
+        return SendResult(wa_message_id=wa_id)
+
+    # Driven by the hub ---------------------------------------------------------------------------
+
+    def _receipt(self, wa_id: str, kind: str) -> None:
+        self._on_event(Receipt(wa_message_ids=(wa_id,), kind=kind, at=dt.datetime.now(dt.UTC)))
+
+    def _set(self, status: SessionStatus, detail: str | None = None) -> None:
+        with self._lock:
+            if self._state == status:
+                return
+            self._state = status
+        self._on_event(StateChanged(status=status, detail=detail, phone_number=self._number))
+
+    def _tick(self, dropped: set[str] | None, devices: dict[str, str] | None) -> None:
+        if not self._started:
+            return
+        if dropped is None or devices is None:  # the network (Redis) is unreachable
+            self._set(SessionStatus.DISCONNECTED, "network unreachable")
+            return
+        state = self._state
+        is_dropped = self.session_id in dropped
+        number = devices.get(self.session_id)
+        if state == SessionStatus.CONNECTED:
+            if is_dropped:
+                self._set(SessionStatus.DISCONNECTED, "connection dropped")
+            elif number is None:
+                self._number = None
+                self._set(SessionStatus.LOGGED_OUT, "device unlinked")
+        elif state in (SessionStatus.CONNECTING, SessionStatus.DISCONNECTED):
+            if is_dropped:
+                self._set(SessionStatus.DISCONNECTED, "connection dropped")
+            elif number is not None:
+                self._number = number
+                self._set(SessionStatus.CONNECTED)
+            elif self.options.auto_pair:
+                self._number = self.simnet.pair(self.session_id)
+                self._set(SessionStatus.CONNECTED, "paired automatically")
+            else:
+                self._show_new_qr()
+        elif state == SessionStatus.QR:
+            if self.simnet.take_scan(self.session_id):
+                self._number = self.simnet.pair(self.session_id)
+                self.simnet.show_qr(self.session_id, None)
+                self._set(SessionStatus.CONNECTED, "QR scanned")
+            elif time.monotonic() >= self._qr_expires:
+                self._show_new_qr()
+        elif state == SessionStatus.LOGGED_OUT and number is not None:
+            # Re-paired from outside (e.g. `wa-tasks sim pair`).
+            self._set(SessionStatus.CONNECTING)
+
+    def _show_new_qr(self) -> None:
+        code = f"2@{uuid.uuid4().hex},{uuid.uuid4().hex[:24]},{self.session_id}"
+        self._qr_expires = time.monotonic() + self.options.qr_rotate_seconds
+        self.simnet.show_qr(self.session_id, code)
+        self._set(SessionStatus.QR)
+        self._on_event(QRCode(code=code, expires_in=self.options.qr_rotate_seconds))

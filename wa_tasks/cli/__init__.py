@@ -1,0 +1,1 @@
+"""The ``wa-tasks`` command line."""

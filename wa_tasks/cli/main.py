@@ -1,0 +1,229 @@
+"""``wa-tasks``: run the processes, manage sessions, send and inspect messages, drive the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from wa_tasks.errors import WaTasksError
+from wa_tasks.settings import get_settings
+
+
+class _Group(click.Group):
+    """Turns wa-tasks errors into one clear line and exit code 2 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except WaTasksError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="wa-tasks")
+def cli() -> None:
+    """wa-tasks: WhatsApp notifications for ISP billing, on Celery and Redis."""
+    from wa_tasks.logs import configure_logging
+
+    configure_logging(get_settings().log_level)
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic)."""
+    from models.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database)
+    click.echo(f"database is at the latest schema: {settings.describe()['database']}")
+
+
+def _exec(args: list[str]) -> None:
+    os.execvp(args[0], args)
+
+
+@cli.command()
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker threads (default WA_WORKER_CONCURRENCY).")
+@click.option("--pool", default="threads", show_default=True, help="Celery pool (threads, prefork, solo).")
+def worker(concurrency: int | None, pool: str) -> None:
+    """Run the Celery worker on wa.default (dispatch, public tasks, beat jobs)."""
+    from wa_tasks.keys import DEFAULT_QUEUE
+
+    settings = get_settings()
+    _require_redis()
+    _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "wa_tasks.celery_app:app",
+            "worker",
+            "-Q",
+            DEFAULT_QUEUE,
+            "-c",
+            str(concurrency or settings.worker_concurrency),
+            "-P",
+            pool,
+            "-E",
+            "-n",
+            "worker@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            settings.log_level,
+        ]
+    )
+
+
+@cli.command()
+def beat() -> None:
+    """Run Celery beat (the sweeper; health checks and retention arrive with later features)."""
+    settings = get_settings()
+    _require_redis()
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "wa_tasks.celery_app:app",
+            "beat",
+            "-l",
+            settings.log_level,
+            "-s",
+            str(settings.data_path / "celerybeat-schedule"),
+        ]
+    )
+
+
+@cli.command()
+def flower() -> None:
+    """Run Flower on the same broker settings."""
+    settings = get_settings()
+    _require_redis()
+    _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "wa_tasks.celery_app:app",
+            "flower",
+            f"--port={settings.flower_port}",
+            "--address=127.0.0.1",
+            "--purge_offline_workers=60",
+        ]
+    )
+
+
+@cli.command()
+def web() -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from wa_tasks.web.app import check_bind_allowed
+
+    settings = get_settings()
+    check_bind_allowed(settings)
+    uvicorn.run("wa_tasks.web.app:app", host=settings.web_host, port=settings.web_port, log_config=None)
+
+
+@cli.command()
+def redis() -> None:
+    """Run the embedded Redis in the foreground (for running the Procfile's processes by hand)."""
+    import signal
+    import threading
+
+    from wa_tasks.redis_server import EmbeddedRedis
+
+    settings = get_settings()
+    server = EmbeddedRedis(settings.data_path)
+    server.start()
+    click.echo(f"Redis on {server.socket}; Ctrl-C stops it")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def _require_redis() -> None:
+    """Say clearly what to do when the embedded Redis is not running."""
+    settings = get_settings()
+    if settings.embedded_redis:
+        from wa_tasks.redis_server import ping
+
+        if not ping(settings.redis_socket):
+            raise click.ClickException(
+                f"no Redis at {settings.redis_socket}: start everything with `wa-tasks up`, "
+                "or the Redis alone with `wa-tasks redis`, or set WA_REDIS_URL"
+            )
+
+
+@cli.command()
+@click.argument("to")
+@click.option("--text", help="Message text.")
+@click.option("--template", help="Template name (with --data).")
+@click.option("--data", "data_json", help="Template data as JSON.")
+@click.option("--priority", default="normal", show_default=True, help="urgent, high, normal, low or 0..9.")
+@click.option("--idempotency-key", help="A repeated key sends nothing new.")
+@click.option("--session", help="Send only through this session.")
+def send(
+    to: str,
+    text: str | None,
+    template: str | None,
+    data_json: str | None,
+    priority: str,
+    idempotency_key: str | None,
+    session: str | None,
+) -> None:
+    """Queue a message to TO and print its id."""
+    from wa_tasks import client
+
+    try:
+        data = json.loads(data_json) if data_json else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    prio: str | int = int(priority) if priority.isdigit() else priority
+    click.echo(
+        client.send(
+            to, text=text, template=template, data=data, priority=prio, idempotency_key=idempotency_key, session=session
+        )
+    )
+
+
+@cli.command()
+@click.argument("message_id")
+def status(message_id: str) -> None:
+    """Print a message's status as JSON."""
+    from wa_tasks import client
+
+    click.echo(json.dumps(client.status(message_id), indent=2))
+
+
+def _register() -> None:
+    from wa_tasks.cli import demo, sessions, sim, up
+
+    cli.add_command(up.up)
+    cli.add_command(sessions.sessions)
+    cli.add_command(sim.sim)
+    cli.add_command(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="wa-tasks")
+
+
+if __name__ == "__main__":
+    main()

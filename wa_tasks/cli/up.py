@@ -1,0 +1,85 @@
+"""``wa-tasks up``: every process of the Procfile at once, on the embedded defaults when nothing
+is configured (a private Redis under the data directory, SQLite). Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from wa_tasks.settings import Settings, get_settings
+
+#: The Procfile beside the packages; the same processes if it is missing (a non-editable install).
+PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
+DEFAULT_PROCESSES = {
+    "web": "wa-tasks web",
+    "worker": "wa-tasks worker",
+    "beat": "wa-tasks beat",
+    "sessions": "wa-tasks sessions",
+    "flower": "wa-tasks flower",
+}
+
+
+def procfile_processes() -> dict[str, str]:
+    if not PROCFILE.exists():
+        return dict(DEFAULT_PROCESSES)
+    from honcho.environ import parse_procfile
+
+    return dict(parse_procfile(PROCFILE.read_text()).processes)
+
+
+def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of child processes: absolute data dir, this interpreter's scripts first on PATH."""
+    env = dict(os.environ)
+    env["WA_DATA_DIR"] = str(settings.data_path)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@click.command()
+@click.option("--only", help="Comma-separated processes to run (default: all of the Procfile).")
+def up(only: str | None) -> None:
+    """Run the whole system: web, worker, beat, sessions and flower (Ctrl-C stops everything)."""
+    from honcho.manager import Manager
+    from honcho.printer import Printer
+
+    from models.migrate import upgrade
+    from wa_tasks.redis_server import EmbeddedRedis
+
+    settings = get_settings()
+    processes = procfile_processes()
+    if only:
+        wanted = {p.strip() for p in only.split(",") if p.strip()}
+        unknown = wanted - set(processes)
+        if unknown:
+            raise click.BadParameter(
+                f"unknown process(es) {', '.join(sorted(unknown))}; the Procfile has {', '.join(processes)}",
+                param_hint="--only",
+            )
+        processes = {k: v for k, v in processes.items() if k in wanted}
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    redis = EmbeddedRedis(settings.data_path) if settings.embedded_redis else None
+    if redis is not None:
+        redis.start()
+    try:
+        upgrade(settings.database)
+        for key, value in settings.describe().items():
+            click.echo(f"  {key:15} {value}")
+        if "web" in processes:
+            click.echo(f"  web            http://{settings.web_host}:{settings.web_port}/")
+        if "flower" in processes:
+            click.echo(f"  flower         http://127.0.0.1:{settings.flower_port}/")
+        click.echo("  Ctrl-C stops every process")
+        manager = Manager(Printer(sys.stdout))
+        env = child_env(settings)
+        for name, command in processes.items():
+            manager.add_process(name, command, env=env)
+        manager.loop()
+    finally:
+        if redis is not None:
+            redis.stop()
+    sys.exit(manager.returncode or 0)

@@ -1,0 +1,122 @@
+"""The thin client billing code imports.
+
+    from wa_tasks import client
+    message_id = client.send("0812-3456-7890", text="Tagihan Anda sudah terbit.")
+    print(client.status(message_id)["status"])
+
+Module-level functions use a default client configured from ``WA_*`` environment variables;
+``Client(...)`` takes explicit configuration. Bad input raises an
+:class:`~wa_tasks.errors.InvalidRequest` subclass and queues nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+
+from models import Message
+from models.db import session_scope
+from wa_tasks import lifecycle, submit
+from wa_tasks.errors import MessageNotFound
+from wa_tasks.settings import Settings, get_settings
+
+
+class Client:
+    """A configured connection to wa-tasks (database + broker)."""
+
+    def __init__(
+        self, settings: Settings | None = None, *, database_url: str | None = None, redis_url: str | None = None
+    ) -> None:
+        base = settings or get_settings()
+        updates = {k: v for k, v in {"database_url": database_url, "redis_url": redis_url}.items() if v}
+        self.settings = base.model_copy(update=updates) if updates else base
+        self._app: Celery | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self) -> Celery:
+        with self._lock:
+            if self._app is None:
+                from wa_tasks.celery_app import app as default_app
+                from wa_tasks.celery_app import make_app
+
+                same = self.settings.broker_url == default_app.conf.broker_url
+                self._app = default_app if same else make_app(self.settings)
+            return self._app
+
+    def send(
+        self,
+        to: str,
+        *,
+        text: str | None = None,
+        template: str | None = None,
+        data: dict[str, Any] | None = None,
+        priority: str | int = "normal",
+        idempotency_key: str | None = None,
+        session: str | None = None,
+    ) -> str:
+        """Queue a WhatsApp message to ``to`` and return its message id.
+
+        Exactly one of ``text`` or ``template`` (rendered with ``data``). ``priority``: "urgent",
+        "high", "normal", "low" or a Redis step 0..9. A repeated ``idempotency_key`` returns the
+        first message's id and sends nothing new. ``session`` pins the message to one session.
+        """
+        with session_scope(self.settings.database) as db:
+            prepared = submit.prepare(
+                db,
+                self.settings,
+                to=to,
+                text=text,
+                template=template,
+                data=data,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                session=session,
+            )
+        message_id, created = submit.persist(self.settings, prepared)
+        if created:
+            submit.publish_dispatch(self.app, message_id, prepared.priority)
+        return message_id
+
+    def status(self, message_id: str) -> dict[str, Any]:
+        """id, status, sentAt, deliveredAt, readAt, sessionId, error, attempts (seed §8.2)."""
+        with session_scope(self.settings.database) as db:
+            message = db.get(Message, message_id)
+            if message is None:
+                raise MessageNotFound(f"no message with id {message_id!r}")
+            return lifecycle.status_view(message)
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default
+
+
+def send(
+    to: str,
+    *,
+    text: str | None = None,
+    template: str | None = None,
+    data: dict[str, Any] | None = None,
+    priority: str | int = "normal",
+    idempotency_key: str | None = None,
+    session: str | None = None,
+) -> str:
+    """:meth:`Client.send` on the default client."""
+    return default_client().send(
+        to, text=text, template=template, data=data, priority=priority, idempotency_key=idempotency_key, session=session
+    )
+
+
+def status(message_id: str) -> dict[str, Any]:
+    """:meth:`Client.status` on the default client."""
+    return default_client().status(message_id)

@@ -1,0 +1,69 @@
+"""Live session state in Redis: written by the session host that owns a session on every heartbeat,
+read by ``dispatch`` to route. A state expires when its host stops renewing it, so a dead host's
+sessions stop receiving messages within ``WA_LIVE_STATE_TTL_SECONDS``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+
+from models.statuses import SessionStatus
+from wa_tasks import keys
+
+
+@dataclass(frozen=True)
+class LiveState:
+    session_id: str
+    status: str
+    host: str
+    #: Unix time (host clock) of the report.
+    reported_at: float
+    #: When the current status began (unix time).
+    since: float
+
+    @property
+    def connected(self) -> bool:
+        return self.status == SessionStatus.CONNECTED
+
+
+def publish(client: redis.Redis, state: LiveState, ttl_seconds: float) -> None:
+    key = keys.live_state(state.session_id)
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(
+        key,
+        mapping={"status": state.status, "host": state.host, "reported_at": state.reported_at, "since": state.since},
+    )
+    pipe.pexpire(key, int(ttl_seconds * 1000))
+    pipe.execute()
+
+
+def clear(client: redis.Redis, session_id: str) -> None:
+    client.delete(keys.live_state(session_id))
+
+
+def read(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, LiveState]:
+    """The live states of ``session_ids`` that have one (absent = no host reports it = down)."""
+    ids = list(session_ids)
+    if not ids:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for session_id in ids:
+        pipe.hgetall(keys.live_state(session_id))
+    states = {}
+    for session_id, raw in zip(ids, pipe.execute(), strict=True):
+        if raw:
+            states[session_id] = LiveState(
+                session_id=session_id,
+                status=raw.get("status", SessionStatus.DISCONNECTED),
+                host=raw.get("host", "?"),
+                reported_at=float(raw.get("reported_at", 0)),
+                since=float(raw.get("since", 0)),
+            )
+    return states
+
+
+def now() -> float:
+    return time.time()

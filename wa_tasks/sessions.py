@@ -1,0 +1,134 @@
+"""Managing WhatsApp sessions: add, remove, list with live state (used by the CLI and the API).
+
+Session hosts pick changes up on their next heartbeat: no restart needed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from models import Message, MessageStatus, WhatsAppSession
+from models.db import session_scope
+from wa_tasks import keys, lifecycle, live_state, routing, submit
+from wa_tasks.errors import InvalidRequest, UnknownSession
+from wa_tasks.redis_client import client_for
+from wa_tasks.settings import Settings
+
+#: Session ids become queue names and Redis keys: keep them plain.
+SESSION_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def slug(device_id: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", device_id.strip().lower()).strip("-")
+
+
+def add(
+    settings: Settings,
+    *,
+    device_id: str,
+    priority: int = 999,
+    session_id: str | None = None,
+    transport: str = "simulated",
+    options: dict[str, Any] | None = None,
+    pace_seconds: float | None = None,
+) -> str:
+    """Configure a new session; returns its id."""
+    from sessions_host import transports
+
+    if not device_id or not device_id.strip():
+        raise InvalidRequest("device id is empty")
+    session_id = session_id or slug(device_id)
+    if not SESSION_ID.match(session_id):
+        raise InvalidRequest(f"session id {session_id!r} must be 1-63 characters of a-z, 0-9, '-' or '_'")
+    if transport not in transports.AVAILABLE:
+        raise InvalidRequest(f"transport {transport!r} is not available; use one of {', '.join(transports.AVAILABLE)}")
+    if pace_seconds is not None and pace_seconds < 0:
+        raise InvalidRequest("pace must be 0 or more seconds")
+    if transport == "simulated":
+        from sessions_host.transports.simulated import SimOptions
+
+        try:
+            SimOptions.build(settings, options)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(str(exc)) from None
+    try:
+        with session_scope(settings.database) as db:
+            db.add(
+                WhatsAppSession(
+                    session_id=session_id,
+                    device_id=device_id.strip(),
+                    priority=priority,
+                    transport=transport,
+                    transport_options=options or {},
+                    pace_seconds=pace_seconds,
+                )
+            )
+    except IntegrityError:
+        raise InvalidRequest(f"a session {session_id!r} already exists") from None
+    return session_id
+
+
+def remove(settings: Settings, session_id: str) -> int:
+    """Delete a session. Messages routed to it and not yet sent go back to dispatch (returned count)."""
+    from wa_tasks.celery_app import app
+
+    with session_scope(settings.database) as db:
+        row = db.scalar(select(WhatsAppSession).where(WhatsAppSession.session_id == session_id))
+        if row is None:
+            raise UnknownSession(f"unknown session {session_id!r}")
+        waiting = db.execute(
+            select(Message.id, Message.priority).where(
+                Message.session_id == session_id, Message.status == MessageStatus.ROUTED
+            )
+        ).all()
+        moved = [m for m in waiting if lifecycle.requeue(db, m.id, error=f"session {session_id} removed")]
+        db.delete(row)
+    redis = client_for(settings.redis)
+    queue = keys.session_queue(session_id)
+    redis.delete(queue, *[f"{queue}:{p}" for p in range(1, 10)])
+    for m in moved:
+        submit.publish_dispatch(app, m.id, m.priority, exclude=[session_id])
+    return len(moved)
+
+
+def listing(settings: Settings) -> list[dict[str, Any]]:
+    """Every session with its live status and whether it is the primary (seed §8.1 fields)."""
+    with session_scope(settings.database) as db:
+        rows = (
+            db.execute(select(WhatsAppSession).order_by(WhatsAppSession.priority, WhatsAppSession.session_id))
+            .scalars()
+            .all()
+        )
+    try:
+        states = live_state.read(client_for(settings.redis), [r.session_id for r in rows])
+    except Exception:
+        states = {}
+    candidates = [
+        routing.Candidate(r.session_id, r.priority, r.session_id in states and states[r.session_id].connected)
+        for r in rows
+    ]
+    primary = routing.primary(candidates)
+    result = []
+    for r in rows:
+        state = states.get(r.session_id)
+        result.append(
+            {
+                "id": r.session_id,
+                "deviceId": r.device_id,
+                "status": state.status if state else "offline",
+                "isPrimary": primary is not None and primary.session_id == r.session_id,
+                "priority": r.priority,
+                "messageCount": r.message_count,
+                "lastActivity": lifecycle.iso(r.last_activity),
+                "phoneNumber": r.phone_number,
+                "transport": r.transport,
+                "host": state.host if state else None,
+                "lastStatus": r.status,
+                "lastError": r.last_error,
+            }
+        )
+    return result

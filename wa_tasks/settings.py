@@ -1,0 +1,149 @@
+"""Every setting of wa-tasks, read from ``WA_*`` environment variables with documented defaults.
+
+This is the one place settings live. Each process reads them once at start (``get_settings()``);
+tests and the thin client may build a ``Settings`` explicitly instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Typed settings. Environment variable = ``WA_`` + field name in upper case."""
+
+    model_config = SettingsConfigDict(env_prefix="WA_", extra="ignore")
+
+    #: Where the embedded defaults keep their files: the SQLite database, the private Redis
+    #: (socket, AOF), the beat schedule, the simulated devices' state.
+    data_dir: Path = Path("var")
+
+    #: SQLAlchemy URL of the database. Default: a SQLite file ``<data_dir>/wa-tasks.db``.
+    #: Production: ``postgresql://user:pass@host:5432/db``.
+    database_url: str | None = None
+
+    #: Redis URL used as Celery broker and for live session state. Default (unset): a private
+    #: redis-server that ``wa-tasks up`` starts under ``<data_dir>`` on a Unix socket, with AOF on.
+    redis_url: str | None = None
+
+    #: Key(s) for encrypting data at rest (comma-separated Fernet keys, newest first).
+    encryption_key: SecretStr | None = None
+
+    #: API key required by the HTTP API. Without one the web process only binds to loopback.
+    api_key: SecretStr | None = None
+
+    #: Default region for phone numbers written without a country code (``0812...``).
+    default_region: str = "ID"
+
+    #: Seconds between two sends of one WhatsApp session (seed §2.1: 1 message/second).
+    #: A session's own ``pace_seconds`` overrides it.
+    pace_seconds: float = Field(default=1.0, ge=0.0)
+
+    #: Attempts per message before it is marked ``failed`` (seed: maxAttempts 3).
+    max_attempts: int = Field(default=3, ge=1)
+
+    #: Longest a dispatch waits between two tries when no session is usable (seconds).
+    dispatch_retry_max_seconds: float = Field(default=30.0, gt=0)
+
+    #: Seconds a session may be down before the messages queued on it move to other sessions.
+    failover_grace_seconds: float = Field(default=5.0, ge=0.0)
+
+    #: Broker visibility timeout: an unacknowledged message is redelivered after this long.
+    #: No countdown may be longer than this (celery-redis notes).
+    visibility_timeout: int = Field(default=3600, gt=60)
+
+    #: How often a session host writes its sessions' live state and heartbeat (seconds).
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+
+    #: How long a live state stays valid without a heartbeat (seconds). After that the
+    #: session counts as down for routing.
+    live_state_ttl_seconds: float = Field(default=10.0, gt=0)
+
+    #: A message still ``queued`` this long after its last dispatch is published again by the
+    #: sweeper (covers a crash between the database commit and the broker publish).
+    sweep_after_seconds: float = Field(default=120.0, gt=0)
+
+    #: Celery worker concurrency for the ``worker`` process.
+    worker_concurrency: int = Field(default=2, ge=1)
+
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    flower_port: int = 5555
+
+    log_level: str = "INFO"
+
+    #: Simulated transport defaults (a session's ``transport_options`` override them).
+    sim_seed: int = 0
+    sim_latency_ms: float = Field(default=150.0, ge=0)
+    sim_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    sim_delivered_after_seconds: float = Field(default=1.0, ge=0)
+    sim_read_after_seconds: float = Field(default=3.0, ge=0)
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper_region(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        return value.upper()
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def database(self) -> str:
+        """The database URL in force."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_path / 'wa-tasks.db'}"
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when no Redis is configured and the project's private one is used."""
+        return not self.redis_url
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.data_path / "redis.sock"
+
+    @property
+    def redis(self) -> str:
+        """URL for redis-py (``unix://`` for the embedded Redis)."""
+        if self.redis_url:
+            return self.redis_url
+        return f"unix://{self.redis_socket}?db=0"
+
+    @property
+    def broker_url(self) -> str:
+        """URL for kombu/Celery/Flower (``redis+socket://`` for the embedded Redis)."""
+        if self.redis_url:
+            return self.redis_url
+        return f"redis+socket://{self.redis_socket}?virtual_host=0"
+
+    def describe(self) -> dict[str, str]:
+        """Settings for display, with secrets and passwords hidden."""
+        from wa_tasks.logs import mask_url
+
+        return {
+            "database": mask_url(self.database),
+            "redis": mask_url(self.redis) + (" (embedded)" if self.embedded_redis else ""),
+            "data_dir": str(self.data_path),
+            "pace_seconds": str(self.pace_seconds),
+            "encryption_key": "set" if self.encryption_key else "not set",
+            "api_key": "set" if self.api_key else "not set",
+        }
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

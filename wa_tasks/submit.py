@@ -1,0 +1,189 @@
+"""Turning a send request into a persisted ``queued`` message and its ``dispatch`` task.
+
+Shared by the thin client (which raises on bad input) and the public ``wa.send`` task (which
+records a refused request as a ``failed`` message). Order matters: validate and render first,
+commit the row, then publish; a crash between commit and publish leaves a ``queued`` row that the
+sweeper publishes again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
+from models.db import session_scope
+from wa_tasks import priorities, templates
+from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate
+from wa_tasks.logs import MessageLog
+from wa_tasks.phone import normalize
+from wa_tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DISPATCH_TASK = "wa.dispatch"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request, ready to be stored."""
+
+    to_number: str
+    content: str
+    priority: int
+    template_id: int | None
+    data: dict[str, Any] | None
+    idempotency_key: str | None
+    session: str | None
+    max_attempts: int
+
+
+def prepare(
+    db: Session,
+    settings: Settings,
+    *,
+    to: object,
+    text: object = None,
+    template: object = None,
+    data: object = None,
+    priority: object = None,
+    idempotency_key: object = None,
+    session: object = None,
+) -> Prepared:
+    """Validate and render a request; raise an :class:`~wa_tasks.errors.InvalidRequest` subclass."""
+    recipient = normalize(to, settings.default_region)
+    step = priorities.resolve(priority)  # type: ignore[arg-type]
+    if data is not None and not isinstance(data, dict):
+        raise InvalidMessage(f"data must be a mapping of template variables, got {type(data).__name__}")
+    if (text is None) == (template is None):
+        raise InvalidMessage("give exactly one of text= or template=")
+    template_id = None
+    if text is not None:
+        if not isinstance(text, str):
+            raise InvalidMessage(f"text must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InvalidMessage("text is empty")
+        if len(text) > templates.MAX_LENGTH:
+            raise InvalidMessage(f"text is {len(text)} characters; the limit is {templates.MAX_LENGTH}")
+        content = text
+    else:
+        if not isinstance(template, str) or not template.strip():
+            raise InvalidMessage("template must be a template name")
+        row = db.scalar(select(Template).where(Template.name == template))
+        if row is None or not row.is_active:
+            state = "inactive" if row is not None else "unknown"
+            raise UnknownTemplate(f"{state} template {template!r}; list them with `wa-tasks templates list`")
+        content = templates.render(row.content, data, name=f"template {template!r}")
+        template_id = row.id
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str) or not idempotency_key.strip() or len(idempotency_key) > 200
+    ):
+        raise InvalidMessage("idempotency_key must be a non-empty string of at most 200 characters")
+    if session is not None and (
+        not isinstance(session, str)
+        or db.scalar(select(WhatsAppSession.id).where(WhatsAppSession.session_id == session)) is None
+    ):
+        raise UnknownSession(f"unknown session {session!r}; list them with `wa-tasks sessions list`")
+    return Prepared(
+        to_number=recipient.number,
+        content=content,
+        priority=step,
+        template_id=template_id,
+        data=data,
+        idempotency_key=idempotency_key,
+        session=session,
+        max_attempts=settings.max_attempts,
+    )
+
+
+def persist(settings: Settings, prepared: Prepared) -> tuple[str, bool]:
+    """Store the message as ``queued``. Returns ``(message_id, created)``; a known idempotency key
+    returns the first message's id and ``created=False``."""
+    message_id = new_message_id()
+    try:
+        with session_scope(settings.database) as db:
+            db.add(
+                Message(
+                    id=message_id,
+                    to_number=prepared.to_number,
+                    content=prepared.content,
+                    priority=prepared.priority,
+                    template_id=prepared.template_id,
+                    data=prepared.data,
+                    idempotency_key=prepared.idempotency_key,
+                    requested_session=prepared.session,
+                    max_attempts=prepared.max_attempts,
+                    status=MessageStatus.QUEUED,
+                    dispatched_at=utcnow(),
+                )
+            )
+        return message_id, True
+    except IntegrityError:
+        if prepared.idempotency_key is None:
+            raise
+        existing = find_by_idempotency_key(settings, prepared.idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+
+
+def find_by_idempotency_key(settings: Settings, key: str) -> str | None:
+    with session_scope(settings.database) as db:
+        return db.scalar(select(Message.id).where(Message.idempotency_key == key))
+
+
+def record_refusal(settings: Settings, *, to: object, reason: str, idempotency_key: str | None, priority: int) -> str:
+    """Store a request that was refused as a ``failed`` message carrying the reason."""
+    message_id = new_message_id()
+    raw_to = to if isinstance(to, str) else repr(to)
+    try:
+        with session_scope(settings.database) as db:
+            db.add(
+                Message(
+                    id=message_id,
+                    to_number=raw_to[:64],
+                    content=None,
+                    priority=priority,
+                    idempotency_key=idempotency_key,
+                    status=MessageStatus.FAILED,
+                    error_message=reason[:2000],
+                    failed_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        existing = find_by_idempotency_key(settings, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+    MessageLog(log, message_id, raw_to).warning("request refused: %s", reason)
+    return message_id
+
+
+def publish_dispatch(
+    app: Celery, message_id: str, priority: int, *, countdown: float | None = None, exclude: list[str] | None = None
+) -> bool:
+    """Publish ``dispatch`` for a stored message. False if the broker is unreachable: the row stays
+    ``queued`` and the sweeper publishes it once the broker is back, so nothing is lost."""
+    kwargs: dict[str, Any] = {"message_id": message_id}
+    if exclude:
+        kwargs["exclude"] = exclude
+    try:
+        app.send_task(
+            DISPATCH_TASK,
+            kwargs=kwargs,
+            priority=priority,
+            countdown=countdown,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except OperationalError as exc:
+        MessageLog(log, message_id).warning("broker unreachable, the sweeper will dispatch it later: %s", exc)
+        return False
+    return True
