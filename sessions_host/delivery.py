@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from enum import StrEnum
 
 from celery import Celery
@@ -30,19 +31,23 @@ class Outcome(StrEnum):
     AMBIGUOUS = "ambiguous"  #: found mid-send after a crash; failed without resending
     SKIPPED = "skipped"  #: already sent, cancelled, or routed elsewhere: a duplicate task
 
-    @property
-    def used_slot(self) -> bool:
-        """Whether WhatsApp saw a send attempt (so the pacing slot is spent)."""
-        return self in (Outcome.SENT, Outcome.FAILED, Outcome.RETRY)
-
 
 def retry_delay(attempt: int, cap: float = 60.0) -> float:
     """Backoff before attempt ``attempt + 1``: 2, 4, 8 … s, capped, with ±25 % jitter."""
-    return min(cap, 2.0**attempt) * random.uniform(0.75, 1.25)
+    return min(cap, 2.0 ** min(attempt, 32)) * random.uniform(0.75, 1.25)
 
 
 class Deliverer:
-    def __init__(self, app: Celery, settings: Settings, session_id: str, transport: Transport) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        settings: Settings,
+        session_id: str,
+        transport: Transport,
+        on_send: Callable[[], None] = lambda: None,
+    ) -> None:
+        #: Called the moment a send starts (the runner's pacer takes its slot time from it).
+        self.on_send = on_send
         self.app = app
         self.settings = settings
         self.session_id = session_id
@@ -81,6 +86,7 @@ class Deliverer:
             priority, max_attempts = message.priority, message.max_attempts
 
         try:
+            self.on_send()
             result = self.transport.send_text(to_jid, content)
         except SessionError as exc:
             with session_scope(db_url) as db:

@@ -48,7 +48,7 @@ class SessionRunner:
         self.transport = transport
         self.pacer = Pacer(pace_seconds)
         self.monitor = monitor
-        self.deliverer = Deliverer(app, settings, session_id, transport)
+        self.deliverer = Deliverer(app, settings, session_id, transport, on_send=self.pacer.used)
         self.status: str = SessionStatus.DISCONNECTED
         self.status_since = time.time()
         self._down_since: float | None = time.monotonic()
@@ -161,8 +161,6 @@ class SessionRunner:
             message.requeue()
             self._stop.wait(2.0)
             return
-        if outcome.used_slot:
-            self.pacer.used(started)
         message.ack()
         self.monitor.task_done(
             task_id,

@@ -26,6 +26,19 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 
 app = make_app()
+
+_apps: dict[str, Celery] = {}
+
+
+def app_for(settings: Settings) -> Celery:
+    """The default app when ``settings`` use its broker, else an app of their own (cached)."""
+    if settings.broker_url == app.conf.broker_url:
+        return app
+    if settings.broker_url not in _apps:
+        _apps[settings.broker_url] = make_app(settings)
+    return _apps[settings.broker_url]
+
+
 app.autodiscover_tasks(["wa_tasks"], related_name="tasks", force=True)
 
 

@@ -32,19 +32,12 @@ class Client:
         base = settings or get_settings()
         updates = {k: v for k, v in {"database_url": database_url, "redis_url": redis_url}.items() if v}
         self.settings = base.model_copy(update=updates) if updates else base
-        self._app: Celery | None = None
-        self._lock = threading.Lock()
 
     @property
     def app(self) -> Celery:
-        with self._lock:
-            if self._app is None:
-                from wa_tasks.celery_app import app as default_app
-                from wa_tasks.celery_app import make_app
+        from wa_tasks.celery_app import app_for
 
-                same = self.settings.broker_url == default_app.conf.broker_url
-                self._app = default_app if same else make_app(self.settings)
-            return self._app
+        return app_for(self.settings)
 
     def send(
         self,

@@ -74,7 +74,7 @@ def add(
 
 def remove(settings: Settings, session_id: str) -> int:
     """Delete a session. Messages routed to it and not yet sent go back to dispatch (returned count)."""
-    from wa_tasks.celery_app import app
+    from wa_tasks.celery_app import app_for
 
     with session_scope(settings.database) as db:
         row = db.scalar(select(WhatsAppSession).where(WhatsAppSession.session_id == session_id))
@@ -91,7 +91,7 @@ def remove(settings: Settings, session_id: str) -> int:
     queue = keys.session_queue(session_id)
     redis.delete(queue, *[f"{queue}:{p}" for p in range(1, 10)])
     for m in moved:
-        submit.publish_dispatch(app, m.id, m.priority, exclude=[session_id])
+        submit.publish_dispatch(app_for(settings), m.id, m.priority, exclude=[session_id])
     return len(moved)
 
 

@@ -117,17 +117,23 @@ class Settings(BaseSettings):
 
     @property
     def redis(self) -> str:
-        """URL for redis-py (``unix://`` for the embedded Redis)."""
-        if self.redis_url:
-            return self.redis_url
-        return f"unix://{self.redis_socket}?db=0"
+        """URL for redis-py (``unix://`` for a Unix socket, such as the embedded Redis)."""
+        url = self.redis_url or f"redis+socket://{self.redis_socket}?virtual_host=0"
+        if url.startswith("redis+socket://"):
+            path, _, query = url.removeprefix("redis+socket://").partition("?")
+            db = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("virtual_host", "0")
+            return f"unix://{path}?db={db}"
+        return url
 
     @property
     def broker_url(self) -> str:
-        """URL for kombu/Celery/Flower (``redis+socket://`` for the embedded Redis)."""
-        if self.redis_url:
-            return self.redis_url
-        return f"redis+socket://{self.redis_socket}?virtual_host=0"
+        """URL for kombu/Celery/Flower (``redis+socket://`` for a Unix socket)."""
+        url = self.redis_url or f"redis+socket://{self.redis_socket}?virtual_host=0"
+        if url.startswith("unix://"):
+            path, _, query = url.removeprefix("unix://").partition("?")
+            db = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("db", "0")
+            return f"redis+socket://{path}?virtual_host={db}"
+        return url
 
     def describe(self) -> dict[str, str]:
         """Settings for display, with secrets and passwords hidden."""

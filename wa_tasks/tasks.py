@@ -95,7 +95,7 @@ def status(message_id: str) -> dict[str, Any] | None:
 
 def _backoff(retries: int, cap: float) -> float:
     """Exponential backoff with full jitter: 1, 2, 4 … seconds, capped, then jittered to 50–100 %."""
-    delay = min(cap, 2.0**retries)
+    delay = min(cap, 2.0 ** min(retries, 32))
     return delay * random.uniform(0.5, 1.0)
 
 

@@ -21,26 +21,26 @@ MAX_LENGTH = 4096
 _env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
-def variables_of(content: str) -> list[str]:
+def variables_of(content: str, *, name: str = "template") -> list[str]:
     """The variable names ``content`` uses, sorted."""
     try:
         return sorted(meta.find_undeclared_variables(_env.parse(content)))
     except TemplateSyntaxError as exc:
-        raise TemplateRenderError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+        raise TemplateRenderError(f"{name} has a syntax error on line {exc.lineno}: {exc.message}") from None
 
 
 def render(content: str, data: Mapping[str, Any] | None, *, name: str = "template") -> str:
     """Render ``content`` with ``data``; every variable must be given."""
     data = dict(data or {})
-    missing = [v for v in variables_of(content) if v not in data]
+    missing = [v for v in variables_of(content, name=name) if v not in data]
     if missing:
         raise TemplateRenderError(f"{name} needs data for: {', '.join(missing)}")
     try:
         text = _env.from_string(content).render(data)
     except (UndefinedError, SecurityError) as exc:
         raise TemplateRenderError(f"{name} could not be rendered: {exc}") from None
-    except TemplateSyntaxError as exc:
-        raise TemplateRenderError(f"{name} has a syntax error on line {exc.lineno}: {exc.message}") from None
+    except Exception as exc:  # bad data in an expression: 1/0, "a" + 1, a sandbox limit
+        raise TemplateRenderError(f"{name} could not be rendered: {type(exc).__name__}: {exc}") from None
     if len(text) > MAX_LENGTH:
         raise TemplateRenderError(f"{name} renders to {len(text)} characters; the limit is {MAX_LENGTH}")
     return text

@@ -1,0 +1,141 @@
+"""Services for the tests: a real Redis and real databases.
+
+- Redis: ``WA_TEST_REDIS_URL`` (CI: the machine's Redis), else a private redis-server started here.
+- Databases: SQLite always; PostgreSQL from ``WA_TEST_POSTGRES_URL``. Under CI (``CI=true``) a
+  missing PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import text
+
+from models.db import create, dispose_all
+from models.migrate import upgrade
+from wa_tasks.redis_server import EmbeddedRedis
+from wa_tasks.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.stack import Stack  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TABLES = ("whatsapp_messages", "whatsapp_queue_jobs", "whatsapp_templates", "whatsapp_sessions")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("WA_TEST_REDIS_URL")
+    if url:
+        try:
+            redis_lib.Redis.from_url(url).ping()
+        except redis_lib.RedisError as exc:
+            pytest.fail(f"WA_TEST_REDIS_URL={url} does not answer: {exc}")
+        yield url
+        return
+    directory = Path(tempfile.mkdtemp(prefix="wa-redis-"))
+    port = free_port()
+    server = EmbeddedRedis(directory, persistent=False, port=port)
+    server.start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'wa-tasks.db'}"
+    else:
+        url = os.environ.get("WA_TEST_POSTGRES_URL", "")
+        if not url:
+            if IN_CI:
+                pytest.fail("CI must test PostgreSQL: set WA_TEST_POSTGRES_URL")
+            pytest.skip("PostgreSQL not configured: set WA_TEST_POSTGRES_URL to run these tests on it")
+        _reset_postgres(url)
+    upgrade(url)
+    yield url
+    dispose_all()
+
+
+@pytest.fixture
+def database(database_url: str) -> str:
+    """A migrated database with empty tables."""
+    engine = create(database_url)
+    with engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+def redis_clean(redis_url: str) -> str:
+    redis_lib.Redis.from_url(redis_url).flushdb()
+    return redis_url
+
+
+@pytest.fixture
+def settings(database: str, redis_clean: str, tmp_path: Path) -> Settings:
+    """Settings for one test: real services, short pacing and heartbeats (pacing has its own tests)."""
+    return Settings(
+        database_url=database,
+        redis_url=redis_clean,
+        data_dir=tmp_path / "var",
+        pace_seconds=0.05,
+        heartbeat_seconds=0.5,
+        live_state_ttl_seconds=3.0,
+        failover_grace_seconds=1.0,
+        dispatch_retry_max_seconds=2.0,
+        sim_latency_ms=20,
+        sim_delivered_after_seconds=0.3,
+        sim_read_after_seconds=0.3,
+        log_level="INFO",
+    )
+
+
+@pytest.fixture
+def stack(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """A real worker and session host (started by the test with ``stack.start()``)."""
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    running = Stack(settings, logdir)
+    try:
+        yield running
+    finally:
+        running.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(running.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

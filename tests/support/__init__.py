@@ -1,0 +1,1 @@
+"""Helpers for tests that start the real processes (worker, session host) against real services."""

@@ -1,0 +1,157 @@
+"""A running wa-tasks stack for tests: a real Celery worker and a real session host as child
+processes, on a real Redis and a real database, driven through the thin client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from models.db import session_scope
+from sessions_host.transports.simnet import LedgerEntry, SimNet
+from wa_tasks import live_state
+from wa_tasks import sessions as manage
+from wa_tasks.celery_app import make_app
+from wa_tasks.client import Client
+from wa_tasks.redis_client import client_for
+from wa_tasks.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``WA_*`` variables that reproduce ``settings`` in a child process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"WA_{name.upper()}"] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+class Stack:
+    def __init__(self, settings: Settings, logdir: Path) -> None:
+        self.settings = settings
+        self.logdir = logdir
+        self.env = settings_env(settings)
+        self.client = Client(settings)
+        self.app: Celery = make_app(settings)
+        self.redis = client_for(settings.redis)
+        self.simnet = SimNet(self.redis)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    # Processes -----------------------------------------------------------------------------------
+
+    def start(self, *names: str) -> None:
+        for name in names or ("worker", "sessions"):
+            self.start_process(name)
+        if "worker" in (names or ("worker",)):
+            self.wait_for_worker()
+
+    def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.logdir / f"{name}.log").open("ab")
+        if name == "worker":
+            sub = ["worker", "-c", "2"]
+        elif name.startswith("sessions"):
+            sub = ["sessions", "--hostname", f"{name}@test"]
+        else:
+            sub = [name]
+        argv = [sys.executable, "-m", "wa_tasks", *sub, *args]
+        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.processes[name] = proc
+        return proc
+
+    def wait_for_worker(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            replies = self.app.control.ping(timeout=0.5) or []
+            if any(name.startswith("worker@") for reply in replies for name in reply):
+                return
+        raise AssertionError(f"the worker did not answer within {timeout}s\n{self.logs()}")
+
+    def check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"process {name} exited with {proc.returncode}\n{self.logs()}")
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        proc = self.processes.pop(name)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(f"{name} did not stop within {timeout}s after signal {sig}") from None
+        return proc.returncode
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            with contextlib.suppress(AssertionError):
+                self.stop_process(name)
+
+    def logs(self) -> str:
+        out = []
+        for path in sorted(self.logdir.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-60:]
+            out.append(f"==== {path.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    # Sessions ------------------------------------------------------------------------------------
+
+    def add_session(self, session_id: str, priority: int, **kwargs: Any) -> str:
+        return manage.add(
+            self.settings, device_id=session_id.upper(), session_id=session_id, priority=priority, **kwargs
+        )
+
+    def wait_connected(self, *session_ids: str, timeout: float = 30.0) -> None:
+        self.wait_live(session_ids, lambda s: s is not None and s.connected, "connected", timeout)
+
+    def wait_down(self, *session_ids: str, timeout: float = 30.0) -> None:
+        self.wait_live(session_ids, lambda s: s is None or not s.connected, "down", timeout)
+
+    def wait_live(self, session_ids: tuple[str, ...], ok: Any, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            states = live_state.read(self.redis, session_ids)
+            if all(ok(states.get(s)) for s in session_ids):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"sessions {session_ids} not {what} within {timeout}s\n{self.logs()}")
+
+    # Messages ------------------------------------------------------------------------------------
+
+    def wait_status(self, message_id: str, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = self.client.status(message_id)
+            if status["status"] in statuses:
+                return status
+            time.sleep(0.05)
+        self.check_alive()
+        raise AssertionError(f"{message_id} is {status.get('status')}, not {statuses}, after {timeout}s\n{self.logs()}")
+
+    def wait_all(self, ids: list[str], *statuses: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+        return [self.wait_status(i, *statuses, timeout=timeout) for i in ids]
+
+    def ledger(self, number: str | None = None) -> list[LedgerEntry]:
+        return self.simnet.ledger(number)
+
+    def db(self) -> Any:
+        return session_scope(self.settings.database)
+
+    def queue_length(self, queue: str) -> int:
+        return sum(int(self.redis.llen(queue if p == 0 else f"{queue}:{p}")) for p in range(10))
