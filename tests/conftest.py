@@ -59,6 +59,16 @@ def redis_url() -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def postgres_url() -> str:
+    """``WA_TEST_POSTGRES_URL``; without it the test is skipped, or fails under CI."""
+    url = os.environ.get("WA_TEST_POSTGRES_URL", "")
+    if not url:
+        if IN_CI:
+            pytest.fail("CI must test PostgreSQL: set WA_TEST_POSTGRES_URL")
+        pytest.skip("PostgreSQL not configured: set WA_TEST_POSTGRES_URL to run these tests on it")
+    return url
+
+
 def _reset_postgres(url: str) -> None:
     engine = create(url)
     with engine.begin() as conn:
@@ -72,11 +82,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'wa-tasks.db'}"
     else:
-        url = os.environ.get("WA_TEST_POSTGRES_URL", "")
-        if not url:
-            if IN_CI:
-                pytest.fail("CI must test PostgreSQL: set WA_TEST_POSTGRES_URL")
-            pytest.skip("PostgreSQL not configured: set WA_TEST_POSTGRES_URL to run these tests on it")
+        url = postgres_url()
         _reset_postgres(url)
     upgrade(url)
     yield url

@@ -106,6 +106,9 @@ def flower() -> None:
     """Run Flower on the same broker settings."""
     settings = get_settings()
     _require_redis()
+    # Flower listens on loopback only, so its JSON API is left open to local tools; basic auth and
+    # remote access are configured the way Flower documents (FLOWER_BASIC_AUTH, FLOWER_ADDRESS).
+    os.environ.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
     _exec(
         [
             sys.executable,

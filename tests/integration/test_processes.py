@@ -1,0 +1,175 @@
+"""The processes as an operator runs them: Flower over a real stack, the CLI, ``./dev up`` on the
+embedded defaults (nothing configured) and ``wa-tasks demo``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import free_port
+
+from support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _get_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        return json.loads(response.read())
+
+
+def _poll(fn: Any, timeout: float, what: str, logs: Any = lambda: "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except OSError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not seen within {timeout}s (last: {last!r})\n{logs()}")
+
+
+def test_flower_shows_each_session_queue_with_its_depth_and_the_sends(stack: Stack) -> None:
+    # Given a stack with a slow session (a backlog builds up) and Flower on the same broker
+    stack.add_session("wa-1", priority=1, pace_seconds=1.0)
+    port = free_port()
+    stack.env["WA_FLOWER_PORT"] = str(port)
+    stack.start()
+    stack.start_process("flower")
+    stack.wait_connected("wa-1")
+    ids = [stack.client.send(f"0812777700{i:02d}", text=f"antri {i}") for i in range(8)]
+
+    # Then Flower's queue view lists wa.session.wa-1 with messages waiting in it
+    def session_queue_depth() -> int:
+        queues = _get_json(f"http://127.0.0.1:{port}/api/queues/length")["active_queues"]
+        return next((q["messages"] for q in queues if q["name"] == "wa.session.wa-1"), 0)
+
+    depth = _poll(session_queue_depth, 60, "wa.session.wa-1 with a depth in Flower", stack.logs)
+    assert depth >= 1
+
+    # And the sends appear as wa.deliver tasks of the session host (the last one surely after Flower
+    # subscribed to the event stream)
+    stack.wait_status(ids[-1], "sent", "delivered", "read")
+
+    def last_deliver() -> list[dict[str, Any]]:
+        tasks = _get_json(f"http://127.0.0.1:{port}/api/tasks?taskname=wa.deliver")
+        return [t for t in tasks.values() if ids[-1] in (t.get("kwargs") or "") and t.get("state") == "SUCCESS"]
+
+    [task] = _poll(last_deliver, 60, f"the wa.deliver of {ids[-1]} succeeded in Flower", stack.logs)
+    assert task["worker"].startswith("sessions")
+    assert task["result"] == "'sent'"
+
+
+def _cli(settings_env_: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wa_tasks", *args], env=settings_env_, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_manages_sessions_sends_and_reads_the_simulated_inbox(stack: Stack) -> None:
+    env = stack.env
+    added = _cli(env, "sessions", "add", "--device", "WA-1", "--priority", "1")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "wa-1"
+    stack.start()
+    stack.wait_connected("wa-1")
+
+    listed = json.loads(_cli(env, "sessions", "list", "--json").stdout)["sessions"]
+    assert [(s["id"], s["status"], s["isPrimary"]) for s in listed] == [("wa-1", "connected", True)]
+
+    sent = _cli(env, "send", "0812-3456-7890", "--text", "Halo dari CLI")
+    assert sent.returncode == 0, sent.stderr
+    message_id = sent.stdout.strip()
+    stack.wait_status(message_id, "read")
+    status = json.loads(_cli(env, "status", message_id).stdout)
+    assert status["status"] == "read" and status["sessionId"] == "wa-1"
+
+    inbox = json.loads(_cli(env, "sim", "inbox", "+62 812 3456 7890", "--json").stdout)
+    assert [(e["to"], e["session"], e["text"]) for e in inbox] == [("6281234567890", "wa-1", "Halo dari CLI")]
+    assert json.loads(_cli(env, "sim", "inbox", "0813-0000-0000", "--json").stdout) == []
+
+    bad = _cli(env, "send", "0812", "--text", "x")
+    assert bad.returncode != 0 and "not a valid phone number" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a fresh machine: no WA_* settings at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
+    env["WA_VENV"] = sys.prefix  # the dev script reuses this interpreter's environment
+    return env
+
+
+def test_the_readme_run_command_comes_up_on_embedded_defaults_and_stops_cleanly(tmp_path: Path) -> None:
+    # Given nothing configured (no Redis URL, no database URL)
+    env = _clean_env(tmp_path)
+    env["WA_DATA_DIR"] = str(tmp_path / "var")
+    web, flower = free_port(), free_port()
+    env.update({"WA_WEB_PORT": str(web), "WA_FLOWER_PORT": str(flower)})
+    log = (tmp_path / "up.log").open("w+")
+
+    # When the README's run command starts
+    proc = subprocess.Popen(
+        [str(ROOT / "dev"), "up"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    logs = lambda: Path(log.name).read_text()  # noqa: E731
+    try:
+        # Then the web process answers with both the database and its own Redis reachable
+        health = _poll(lambda: _get_json(f"http://127.0.0.1:{web}/health"), 90, "web /health", logs)
+        assert health == {"status": "ok", "database": True, "redis": True}
+        _poll(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{flower}/", timeout=2).status == 200, 90, "Flower", logs
+        )
+        assert (tmp_path / "var" / "redis.sock").exists()
+        assert (tmp_path / "var" / "wa-tasks.db").exists()
+        assert (tmp_path / "var" / "appendonlydir").exists() or (tmp_path / "var" / "appendonly.aof").exists()
+        output = logs()
+        assert f"http://127.0.0.1:{web}/" in output and f"http://127.0.0.1:{flower}/" in output
+        for name in ("web", "worker", "beat", "sessions", "flower"):
+            assert f"{name}" in output and "started (pid=" in output
+    finally:
+        # When Ctrl-C is pressed (SIGINT to the whole foreground group)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(60)
+    # Then every process stopped and the private Redis with them
+    output = logs()
+    assert code == 0 or code == 130, output
+    assert "sessions stopped" in output and "worker stopped" in output
+    assert not _redis_alive(tmp_path / "var" / "redis.sock")
+
+
+def _redis_alive(socket_path: Path) -> bool:
+    from wa_tasks.redis_server import ping
+
+    return socket_path.exists() and ping(socket_path)
+
+
+def test_the_demo_delivers_every_message_exactly_once(tmp_path: Path) -> None:
+    env = _clean_env(tmp_path)
+    env["WA_DATA_DIR"] = str(tmp_path / "var")
+
+    result = subprocess.run(
+        [str(ROOT / "dev"), "demo", "--count", "8", "--pace", "0.3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "every message was received exactly once" in result.stdout
+    assert "dropped" in result.stdout  # the failover happened
+    assert "demo-1" in result.stdout and "demo-2" in result.stdout
