@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import postgres_url
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
+from conftest import postgres_url
 from models import Base
 from models.db import create
 from models.migrate import downgrade, upgrade

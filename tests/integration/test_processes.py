@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
 
+from conftest import free_port
 from support.stack import Stack
 
 pytestmark = pytest.mark.integration
