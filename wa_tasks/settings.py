@@ -115,25 +115,27 @@ class Settings(BaseSettings):
     def redis_socket(self) -> Path:
         return self.data_path / "redis.sock"
 
+    def _socket(self) -> tuple[str, str] | None:
+        """(path, db) when Redis is reached over a Unix socket, written either way."""
+        url = self.redis_url or f"unix://{self.redis_socket}?db=0"
+        for scheme, db_param in (("unix://", "db"), ("redis+socket://", "virtual_host")):
+            if url.startswith(scheme):
+                path, _, query = url.removeprefix(scheme).partition("?")
+                params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+                return path, params.get(db_param, "0")
+        return None
+
     @property
     def redis(self) -> str:
         """URL for redis-py (``unix://`` for a Unix socket, such as the embedded Redis)."""
-        url = self.redis_url or f"redis+socket://{self.redis_socket}?virtual_host=0"
-        if url.startswith("redis+socket://"):
-            path, _, query = url.removeprefix("redis+socket://").partition("?")
-            db = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("virtual_host", "0")
-            return f"unix://{path}?db={db}"
-        return url
+        socket = self._socket()
+        return f"unix://{socket[0]}?db={socket[1]}" if socket else str(self.redis_url)
 
     @property
     def broker_url(self) -> str:
         """URL for kombu/Celery/Flower (``redis+socket://`` for a Unix socket)."""
-        url = self.redis_url or f"redis+socket://{self.redis_socket}?virtual_host=0"
-        if url.startswith("unix://"):
-            path, _, query = url.removeprefix("unix://").partition("?")
-            db = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("db", "0")
-            return f"redis+socket://{path}?virtual_host={db}"
-        return url
+        socket = self._socket()
+        return f"redis+socket://{socket[0]}?virtual_host={socket[1]}" if socket else str(self.redis_url)
 
     def describe(self) -> dict[str, str]:
         """Settings for display, with secrets and passwords hidden."""

@@ -98,5 +98,11 @@ class Transport(Protocol):
         """Send a text message; blocks until WhatsApp's server acknowledges it."""
         ...
 
+    def send_media(
+        self, jid: str, data: bytes, mimetype: str, caption: str = "", filename: str | None = None
+    ) -> SendResult:
+        """Send an image (``image/*``) or a document (anything else) with a caption."""
+        ...
+
     @property
     def connected(self) -> bool: ...

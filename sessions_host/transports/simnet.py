@@ -28,6 +28,9 @@ class LedgerEntry:
     text: str
     wa_message_id: str
     at: str  #: ISO time the network accepted it
+    kind: str = "text"  #: "text", "image" or "document"
+    mimetype: str | None = None  #: of an image or document
+    size: int | None = None  #: bytes of an image or document
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)

@@ -192,6 +192,17 @@ class SimulatedTransport:
         return self._state
 
     def send_text(self, jid: str, text: str) -> SendResult:
+        return self._send(jid, text)
+
+    def send_media(
+        self, jid: str, data: bytes, mimetype: str, caption: str = "", filename: str | None = None
+    ) -> SendResult:
+        kind = "image" if mimetype.startswith("image/") else "document"
+        return self._send(jid, caption, kind=kind, mimetype=mimetype, size=len(data))
+
+    def _send(
+        self, jid: str, text: str, *, kind: str = "text", mimetype: str | None = None, size: int | None = None
+    ) -> SendResult:
         if self._state != SessionStatus.CONNECTED:
             raise SessionError(f"websocket not connected (session is {self._state})")
         if self.simnet.is_dropped(self.session_id):
@@ -215,6 +226,9 @@ class SimulatedTransport:
                 text=text,
                 wa_message_id=wa_id,
                 at=now_iso(),
+                kind=kind,
+                mimetype=mimetype,
+                size=size,
             )
         )
         self.hub.call_later(delivered_after, lambda: self._receipt(wa_id, "delivered"))

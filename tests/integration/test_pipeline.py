@@ -170,3 +170,35 @@ def test_a_message_waits_while_no_session_is_connected(stack: Stack) -> None:
     stack.simnet.restore("wa-1")
     stack.wait_status(message_id, "sent", "delivered", "read")
     assert len(stack.ledger(NUMBER)) == 1
+
+
+def test_the_sweeper_dispatches_a_message_whose_publish_was_lost(stack: Stack) -> None:
+    # Given a message committed as queued whose dispatch was never published (a crash between the
+    # commit and the publish), older than the sweep limit
+    stack.add_session("wa-1", priority=1)
+    with stack.db() as db:
+        db.add(
+            Message(
+                id="msg_lost",
+                to_number=NUMBER,
+                content="Pesan yang hampir hilang",
+                status="queued",
+                priority=5,
+                dispatched_at=datetime_minutes_ago(10),
+            )
+        )
+    stack.start()
+    stack.wait_connected("wa-1")
+    time.sleep(1.0)
+    assert stack.client.status("msg_lost")["status"] == "queued"  # nothing else will send it
+
+    # When the beat's sweep task runs
+    stack.app.send_task("wa.sweep")
+
+    # Then the message is sent once
+    stack.wait_status("msg_lost", "sent", "delivered", "read")
+    assert [e.text for e in stack.ledger(NUMBER)] == ["Pesan yang hampir hilang"]
+
+
+def datetime_minutes_ago(minutes: int) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)
