@@ -73,6 +73,7 @@ def test_bad_input_raises_a_clear_error_and_stores_and_queues_nothing(
     settings: Settings, kwargs: dict[str, object], error: type[Exception], words: str
 ) -> None:
     client = Client(settings)
+    kwargs = dict(kwargs)  # the parameter dict is shared by the SQLite and PostgreSQL runs
     to = kwargs.pop("to")
 
     with pytest.raises(error) as raised:
