@@ -109,6 +109,21 @@ def cancel(db: Session, message_id: str) -> bool:
     )
 
 
+def retry_failed(db: Session, message_id: str) -> bool:
+    """``failed → queued`` for another round of attempts (an operator's retry)."""
+    return _update(
+        db,
+        message_id,
+        [Message.status == S.FAILED],
+        status=S.QUEUED,
+        attempts=0,
+        error_message=None,
+        failed_at=None,
+        session_id=None,
+        dispatched_at=utcnow(),
+    )
+
+
 def apply_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -> bool:
     """A delivery or read receipt for the message WhatsApp knows as ``wa_message_id``.
 

@@ -67,3 +67,14 @@ def read(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, LiveState
 
 def now() -> float:
     return time.time()
+
+
+def backlogs(client: redis.Redis, queues: Iterable[str], steps: int = 10) -> dict[str, int]:
+    """Messages waiting on each queue, over all its priority lists (``name``, ``name:1`` … ``name:9``)."""
+    names = list(queues)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        for step in range(steps):
+            pipe.llen(name if step == 0 else f"{name}:{step}")
+    lengths = pipe.execute()
+    return {name: sum(lengths[i * steps : (i + 1) * steps]) for i, name in enumerate(names)}

@@ -1,7 +1,12 @@
 """Which session sends a message: the routing choice as a pure function over live session state.
 
-Policy ``failover`` (the seed's default): every message goes to the primary, the connected session
-with the lowest priority number; the others only when it is down.
+Policies (DESIGN.md):
+- ``failover`` (the seed's default): everything to the primary, the connected session with the
+  lowest priority number; the others only when it is down.
+- ``spillover``: the primary until its backlog would make a new message wait longer than a bound,
+  then the next session by priority (and so on).
+- ``balanced``: the session where a new message would wait least (backlog × pace), ties by priority:
+  sessions share the load in proportion to their speed.
 """
 
 from __future__ import annotations
@@ -9,12 +14,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+POLICIES = ("failover", "spillover", "balanced")
+
 
 @dataclass(frozen=True)
 class Candidate:
     session_id: str
     priority: int
     connected: bool
+    #: Messages waiting on the session's queue.
+    backlog: int = 0
+    #: Seconds between sends on the session.
+    pace_seconds: float = 1.0
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long a message queued now would wait."""
+        return self.backlog * self.pace_seconds
 
 
 def primary(candidates: Iterable[Candidate]) -> Candidate | None:
@@ -25,13 +41,29 @@ def primary(candidates: Iterable[Candidate]) -> Candidate | None:
     return min(usable, key=lambda c: (c.priority, c.session_id))
 
 
-def choose(candidates: Sequence[Candidate], *, requested: str | None = None, exclude: Iterable[str] = ()) -> str | None:
+def choose(
+    candidates: Sequence[Candidate],
+    *,
+    requested: str | None = None,
+    exclude: Iterable[str] = (),
+    policy: str = "failover",
+    spillover_wait_seconds: float = 60.0,
+) -> str | None:
     """The session to route to, or None when no session is usable now (the message waits)."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown routing policy {policy!r}; use one of {', '.join(POLICIES)}")
     excluded = set(exclude)
+    usable = [c for c in candidates if c.connected and c.session_id not in excluded]
     if requested is not None:
-        for c in candidates:
-            if c.session_id == requested and c.connected and c.session_id not in excluded:
-                return c.session_id
+        return requested if any(c.session_id == requested for c in usable) else None
+    if not usable:
         return None
-    chosen = primary(c for c in candidates if c.session_id not in excluded)
-    return chosen.session_id if chosen else None
+    by_priority = sorted(usable, key=lambda c: (c.priority, c.session_id))
+    if policy == "failover":
+        return by_priority[0].session_id
+    if policy == "spillover":
+        for c in by_priority:
+            if c.wait_seconds < spillover_wait_seconds:
+                return c.session_id
+        return min(by_priority, key=lambda c: (c.wait_seconds, c.priority, c.session_id)).session_id
+    return min(by_priority, key=lambda c: (c.wait_seconds, c.priority, c.session_id)).session_id

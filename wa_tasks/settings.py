@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,12 @@ class Settings(BaseSettings):
 
     #: Longest a dispatch waits between two tries when no session is usable (seconds).
     dispatch_retry_max_seconds: float = Field(default=30.0, gt=0)
+
+    #: How dispatch chooses a session: failover (seed default), spillover or balanced.
+    routing_policy: Literal["failover", "spillover", "balanced"] = "failover"
+
+    #: spillover: the longest a new message may wait on a session's backlog before the next one is used.
+    spillover_wait_seconds: float = Field(default=60.0, gt=0)
 
     #: Seconds a session may be down before the messages queued on it move to other sessions.
     failover_grace_seconds: float = Field(default=5.0, ge=0.0)

@@ -19,6 +19,7 @@ Internal: ``wa.dispatch`` (routes a queued message to ``wa.session.<id>``), ``wa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -26,6 +27,7 @@ from typing import Any
 
 from celery import Task
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
@@ -34,7 +36,7 @@ from wa_tasks.celery_app import app
 from wa_tasks.errors import InvalidRequest
 from wa_tasks.logs import MessageLog
 from wa_tasks.redis_client import client_for
-from wa_tasks.settings import get_settings
+from wa_tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,38 @@ def _backoff(retries: int, cap: float) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
+def _candidates(settings: Settings, db: Session) -> list[routing.Candidate]:
+    """Every configured session with its live state (and backlog, when the policy needs it)."""
+    rows = db.execute(select(WhatsAppSession.session_id, WhatsAppSession.priority, WhatsAppSession.pace_seconds)).all()
+    redis = client_for(settings.redis)
+    states = live_state.read(redis, [r.session_id for r in rows])
+    backlog: dict[str, int] = {}
+    if settings.routing_policy != "failover":
+        backlog = live_state.backlogs(redis, [keys.session_queue(r.session_id) for r in rows])
+    return [
+        routing.Candidate(
+            session_id=r.session_id,
+            priority=r.priority,
+            connected=r.session_id in states and states[r.session_id].connected,
+            backlog=backlog.get(keys.session_queue(r.session_id), 0),
+            pace_seconds=r.pace_seconds if r.pace_seconds is not None else settings.pace_seconds,
+        )
+        for r in rows
+    ]
+
+
+def _choose(
+    settings: Settings, candidates: list[routing.Candidate], requested: str | None, exclude: list[str] | None
+) -> str | None:
+    return routing.choose(
+        candidates,
+        requested=requested,
+        exclude=exclude or (),
+        policy=settings.routing_policy,
+        spillover_wait_seconds=settings.spillover_wait_seconds,
+    )
+
+
 @app.task(name="wa.dispatch", bind=True, max_retries=None)
 def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> str | None:
     """Route a ``queued`` message to a session's queue; wait (retry) while no session is usable."""
@@ -116,13 +150,7 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
             return message.session_id
         if message.status != MessageStatus.QUEUED:
             return None
-        rows = db.execute(select(WhatsAppSession.session_id, WhatsAppSession.priority)).all()
-        states = live_state.read(client_for(settings.redis), [r.session_id for r in rows])
-        candidates = [
-            routing.Candidate(r.session_id, r.priority, r.session_id in states and states[r.session_id].connected)
-            for r in rows
-        ]
-        chosen = routing.choose(candidates, requested=message.requested_session, exclude=exclude or ())
+        chosen = _choose(settings, _candidates(settings, db), message.requested_session, exclude)
         if chosen is None:
             lifecycle.touch_dispatched(db, message_id)
             db.commit()
@@ -136,6 +164,36 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
     _publish_deliver(message_id, chosen, priority)
     MessageLog(log, message_id, message.to_number, chosen).info("routed")
     return chosen
+
+
+@app.task(name="wa.dispatch_batch")
+def dispatch_batch(message_ids: list[str]) -> int:
+    """Route many queued messages with one read of the session state (bulk sends). Messages that
+    cannot be routed now fall back to a single ``wa.dispatch`` each, which waits and retries."""
+    settings = get_settings()
+    routed: list[tuple[str, str, int]] = []
+    waiting: list[tuple[str, int]] = []
+    with session_scope(settings.database) as db:
+        candidates = _candidates(settings, db)
+        backlog = {c.session_id: c.backlog for c in candidates}
+        messages = db.execute(
+            select(Message.id, Message.priority, Message.requested_session).where(
+                Message.id.in_(message_ids), Message.status == MessageStatus.QUEUED
+            )
+        ).all()
+        for m in messages:
+            current = [dataclasses.replace(c, backlog=backlog[c.session_id]) for c in candidates]
+            chosen = _choose(settings, current, m.requested_session, None)
+            if chosen is None:
+                waiting.append((m.id, m.priority))
+            elif lifecycle.route(db, m.id, chosen):
+                backlog[chosen] += 1
+                routed.append((m.id, chosen, m.priority))
+    for message_id, session_id, priority in routed:
+        _publish_deliver(message_id, session_id, priority)
+    for message_id, priority in waiting:
+        submit.publish_dispatch(app, message_id, priority, countdown=1.0)
+    return len(routed)
 
 
 def _publish_deliver(message_id: str, session_id: str, priority: int) -> None:

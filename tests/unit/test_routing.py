@@ -79,3 +79,41 @@ def test_primary_returns_the_candidate_itself():
 
 def test_primary_accepts_a_generator():
     assert primary(c for c in [down("a", 0), up("b", 4)]) == up("b", 4)
+
+
+# Policies ---------------------------------------------------------------------------------------
+
+A_BUSY = Candidate("a", 1, True, backlog=100, pace_seconds=1.0)
+B_IDLE = Candidate("b", 2, True, backlog=0, pace_seconds=1.0)
+C_SLOW = Candidate("c", 3, True, backlog=5, pace_seconds=10.0)
+
+
+def test_failover_ignores_backlog_and_keeps_the_primary():
+    assert choose([A_BUSY, B_IDLE], policy="failover") == "a"
+
+
+def test_spillover_moves_on_when_the_primary_wait_passes_the_bound():
+    assert choose([A_BUSY, B_IDLE], policy="spillover", spillover_wait_seconds=60) == "b"
+    assert choose([A_BUSY, B_IDLE], policy="spillover", spillover_wait_seconds=500) == "a"
+
+
+def test_spillover_with_every_session_over_the_bound_takes_the_shortest_wait():
+    busy_b = Candidate("b", 2, True, backlog=80, pace_seconds=1.0)
+    assert choose([A_BUSY, busy_b], policy="spillover", spillover_wait_seconds=10) == "b"
+
+
+def test_balanced_takes_the_shortest_wait_counting_each_sessions_pace():
+    # c has fewer messages waiting than a, but at 10 s per send its wait (50 s) is longer than b's (0 s)
+    assert choose([A_BUSY, B_IDLE, C_SLOW], policy="balanced") == "b"
+    assert choose([A_BUSY, C_SLOW], policy="balanced") == "c"
+
+
+def test_balanced_breaks_ties_by_priority():
+    a = Candidate("a", 2, True, backlog=3)
+    b = Candidate("b", 1, True, backlog=3)
+    assert choose([a, b], policy="balanced") == "b"
+
+
+def test_an_unknown_policy_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown routing policy 'random'"):
+        choose([B_IDLE], policy="random")

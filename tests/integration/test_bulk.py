@@ -1,0 +1,88 @@
+"""Bulk sends through the real stack: progress counts match the rows, cancel stops what was not
+sent, invalid recipients queue nothing, and a repeated idempotency key makes no second job."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Message, Template
+from support.stack import Stack
+from wa_tasks import errors
+
+pytestmark = pytest.mark.integration
+
+
+def _recipients(n: int) -> list[dict[str, object]]:
+    return [{"whatsapp": f"08123400{i:04d}", "data": {"customer_name": f"Pelanggan {i}"}} for i in range(n)]
+
+
+def test_bulk_progress_counts_match_the_rows_and_every_recipient_gets_one(stack: Stack) -> None:
+    # Given a template and one connected session
+    with stack.db() as db:
+        db.add(
+            Template(name="info", content="Halo {{ customer_name }}, {{ note }}", variables=["customer_name", "note"])
+        )
+    stack.add_session("wa-1", priority=1)
+    stack.start()
+    stack.wait_connected("wa-1")
+
+    # When a bulk job of 40 recipients is queued with shared and per-recipient data
+    job = stack.client.send_bulk(_recipients(40), template="info", template_data={"note": "jaringan normal"})
+
+    # Then its progress reaches 40 sent, and the counts always equal the rows
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        progress = stack.client.bulk_status(job)
+        with stack.db() as db:
+            rows = db.scalar(select(func.count()).select_from(Message).where(Message.bulk_job_id == job))
+        assert progress["total"] == rows == 40
+        assert sum(progress["byStatus"].values()) == 40
+        if progress["sent"] == 40:
+            break
+        time.sleep(0.2)
+    assert progress["status"] == "completed", progress
+    ledger = stack.ledger()
+    assert sorted(e.text for e in ledger) == sorted(f"Halo Pelanggan {i}, jaringan normal" for i in range(40))
+    assert len({e.to for e in ledger}) == 40
+
+
+def test_cancel_stops_what_was_not_yet_sent(stack: Stack) -> None:
+    # Given a slow session and a bulk job
+    stack.add_session("wa-1", priority=1, pace_seconds=0.5)
+    stack.start()
+    stack.wait_connected("wa-1")
+    job = stack.client.send_bulk(_recipients(20), text="Pemeliharaan jaringan malam ini")
+    deadline = time.monotonic() + 30
+    while stack.client.bulk_status(job)["sent"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    # When it is cancelled
+    cancelled = stack.client.cancel_bulk(job)
+
+    # Then the rest is never sent
+    assert cancelled >= 10
+    time.sleep(2.0)
+    progress = stack.client.bulk_status(job)
+    assert progress["status"] == "cancelled"
+    assert progress["cancelled"] == cancelled
+    assert progress["sent"] + progress["cancelled"] + progress["queued"] == 20
+    time.sleep(1.0)
+    assert len(stack.ledger()) == stack.client.bulk_status(job)["sent"] <= 20 - cancelled
+
+
+def test_invalid_recipients_queue_nothing_and_keys_make_no_second_job(stack: Stack) -> None:
+    recipients = _recipients(5) + [{"whatsapp": "0812"}, {"to": "bukan nomor"}]
+    with pytest.raises(errors.InvalidMessage) as raised:
+        stack.client.send_bulk(recipients, text="Halo")
+    assert "2 of 7 recipients are invalid" in str(raised.value) and "#5" in str(raised.value)
+    with stack.db() as db:
+        assert db.scalar(select(func.count()).select_from(Message)) == 0
+
+    first = stack.client.send_bulk(_recipients(5), text="Halo", idempotency_key="promo-nov")
+    again = stack.client.send_bulk(_recipients(5), text="Halo", idempotency_key="promo-nov")
+    assert first == again
+    with stack.db() as db:
+        assert db.scalar(select(func.count()).select_from(Message)) == 5
