@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from enum import StrEnum
+from typing import Protocol
 
 from celery import Celery
 from sqlalchemy import select
@@ -30,6 +30,19 @@ class Outcome(StrEnum):
     REROUTED = "rerouted"  #: the session could not send; dispatched again to another session
     AMBIGUOUS = "ambiguous"  #: found mid-send after a crash; failed without resending
     SKIPPED = "skipped"  #: already sent, cancelled, or routed elsewhere: a duplicate task
+    DEFERRED = "deferred"  #: the host is stopping: the message goes back to its queue unsent
+
+
+class Gate(Protocol):
+    """What must allow a send before it is claimed (the runner's pacing and the Redis guards)."""
+
+    def recipient_wait(self, number: str, message_id: str) -> float:
+        """0 if one more message to ``number`` is within its cap (and counts it), else seconds to wait."""
+        ...
+
+    def take_slot(self) -> bool:
+        """Block until this session may send; False if the host is stopping."""
+        ...
 
 
 def retry_delay(attempt: int, cap: float = 60.0) -> float:
@@ -44,10 +57,9 @@ class Deliverer:
         settings: Settings,
         session_id: str,
         transport: Transport,
-        on_send: Callable[[], None] = lambda: None,
+        gate: Gate,
     ) -> None:
-        #: Called the moment a send starts (the runner's pacer takes its slot time from it).
-        self.on_send = on_send
+        self.gate = gate
         self.app = app
         self.settings = settings
         self.session_id = session_id
@@ -68,7 +80,8 @@ class Deliverer:
                 lifecycle.mark_failed(db, message_id, lifecycle.AMBIGUOUS_SEND)
                 mlog.error("ambiguous send found after a restart: marked failed, not resent")
                 return Outcome.AMBIGUOUS
-            if message.status != MessageStatus.ROUTED or message.session_id != self.session_id:
+            mine = message.status == MessageStatus.ROUTED and message.session_id == self.session_id
+            if not mine and message.status != MessageStatus.QUEUED:
                 mlog.info("stale deliver ignored (message is %s on %s)", message.status, message.session_id)
                 return Outcome.SKIPPED
             if not self.transport.connected:
@@ -77,6 +90,18 @@ class Deliverer:
                 submit.publish_dispatch(self.app, message_id, message.priority, exclude=[self.session_id])
                 mlog.warning("session not connected: message moved to another session")
                 return Outcome.REROUTED
+            over_cap = self.gate.recipient_wait(message.to_number, message_id)
+            if over_cap > 0:
+                lifecycle.mark_failed(
+                    db,
+                    message_id,
+                    f"recipient_cap: this number already got {self.settings.recipient_hourly_cap} messages "
+                    "in the last hour; not sent (raise WA_RECIPIENT_HOURLY_CAP if that is intended)",
+                )
+                mlog.warning("not sent: the recipient's hourly cap is reached")
+                return Outcome.FAILED
+            if not self.gate.take_slot():
+                return Outcome.DEFERRED
             if not lifecycle.claim(db, message_id, self.session_id):
                 return Outcome.SKIPPED
             db.commit()
@@ -86,7 +111,6 @@ class Deliverer:
             priority, max_attempts = message.priority, message.max_attempts
 
         try:
-            self.on_send()
             result = self.transport.send_text(to_jid, content)
         except SessionError as exc:
             with session_scope(db_url) as db:

@@ -24,6 +24,7 @@ from models import WhatsAppSession
 from models.db import session_scope
 from sessions_host import transports
 from sessions_host.events import EventProcessor
+from sessions_host.limits import Limits
 from sessions_host.monitor import Monitor
 from sessions_host.runner import SessionRunner
 from sessions_host.transports.base import StateChanged
@@ -52,6 +53,7 @@ class SessionHost:
         self.hostname = hostname or f"sessions@{socket.gethostname()}.{os.getpid()}"
         self.redis = client_for(settings.redis)
         self.hub = SimHub(SimNet(self.redis))
+        self.limits = Limits(self.redis)
         self.runners: dict[str, SessionRunner] = {}
         self._configs: dict[str, _Config] = {}
         self.monitor = Monitor(
@@ -136,7 +138,9 @@ class SessionHost:
                 log.error("session %s not started: %s", session_id, exc, extra={"session_id": session_id})
                 self._configs[session_id] = config
             return
-        runner = SessionRunner(self.app, self.settings, session_id, transport, config.pace_seconds, self.monitor)
+        runner = SessionRunner(
+            self.app, self.settings, session_id, transport, config.pace_seconds, self.monitor, self.limits
+        )
         self.runners[session_id] = runner
         self._configs[session_id] = config
         runner.start(self.events.sink_for(session_id))

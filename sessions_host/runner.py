@@ -10,6 +10,7 @@ its own thread.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from kombu.message import Message as KombuMessage
 
 from models.statuses import SessionStatus
 from sessions_host.delivery import Deliverer, Outcome
+from sessions_host.limits import Limits
 from sessions_host.monitor import Monitor
 from sessions_host.pacing import Pacer
 from sessions_host.transports.base import Transport
@@ -40,15 +42,18 @@ class SessionRunner:
         transport: Transport,
         pace_seconds: float,
         monitor: Monitor,
+        limits: Limits,
     ) -> None:
         self.app = app
         self.settings = settings
         self.session_id = session_id
         self.queue_name = keys.session_queue(session_id)
         self.transport = transport
-        self.pacer = Pacer(pace_seconds)
+        self.pace_seconds = pace_seconds
+        self.pacer = Pacer(pace_seconds, jitter=settings.pace_jitter_seconds)
         self.monitor = monitor
-        self.deliverer = Deliverer(app, settings, session_id, transport, on_send=self.pacer.used)
+        self.limits = limits
+        self.deliverer = Deliverer(app, settings, session_id, transport, gate=self)
         self.status: str = SessionStatus.DISCONNECTED
         self.status_since = time.time()
         self._down_since: float | None = time.monotonic()
@@ -82,6 +87,20 @@ class SessionRunner:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    # Gate (see delivery.Gate) ---------------------------------------------------------------------
+
+    def recipient_wait(self, number: str, message_id: str) -> float:
+        return self.limits.recipient_send(number, message_id, self.settings.recipient_hourly_cap)
+
+    def take_slot(self) -> bool:
+        """Local pace first, then the Redis slot that every host of this session shares."""
+        if not self.pacer.wait(self._stop):
+            return False
+        if not self.limits.wait_for_slot(self.session_id, self.pace_seconds, self._stop):
+            return False
+        self.pacer.used()
+        return True
 
     # Consuming -----------------------------------------------------------------------------------
 
@@ -118,6 +137,7 @@ class SessionRunner:
         with self.app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1)
             channel = conn.channel()
+            self._restore_orphans(channel)
             consumer = Consumer(
                 channel, queues=[queue], callbacks=[self._on_message], accept=["json"], prefetch_count=1
             )
@@ -129,6 +149,28 @@ class SessionRunner:
                         conn.drain_events(timeout=0.5)
                     except TimeoutError:
                         continue
+
+    def _restore_orphans(self, channel: Any) -> None:
+        """Put back the messages of this session's queue that a consumer took and never
+        acknowledged: the host that held them died (kill -9, power loss). Without this they would
+        wait for the broker's visibility timeout (an hour). Nothing of this queue is in flight here
+        when consuming starts, and a session is served by one host at a time."""
+        restored = 0
+        for tag, raw in channel.client.hscan_iter(channel.unacked_key):
+            try:
+                _message, exchange, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            if self.queue_name in (routing_key, exchange):
+                channel.qos.restore_by_tag(tag)
+                restored += 1
+        if restored:
+            log.warning(
+                "session %s: %d unacknowledged message(s) of a previous host put back on its queue",
+                self.session_id,
+                restored,
+                extra={"session_id": self.session_id},
+            )
 
     def _on_message(self, body: Any, message: KombuMessage) -> None:
         headers = message.headers or {}
@@ -161,7 +203,10 @@ class SessionRunner:
             message.requeue()
             self._stop.wait(2.0)
             return
-        message.ack()
+        if outcome == Outcome.DEFERRED:
+            message.requeue()
+        else:
+            message.ack()
         self.monitor.task_done(
             task_id,
             outcome.value,

@@ -114,6 +114,7 @@ def settings(database: str, redis_clean: str, tmp_path: Path) -> Settings:
         redis_url=redis_clean,
         data_dir=tmp_path / "var",
         pace_seconds=0.05,
+        pace_jitter_seconds=0.0,
         heartbeat_seconds=0.5,
         live_state_ttl_seconds=3.0,
         failover_grace_seconds=1.0,

@@ -22,6 +22,16 @@ def live_state(session_id: str) -> str:
     return f"{PREFIX}session:{session_id}:live"
 
 
+def pace_slot(session_id: str) -> str:
+    """String: the earliest time (ms, Redis clock) the session may send again (all hosts)."""
+    return f"{PREFIX}pace:{session_id}"
+
+
+def recipient_window(number: str) -> str:
+    """Sorted set: send times (ms) to one recipient over the last hour, for the per-recipient cap."""
+    return f"{PREFIX}recipient:{number}:sends"
+
+
 #: Pub/Sub channel on which session changes (added/removed) are announced to hosts.
 SESSIONS_CHANGED = f"{PREFIX}sessions:changed"
 
@@ -33,6 +43,8 @@ SIM_LEDGER = f"{PREFIX}sim:ledger"
 SIM_DEVICES = f"{PREFIX}sim:devices"
 #: Set: session ids whose simulated connection is dropped (``wa-tasks sim drop``).
 SIM_DROPPED = f"{PREFIX}sim:dropped"
+#: Set: numbers that are not on WhatsApp in the simulated network (sends to them fail permanently).
+SIM_NOT_ON_WHATSAPP = f"{PREFIX}sim:not-on-whatsapp"
 #: Hash: session id → the QR string it currently shows (unpaired sessions).
 SIM_QR = f"{PREFIX}sim:qr"
 #: Set: session ids whose QR was "scanned" (``wa-tasks sim scan``).

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
@@ -47,12 +47,20 @@ def route(db: Session, message_id: str, session_id: str) -> bool:
 
 
 def claim(db: Session, message_id: str, session_id: str) -> bool:
-    """``routed → sending`` by the host of ``session_id``; counts an attempt."""
+    """``routed`` (to this session) or ``queued`` → ``sending`` by the host of ``session_id``; counts
+    an attempt. ``queued`` is accepted because dispatch publishes ``deliver`` before it commits
+    ``routed``: a deliver may arrive first, and a crash between the two must not strand the row."""
     return _update(
         db,
         message_id,
-        [Message.status == S.ROUTED, Message.session_id == session_id],
+        [
+            or_(
+                and_(Message.status == S.ROUTED, Message.session_id == session_id),
+                Message.status == S.QUEUED,
+            )
+        ],
         status=S.SENDING,
+        session_id=session_id,
         sending_at=utcnow(),
         attempts=Message.attempts + 1,
     )

@@ -40,9 +40,20 @@ class Settings(BaseSettings):
     #: Default region for phone numbers written without a country code (``0812...``).
     default_region: str = "ID"
 
+    #: Replies that opt a customer out of promotions (comma-separated, case-insensitive, the whole
+    #: message). Transactional messages still go to them.
+    optout_words: str = "STOP,BERHENTI,UNSUBSCRIBE"
+
     #: Seconds between two sends of one WhatsApp session (seed §2.1: 1 message/second).
     #: A session's own ``pace_seconds`` overrides it.
     pace_seconds: float = Field(default=1.0, ge=0.0)
+
+    #: Up to this many seconds added at random to every pacing interval (ban safety: sends at exact
+    #: one-second ticks look automated). The Redis guard still never allows less than the pace.
+    pace_jitter_seconds: float = Field(default=0.3, ge=0.0)
+
+    #: The most messages one recipient gets in an hour, whatever the callers do (0 = no cap).
+    recipient_hourly_cap: int = Field(default=10, ge=0)
 
     #: Attempts per message before it is marked ``failed`` (seed: maxAttempts 3).
     max_attempts: int = Field(default=3, ge=1)

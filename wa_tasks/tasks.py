@@ -157,11 +157,11 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
             delay = _backoff(self.request.retries, settings.dispatch_retry_max_seconds)
             mlog.info("no usable session, retrying dispatch in %.1fs", delay)
             raise self.retry(countdown=delay)
+        # Publish first, then commit "routed": a crash in between leaves a queued row with a
+        # deliver on its way (the host may claim a queued row), never a routed row without one.
+        _publish_deliver(message_id, chosen, message.priority)
         if not lifecycle.route(db, message_id, chosen):
             return None
-        db.commit()
-        priority = message.priority
-    _publish_deliver(message_id, chosen, priority)
     MessageLog(log, message_id, message.to_number, chosen).info("routed")
     return chosen
 
@@ -186,11 +186,14 @@ def dispatch_batch(message_ids: list[str]) -> int:
             chosen = _choose(settings, current, m.requested_session, None)
             if chosen is None:
                 waiting.append((m.id, m.priority))
-            elif lifecycle.route(db, m.id, chosen):
+            else:
                 backlog[chosen] += 1
                 routed.append((m.id, chosen, m.priority))
-    for message_id, session_id, priority in routed:
-        _publish_deliver(message_id, session_id, priority)
+        # As in dispatch: publish every deliver, then commit the routes.
+        for message_id, session_id, priority in routed:
+            _publish_deliver(message_id, session_id, priority)
+        for message_id, session_id, _priority in routed:
+            lifecycle.route(db, message_id, session_id)
     for message_id, priority in waiting:
         submit.publish_dispatch(app, message_id, priority, countdown=1.0)
     return len(routed)

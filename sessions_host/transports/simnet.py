@@ -91,6 +91,18 @@ class SimNet:
     def take_scan(self, session_id: str) -> bool:
         return bool(self.redis.srem(keys.SIM_SCANNED, session_id))
 
+    # Recipients ----------------------------------------------------------------------------------
+
+    def set_not_on_whatsapp(self, number: str, absent: bool = True) -> None:
+        """Make ``number`` (E.164 digits) unknown to WhatsApp: sends to it fail permanently."""
+        if absent:
+            self.redis.sadd(keys.SIM_NOT_ON_WHATSAPP, number)
+        else:
+            self.redis.srem(keys.SIM_NOT_ON_WHATSAPP, number)
+
+    def is_on_whatsapp(self, number: str) -> bool:
+        return not self.redis.sismember(keys.SIM_NOT_ON_WHATSAPP, number)
+
     # Connection faults ---------------------------------------------------------------------------
 
     def drop(self, session_id: str) -> None:

@@ -28,12 +28,14 @@ from sessions_host.transports.base import (
     EventSink,
     QRCode,
     Receipt,
+    RecipientError,
     SendResult,
     SessionError,
     StateChanged,
     TransientSendError,
 )
 from sessions_host.transports.simnet import LedgerEntry, SimNet, now_iso
+from wa_tasks.phone import mask
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -216,6 +218,8 @@ class SimulatedTransport:
             time.sleep(latency)
         if fails:
             raise TransientSendError("timed out waiting for message send response")
+        if not self.simnet.is_on_whatsapp(jid.split("@", 1)[0]):
+            raise RecipientError(f"{mask(jid)} is not on WhatsApp")
         wa_id = "SIM" + uuid.uuid4().hex[:17].upper()
         sender = self._number or self.simnet.device_number(self.session_id) or "?"
         self.simnet.record(

@@ -1,0 +1,86 @@
+"""Redis-side guards that hold across every session host: a session's pacing slot and each
+recipient's hourly cap. Time comes from Redis (``TIME``), so hosts with skewed clocks still agree,
+and each check-and-reserve is one atomic Lua script.
+
+The host paces itself first (``pacing.Pacer``); these guards are what keeps two hosts that
+overlap on a session (after a failover) from doubling its rate, and a buggy caller from flooding
+one customer.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import redis
+
+from wa_tasks import keys
+
+#: KEYS: [1] the session's pace slot key.
+#: ARGV: [1] interval in ms.
+#: Returns 0 when the slot is granted now (and reserves the next one), else the ms to wait.
+PACE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
+if next_free > now then
+  return next_free - now
+end
+local interval = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], now + interval, 'PX', interval + 60000)
+return 0
+"""
+
+#: KEYS: [1] the recipient's window (sorted set of send times in ms).
+#: ARGV: [1] window length in ms, [2] the cap, [3] a unique member for this send.
+#: Returns 0 when the send is within the cap (and counts it), else the ms until a slot frees.
+RECIPIENT_CAP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + window - now
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+"""
+
+
+@dataclass
+class Limits:
+    """The Redis guards of one host (thread-safe: redis-py pools connections)."""
+
+    client: redis.Redis
+
+    def __post_init__(self) -> None:
+        self._pace = self.client.register_script(PACE_SLOT)
+        self._recipient = self.client.register_script(RECIPIENT_CAP)
+
+    def pace_slot(self, session_id: str, interval_seconds: float) -> float:
+        """0.0 if ``session_id`` may send now (the slot is taken), else seconds to wait."""
+        if interval_seconds <= 0:
+            return 0.0
+        wait_ms = int(self._pace(keys=[keys.pace_slot(session_id)], args=[int(interval_seconds * 1000)]))
+        return wait_ms / 1000.0
+
+    def wait_for_slot(self, session_id: str, interval_seconds: float, stop: threading.Event) -> bool:
+        """Block until the session's slot is granted; False if ``stop`` was set meanwhile."""
+        while not stop.is_set():
+            wait = self.pace_slot(session_id, interval_seconds)
+            if wait <= 0:
+                return True
+            stop.wait(wait)
+        return False
+
+    def recipient_send(self, number: str, message_id: str, cap: int, window_seconds: float = 3600.0) -> float:
+        """0.0 if one more message to ``number`` stays within ``cap`` per window (and counts it),
+        else seconds until it would."""
+        if cap <= 0:
+            return 0.0
+        wait_ms = int(
+            self._recipient(keys=[keys.recipient_window(number)], args=[int(window_seconds * 1000), cap, message_id])
+        )
+        return wait_ms / 1000.0
