@@ -23,6 +23,8 @@ class StateChanged:
     detail: str | None = None
     #: The device's own phone number once known (after pairing).
     phone_number: str | None = None
+    #: For ``banned``: when the ban ends (UTC), if WhatsApp said.
+    until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,24 @@ class RecipientError(SendError):
 
 class SessionError(SendError):
     """The session itself cannot send now (disconnected, logged out, banned): move the message."""
+
+
+class AmbiguousSendError(SendError):
+    """The send may or may not have reached WhatsApp (the transport died or stopped answering while
+    it was in flight). It is never sent again (see ``wa_tasks.lifecycle``, the ambiguous send)."""
+
+
+class RestrictedError(SessionError):
+    """WhatsApp restricts the number from contacting new numbers (error 463): take it out of
+    rotation for a while; the message itself was not sent and may go through another number."""
+
+
+class BannedError(SessionError):
+    """The number is temporarily banned until ``until`` (UTC): nothing can be sent through it."""
+
+    def __init__(self, message: str, until: dt.datetime | None = None) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 class Transport(Protocol):

@@ -55,7 +55,7 @@ def list_(as_json: bool) -> None:
 @click.option("--device", "device_id", required=True, help="Device name, e.g. WA-1.")
 @click.option("--priority", type=int, default=999, show_default=True, help="Lower = preferred (1 = primary).")
 @click.option("--id", "session_id", help="Session id (default: from the device name).")
-@click.option("--transport", type=click.Choice(["simulated"]), default="simulated", show_default=True)
+@click.option("--transport", type=click.Choice(["simulated", "neonize"]), default="simulated", show_default=True)
 @click.option("--pace", "pace_seconds", type=float, help="Seconds between sends (default WA_PACE_SECONDS).")
 @click.option("--option", "options", multiple=True, help="Transport option KEY=VALUE (JSON value), repeatable.")
 def add(
