@@ -2,6 +2,7 @@
 
 from models.base import Base, utcnow
 from models.message import Message, new_message_id
+from models.opt_out import OptOut
 from models.queue_job import QueueJob
 from models.session import WhatsAppSession
 from models.statuses import SENT_OR_FINAL, JobStatus, MessageStatus, SessionStatus
@@ -13,6 +14,7 @@ __all__ = [
     "JobStatus",
     "Message",
     "MessageStatus",
+    "OptOut",
     "QueueJob",
     "SessionStatus",
     "Template",

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -39,10 +39,17 @@ class Message(Base):
     #: The recipient, E.164 digits without "+" (``6281234567890``); for a refused request, the raw input.
     to_number: Mapped[str] = mapped_column(String(64))
     template_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("whatsapp_templates.id", ondelete="SET NULL"))
+    #: text, media, button or list (button and list are sent as their plain-text fallback, in ``content``).
     message_type: Mapped[str] = mapped_column(String(20), default="text")
     content: Mapped[str | None] = mapped_column(Text)
     #: Template data as given by the caller.
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: A ``media`` message: the image or document, as a URL the session host downloads at send
+    #: time or as the bytes themselves; ``content`` is its caption.
+    media_url: Mapped[str | None] = mapped_column(Text)
+    media_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    media_mimetype: Mapped[str | None] = mapped_column(String(100))
+    media_filename: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(20), default=MessageStatus.QUEUED)
     #: Redis priority 0 (highest) .. 9 (lowest).
     priority: Mapped[int] = mapped_column(Integer, default=5)

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from models import WhatsAppSession, utcnow
 from models.db import session_scope
 from sessions_host.transports.base import Event, Incoming, QRCode, Receipt, StateChanged
-from wa_tasks import lifecycle
+from wa_tasks import lifecycle, optout
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ class EventProcessor:
                 )
             elif isinstance(event, Incoming):
                 log.info("incoming message on session %s", item.session_id, extra={"session_id": item.session_id})
+                # Storing incoming messages is a later feature; an opt-out word is acted on now.
+                optout.handle_incoming(self.settings, item.session_id, event.sender, event.text, event.wa_message_id)
         except Exception:
             log.exception(
                 "event %r of session %s could not be recorded; retrying", type(item.event).__name__, item.session_id
@@ -109,6 +111,8 @@ class EventProcessor:
         values = {"status": event.status, "status_changed_at": utcnow()}
         if event.phone_number:
             values["phone_number"] = event.phone_number
+        if event.until is not None:
+            values["banned_until"] = event.until
         if event.detail and event.status != "connected":
             values["last_error"] = event.detail[:500]
         with session_scope(self.settings.database) as db:

@@ -19,8 +19,10 @@ from celery import Celery
 
 from models import Message
 from models.db import session_scope
-from wa_tasks import bulk, lifecycle, submit
-from wa_tasks.errors import MessageNotFound
+from wa_tasks import bulk, lifecycle, optout, submit, template_store, triggers
+from wa_tasks import media as media_files
+from wa_tasks.errors import InvalidMessage, MessageNotFound
+from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings, get_settings
 
 
@@ -133,6 +135,155 @@ class Client:
         submit.publish_dispatch(self.app, message_id, priority)
         return True
 
+    # Media ----------------------------------------------------------------------------------------
+
+    def send_media(
+        self,
+        to: str,
+        media: str | bytes,
+        *,
+        caption: str | None = None,
+        template: str | None = None,
+        data: dict[str, Any] | None = None,
+        mimetype: str | None = None,
+        filename: str | None = None,
+        priority: str | int = "normal",
+        idempotency_key: str | None = None,
+        session: str | None = None,
+    ) -> str:
+        """Queue an image (or a document) and return the message id.
+
+        ``media``: an http(s) URL, downloaded by the session host when it sends (with a timeout and
+        a size cap), or the bytes (at most 16 MB). The caption is ``caption`` or a ``template``
+        rendered with ``data``. ``mimetype`` is sniffed from the bytes or taken from the download
+        when not given.
+        """
+        if isinstance(media, bytes | bytearray | memoryview):
+            item = media_files.from_bytes(bytes(media), mimetype, filename)
+        elif isinstance(media, str):
+            item = media_files.Media(
+                url=media_files.check_url(media, what="media"), mimetype=mimetype, filename=filename
+            )
+        else:
+            raise InvalidMessage(f"media must be an http(s) URL or bytes, got {type(media).__name__}")
+        if caption is None and template is None:
+            raise InvalidMessage("a media message needs a caption= or a template= for its caption")
+        with session_scope(self.settings.database) as db:
+            prepared = submit.prepare(
+                db,
+                self.settings,
+                to=to,
+                text=caption,
+                template=template,
+                data=data,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                session=session,
+                media=item,
+            )
+        message_id, created = submit.persist(self.settings, prepared)
+        if created:
+            submit.publish_dispatch(self.app, message_id, prepared.priority)
+        return message_id
+
+    # Notification triggers (seed §7) ------------------------------------------------------------
+
+    def notify(
+        self,
+        event: str,
+        data: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        template: str | None = None,
+        priority: str | int | None = None,
+        session: str | None = None,
+    ) -> str:
+        """Send what ``event`` maps to (see :mod:`wa_tasks.triggers`) to ``data["customer_whatsapp"]``
+        (or ``data["to"]``), rendered with ``data``; returns the message id (a job id for
+        ``bulk.send``). An unknown event or a missing number raises an InvalidRequest subclass."""
+        return triggers.fire(
+            self,
+            event,
+            data,
+            idempotency_key=idempotency_key,
+            template=template,
+            priority=priority,
+            session=session,
+        )
+
+    # Templates (seed §6, §8.3) ----------------------------------------------------------------------
+
+    def list_templates(self, *, include_inactive: bool = True) -> list[dict[str, Any]]:
+        """Every template (``include_inactive=False``: only the usable ones), by name."""
+        return template_store.listing(self.settings, include_inactive=include_inactive)
+
+    def get_template(self, name: str) -> dict[str, Any]:
+        """One template: name, category, type, content, variables, language, isActive, timestamps."""
+        return template_store.get(self.settings, name)
+
+    def create_template(
+        self,
+        name: str,
+        content: str,
+        *,
+        category: str = "notification",
+        type: str = "text",
+        language: str = "id",
+        is_active: bool = True,
+    ) -> dict[str, Any]:
+        """Save a new template. ``category``: notification, reminder or promotion (promotions are
+        not sent to customers who opted out); ``type``: text, media, button or list."""
+        return template_store.create(
+            self.settings, name, content, category=category, type=type, language=language, is_active=is_active
+        )
+
+    def update_template(
+        self,
+        name: str,
+        *,
+        content: str | None = None,
+        category: str | None = None,
+        type: str | None = None,
+        language: str | None = None,
+        is_active: bool | None = None,
+    ) -> dict[str, Any]:
+        """Change the given fields of a template; its variables are extracted again."""
+        return template_store.update(
+            self.settings, name, content=content, category=category, type=type, language=language, is_active=is_active
+        )
+
+    def deactivate_template(self, name: str) -> dict[str, Any]:
+        """Stop a template from being used for new messages."""
+        return template_store.deactivate(self.settings, name)
+
+    def preview_template(
+        self,
+        name: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        *,
+        content: str | None = None,
+        type: str = "text",
+    ) -> dict[str, Any]:
+        """What a template sends with sample ``data``: ``text``, ``variables``, ``missing`` and
+        ``warnings`` (seed §11: long runs of one character, links). Never queues anything."""
+        return template_store.preview(self.settings, name, data, content=content, type=type)
+
+    def install_default_templates(self) -> dict[str, list[str]]:
+        """Add the shipped templates that are missing (never overwrites): ``{"installed", "kept"}``."""
+        return template_store.install_defaults(self.settings)
+
+    # Opt-out -----------------------------------------------------------------------------------
+
+    def is_opted_out(self, number: str) -> bool:
+        """Whether the customer replied an opt-out word (promotions are not sent to them)."""
+        recipient = normalize(number, self.settings.default_region)
+        with session_scope(self.settings.database) as db:
+            return optout.find(db, recipient.number) is not None
+
+    def opt_in(self, number: str) -> bool:
+        """Send promotions to a customer again (they asked for it); False if they had not opted out."""
+        return optout.opt_in(self.settings, number)
+
 
 _default: Client | None = None
 _default_lock = threading.Lock()
@@ -205,3 +356,118 @@ def cancel(message_id: str) -> bool:
 def retry(message_id: str) -> bool:
     """:meth:`Client.retry` on the default client."""
     return default_client().retry(message_id)
+
+
+def send_media(
+    to: str,
+    media: str | bytes,
+    *,
+    caption: str | None = None,
+    template: str | None = None,
+    data: dict[str, Any] | None = None,
+    mimetype: str | None = None,
+    filename: str | None = None,
+    priority: str | int = "normal",
+    idempotency_key: str | None = None,
+    session: str | None = None,
+) -> str:
+    """:meth:`Client.send_media` on the default client."""
+    return default_client().send_media(
+        to,
+        media,
+        caption=caption,
+        template=template,
+        data=data,
+        mimetype=mimetype,
+        filename=filename,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        session=session,
+    )
+
+
+def notify(
+    event: str,
+    data: Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    template: str | None = None,
+    priority: str | int | None = None,
+    session: str | None = None,
+) -> str:
+    """:meth:`Client.notify` on the default client."""
+    return default_client().notify(
+        event, data, idempotency_key=idempotency_key, template=template, priority=priority, session=session
+    )
+
+
+def register_trigger(event: str, template: str, *, priority: str | int = "normal") -> None:
+    """Map a billing event to a template for :func:`notify` in this process (see :mod:`wa_tasks.triggers`)."""
+    triggers.register(event, template, priority=priority)
+
+
+def list_templates(*, include_inactive: bool = True) -> list[dict[str, Any]]:
+    """:meth:`Client.list_templates` on the default client."""
+    return default_client().list_templates(include_inactive=include_inactive)
+
+
+def get_template(name: str) -> dict[str, Any]:
+    """:meth:`Client.get_template` on the default client."""
+    return default_client().get_template(name)
+
+
+def create_template(
+    name: str,
+    content: str,
+    *,
+    category: str = "notification",
+    type: str = "text",
+    language: str = "id",
+    is_active: bool = True,
+) -> dict[str, Any]:
+    """:meth:`Client.create_template` on the default client."""
+    return default_client().create_template(
+        name, content, category=category, type=type, language=language, is_active=is_active
+    )
+
+
+def update_template(
+    name: str,
+    *,
+    content: str | None = None,
+    category: str | None = None,
+    type: str | None = None,
+    language: str | None = None,
+    is_active: bool | None = None,
+) -> dict[str, Any]:
+    """:meth:`Client.update_template` on the default client."""
+    return default_client().update_template(
+        name, content=content, category=category, type=type, language=language, is_active=is_active
+    )
+
+
+def deactivate_template(name: str) -> dict[str, Any]:
+    """:meth:`Client.deactivate_template` on the default client."""
+    return default_client().deactivate_template(name)
+
+
+def preview_template(
+    name: str | None = None, data: Mapping[str, Any] | None = None, *, content: str | None = None, type: str = "text"
+) -> dict[str, Any]:
+    """:meth:`Client.preview_template` on the default client."""
+    return default_client().preview_template(name, data, content=content, type=type)
+
+
+def install_default_templates() -> dict[str, list[str]]:
+    """:meth:`Client.install_default_templates` on the default client."""
+    return default_client().install_default_templates()
+
+
+def is_opted_out(number: str) -> bool:
+    """:meth:`Client.is_opted_out` on the default client."""
+    return default_client().is_opted_out(number)
+
+
+def opt_in(number: str) -> bool:
+    """:meth:`Client.opt_in` on the default client."""
+    return default_client().opt_in(number)

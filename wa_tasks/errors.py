@@ -42,3 +42,27 @@ class TemplateRenderError(InvalidRequest):
 
 class MessageNotFound(WaTasksError, LookupError):
     code = "message_not_found"
+
+
+class InvalidTemplate(InvalidRequest):
+    """A template that cannot be saved (bad name, category, type or content)."""
+
+    code = "invalid_template"
+
+
+class UnknownEvent(InvalidRequest):
+    """A notification trigger for an event nobody mapped to a template."""
+
+    code = "unknown_event"
+
+
+class MissingRecipient(InvalidRequest):
+    """Trigger data without the customer's WhatsApp number."""
+
+    code = "missing_recipient"
+
+
+class OptedOut(InvalidRequest):
+    """The customer replied STOP: promotions are no longer sent to this number."""
+
+    code = "opted_out"

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks import priorities, templates
+from wa_tasks import compose, optout, priorities, templates
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate
 from wa_tasks.logs import MessageLog
+from wa_tasks.media import Media
 from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
 
@@ -43,6 +44,9 @@ class Prepared:
     idempotency_key: str | None
     session: str | None
     max_attempts: int
+    #: text, media, button or list (button and list are sent as their plain-text fallback).
+    message_type: str = "text"
+    media: Media | None = None
 
 
 def prepare(
@@ -56,8 +60,11 @@ def prepare(
     priority: object = None,
     idempotency_key: object = None,
     session: object = None,
+    media: Media | None = None,
 ) -> Prepared:
-    """Validate and render a request; raise an :class:`~wa_tasks.errors.InvalidRequest` subclass."""
+    """Validate and render a request; raise an :class:`~wa_tasks.errors.InvalidRequest` subclass.
+
+    ``media``: an image or document sent with the text or the template as its caption."""
     recipient = normalize(to, settings.default_region)
     step = priorities.resolve(priority)  # type: ignore[arg-type]
     if data is not None and not isinstance(data, dict):
@@ -65,6 +72,7 @@ def prepare(
     if (text is None) == (template is None):
         raise InvalidMessage("give exactly one of text= or template=")
     template_id = None
+    composed = compose.Composed("text", "")
     if text is not None:
         if not isinstance(text, str):
             raise InvalidMessage(f"text must be a string, got {type(text).__name__}")
@@ -73,6 +81,8 @@ def prepare(
         if len(text) > templates.MAX_LENGTH:
             raise InvalidMessage(f"text is {len(text)} characters; the limit is {templates.MAX_LENGTH}")
         content = text
+        if media is not None:
+            composed = compose.Composed("media", text, media)
     else:
         if not isinstance(template, str) or not template.strip():
             raise InvalidMessage("template must be a template name")
@@ -80,7 +90,9 @@ def prepare(
         if row is None or not row.is_active:
             state = "inactive" if row is not None else "unknown"
             raise UnknownTemplate(f"{state} template {template!r}; list them with `wa-tasks templates list`")
-        content = templates.render(row.content, data, name=f"template {template!r}")
+        optout.refuse_if_opted_out(db, recipient.number, row.category, row.name)
+        composed = compose.compose(name=row.name, type=row.type, content=row.content, data=data, media=media)
+        content = composed.content
         template_id = row.id
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not idempotency_key.strip() or len(idempotency_key) > 200
@@ -96,10 +108,12 @@ def prepare(
         content=content,
         priority=step,
         template_id=template_id,
-        data=data,
+        data=compose.jsonable(data),
         idempotency_key=idempotency_key,
         session=session,
         max_attempts=settings.max_attempts,
+        message_type=composed.message_type,
+        media=composed.media,
     )
 
 
@@ -122,6 +136,8 @@ def persist(settings: Settings, prepared: Prepared) -> tuple[str, bool]:
                     max_attempts=prepared.max_attempts,
                     status=MessageStatus.QUEUED,
                     dispatched_at=utcnow(),
+                    message_type=prepared.message_type,
+                    **(prepared.media.columns() if prepared.media else {}),
                 )
             )
         return message_id, True

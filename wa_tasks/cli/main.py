@@ -213,12 +213,13 @@ def status(message_id: str) -> None:
 
 
 def _register() -> None:
-    from wa_tasks.cli import demo, sessions, sim, up
+    from wa_tasks.cli import demo, sessions, sim, templates, up
 
     cli.add_command(up.up)
     cli.add_command(sessions.sessions)
     cli.add_command(sim.sim)
     cli.add_command(demo.demo)
+    cli.add_command(templates.templates)
 
 
 _register()

@@ -63,3 +63,14 @@ def restore(session_id: str) -> None:
     """Let SESSION_ID connect again."""
     _simnet().restore(session_id)
     click.echo(f"connection of {session_id} restored")
+
+
+@sim.command()
+@click.argument("session_id")
+@click.argument("number")
+@click.argument("text")
+def reply(session_id: str, number: str, text: str) -> None:
+    """Play customer NUMBER sending TEXT to SESSION_ID's number (e.g. STOP to opt out)."""
+    sender = normalize(number, get_settings().default_region).number
+    wa_id = _simnet().reply(session_id, sender, text)
+    click.echo(f"{sender} sent {text!r} to {session_id} ({wa_id})")

@@ -1,0 +1,208 @@
+"""Templates kept in the database (seed §6, §8.3): list, get, create, update, deactivate, preview,
+and installing the shipped defaults.
+
+Every write goes through here, so a template is always checked before it is saved and its
+``variables`` are extracted from its content on every save. Templates are deactivated, never
+deleted: sent messages keep pointing at the template they were made from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import Template, utcnow
+from models.db import session_scope
+from wa_tasks import compose, templates
+from wa_tasks.default_templates import DEFAULTS
+from wa_tasks.errors import InvalidTemplate, TemplateRenderError, UnknownTemplate
+from wa_tasks.lifecycle import iso
+from wa_tasks.settings import Settings
+
+#: Template names: letters, digits, ``_``, ``.``, ``-``; no spaces (``payment_reminder``).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2})?")
+
+
+def view(row: Template) -> dict[str, Any]:
+    """A template as the API and the CLI show it."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "category": row.category,
+        "type": row.type,
+        "content": row.content,
+        "variables": list(row.variables or []),
+        "language": row.language,
+        "isActive": row.is_active,
+        "createdAt": iso(row.created_at),
+        "updatedAt": iso(row.updated_at),
+    }
+
+
+def listing(settings: Settings, *, include_inactive: bool = True) -> list[dict[str, Any]]:
+    with session_scope(settings.database) as db:
+        query = select(Template).order_by(Template.name)
+        if not include_inactive:
+            query = query.where(Template.is_active.is_(True))
+        return [view(row) for row in db.scalars(query)]
+
+
+def get(settings: Settings, name: str) -> dict[str, Any]:
+    with session_scope(settings.database) as db:
+        return view(_row(db, name))
+
+
+def create(
+    settings: Settings,
+    name: str,
+    content: str,
+    *,
+    category: str = "notification",
+    type: str = "text",
+    language: str = "id",
+    is_active: bool = True,
+) -> dict[str, Any]:
+    """Save a new template; :class:`InvalidTemplate` if it is not valid or the name is taken."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise InvalidTemplate(
+            f"template name {name!r} is not valid: use 1-100 letters, digits, '_', '.' or '-' (e.g. payment_reminder)"
+        )
+    values = _checked(name, content=content, category=category, type=type, language=language, is_active=is_active)
+    try:
+        with session_scope(settings.database) as db:
+            if db.scalar(select(Template.id).where(Template.name == name)) is not None:
+                raise InvalidTemplate(f"template {name!r} already exists; change it with update")
+            row = Template(name=name, **values)
+            db.add(row)
+            db.flush()
+            return view(row)
+    except IntegrityError:
+        raise InvalidTemplate(f"template {name!r} already exists; change it with update") from None
+
+
+def update(
+    settings: Settings,
+    name: str,
+    *,
+    content: str | None = None,
+    category: str | None = None,
+    type: str | None = None,
+    language: str | None = None,
+    is_active: bool | None = None,
+) -> dict[str, Any]:
+    """Change the given fields of a template (the others stay as they are)."""
+    with session_scope(settings.database) as db:
+        row = _row(db, name)
+        values = _checked(
+            name,
+            content=row.content if content is None else content,
+            category=row.category if category is None else category,
+            type=row.type if type is None else type,
+            language=row.language if language is None else language,
+            is_active=row.is_active if is_active is None else is_active,
+        )
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.updated_at = utcnow()
+        db.flush()
+        return view(row)
+
+
+def deactivate(settings: Settings, name: str) -> dict[str, Any]:
+    """Stop a template from being used for new messages (sent ones keep their record)."""
+    return update(settings, name, is_active=False)
+
+
+def preview(
+    settings: Settings,
+    name: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    *,
+    content: str | None = None,
+    type: str = "text",
+) -> dict[str, Any]:
+    """What template ``name`` (or unsaved ``content`` of ``type``) sends with ``data``: ``text``,
+    ``variables``, ``missing`` and ``warnings``. Reads only; never stores or queues anything."""
+    if (name is None) == (content is None):
+        raise InvalidTemplate("preview needs exactly one of a template name or content")
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidTemplate(f"preview data must be a mapping of template variables, got {data.__class__.__name__}")
+    if name is not None:
+        with session_scope(settings.database) as db:
+            row = _row(db, name)
+            content, type, label = row.content, row.type, f"template {name!r}"
+    else:
+        label = "template"
+    assert content is not None
+    finish, warnings = compose.preview_finisher(type, data)
+    result = templates.preview(content, data, name=label, finish=finish)
+    return {**result.as_dict(), "warnings": warnings + result.warnings, "type": type}
+
+
+def install_defaults(settings: Settings) -> dict[str, list[str]]:
+    """Add the shipped templates that are missing; an existing one (edited, deactivated or not) is
+    left as it is. Returns ``{"installed": [...], "kept": [...]}``."""
+    installed, kept = [], []
+    with session_scope(settings.database) as db:
+        present = set(db.scalars(select(Template.name).where(Template.name.in_(list(DEFAULTS)))))
+        for default in DEFAULTS.values():
+            if default.name in present:
+                kept.append(default.name)
+                continue
+            db.add(
+                Template(
+                    name=default.name,
+                    category=default.category,
+                    type=default.type,
+                    content=default.content,
+                    variables=templates.variables_of(default.content, name=default.name),
+                    language=default.language,
+                    is_active=True,
+                )
+            )
+            installed.append(default.name)
+    return {"installed": installed, "kept": kept}
+
+
+def _row(db: Session, name: str) -> Template:
+    row = db.scalar(select(Template).where(Template.name == name)) if isinstance(name, str) else None
+    if row is None:
+        raise UnknownTemplate(f"unknown template {name!r}; list them with `wa-tasks templates list`")
+    return row
+
+
+def _checked(
+    name: str, *, content: object, category: object, type: object, language: object, is_active: object
+) -> dict[str, Any]:
+    """Validated column values, with ``variables`` extracted from ``content``."""
+    label = f"template {name!r}"
+    if category not in compose.CATEGORIES:
+        raise InvalidTemplate(f"{label}: category must be one of {', '.join(compose.CATEGORIES)}, got {category!r}")
+    if type not in compose.TYPES:
+        raise InvalidTemplate(f"{label}: type must be one of {', '.join(compose.TYPES)}, got {type!r}")
+    if not isinstance(language, str) or not LANGUAGE.fullmatch(language):
+        raise InvalidTemplate(f"{label}: language must be a code such as 'id' or 'en', got {language!r}")
+    if not isinstance(is_active, bool):
+        raise InvalidTemplate(f"{label}: is_active must be true or false, got {is_active!r}")
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidTemplate(f"{label}: content is empty")
+    if len(content) > templates.MAX_LENGTH:
+        raise InvalidTemplate(f"{label}: content is {len(content)} characters; the limit is {templates.MAX_LENGTH}")
+    try:
+        variables = templates.variables_of(content, name=label)
+    except TemplateRenderError as exc:
+        raise InvalidTemplate(str(exc)) from None
+    return {
+        "content": content,
+        "category": category,
+        "type": type,
+        "language": language,
+        "is_active": is_active,
+        "variables": variables,
+    }

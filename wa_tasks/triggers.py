@@ -1,0 +1,193 @@
+"""Notification triggers (seed §7): billing events mapped to a template and a priority.
+
+=====================  ======================  ========
+event                  template                priority
+=====================  ======================  ========
+``invoice.created``    ``new_invoice``         normal
+``payment.completed``  ``payment_confirmation`` urgent
+``service.expiring``   ``expiry_warning``      normal
+``voucher.activated``  ``voucher_activated``   urgent
+``bulk.send``          ``data["templateName"]`` high (one bulk job)
+=====================  ======================  ========
+
+The customer's number is ``data["customer_whatsapp"]`` (seed) or ``data["to"]``; the whole of
+``data`` is the template's data. Billing code adds or replaces mappings with :func:`register`
+(process-wide: a worker running ``wa.notify`` knows the built-ins and what *its* process registered;
+callers of ``wa.notify`` from another codebase pass ``template=`` instead).
+
+Unlike the seed, a trigger that cannot be carried out is never swallowed: the thin client raises an
+:class:`~wa_tasks.errors.InvalidRequest` subclass, and the ``wa.notify`` task records it as a
+``failed`` message with the reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from wa_tasks import priorities
+from wa_tasks.errors import InvalidMessage, InvalidRequest, MissingRecipient, UnknownEvent
+
+if TYPE_CHECKING:
+    from wa_tasks.client import Client
+
+#: The event that sends one template to many recipients as a bulk job.
+BULK_SEND = "bulk.send"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What an event sends."""
+
+    template: str
+    priority: str | int = "normal"
+
+
+#: The seed's triggers, plus ``voucher.activated`` (its template is one of the seed's defaults).
+BUILTIN: Mapping[str, Trigger] = {
+    "invoice.created": Trigger("new_invoice"),
+    "payment.completed": Trigger("payment_confirmation", "urgent"),
+    "service.expiring": Trigger("expiry_warning"),
+    "voucher.activated": Trigger("voucher_activated", "urgent"),
+}
+#: Priority of ``bulk.send`` jobs (the seed sends bulk with high priority).
+BULK_PRIORITY = "high"
+
+_registered: dict[str, Trigger] = {}
+_lock = threading.Lock()
+
+
+def register(event: str, template: str, *, priority: str | int = "normal") -> None:
+    """Map ``event`` to ``template`` (replacing a built-in mapping of the same event)."""
+    if not isinstance(event, str) or not event.strip() or event != event.strip():
+        raise UnknownEvent(f"event name must be a non-empty string without surrounding spaces, got {event!r}")
+    if event == BULK_SEND:
+        raise UnknownEvent(f"{BULK_SEND!r} is built in (it names its template in its data) and cannot be mapped")
+    if not isinstance(template, str) or not template.strip():
+        raise InvalidMessage(f"template must be a template name, got {template!r}")
+    priorities.resolve(priority)  # refuse a bad priority now, not at the first event
+    with _lock:
+        _registered[event] = Trigger(template, priority)
+
+
+def unregister(event: str) -> None:
+    """Forget a registered mapping (a built-in one comes back)."""
+    with _lock:
+        _registered.pop(event, None)
+
+
+def mapping() -> dict[str, Trigger]:
+    """Every event this process handles (besides ``bulk.send``) and what it sends."""
+    with _lock:
+        return {**BUILTIN, **_registered}
+
+
+def resolve(event: object) -> Trigger:
+    """The trigger of ``event``, or :class:`UnknownEvent` listing the known ones."""
+    known = mapping()
+    if isinstance(event, str) and event in known:
+        return known[event]
+    names = ", ".join(sorted([*known, BULK_SEND]))
+    raise UnknownEvent(
+        f"no trigger for event {event!r}; known events: {names}. "
+        "Map it with wa_tasks.triggers.register(event, template) or pass template="
+    )
+
+
+def recipient_of(data: Mapping[str, Any]) -> str:
+    """The customer's number from trigger data: ``customer_whatsapp`` (seed) or ``to``."""
+    number = data.get("customer_whatsapp") or data.get("to")
+    if not number:
+        raise MissingRecipient(
+            "trigger data has no customer number: give data['customer_whatsapp'] (or data['to']), e.g. '0812-3456-7890'"
+        )
+    if not isinstance(number, str):
+        raise MissingRecipient(f"data['customer_whatsapp'] must be a string phone number, got {number!r}")
+    return number
+
+
+def fire(
+    client: Client,
+    event: object,
+    data: object,
+    *,
+    idempotency_key: str | None = None,
+    template: str | None = None,
+    priority: str | int | None = None,
+    session: str | None = None,
+) -> str:
+    """Carry out ``event`` through ``client``: a message id, or for ``bulk.send`` a bulk job id.
+
+    ``template``/``priority`` override the mapping for this call (and let a caller use an event
+    this process has no mapping for).
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidMessage(f"trigger data must be a mapping, got {type(data).__name__}")
+    if event == BULK_SEND:
+        return _bulk(client, data, idempotency_key=idempotency_key, template=template, priority=priority)
+    if template:
+        if not isinstance(event, str) or not event.strip():
+            raise UnknownEvent(f"event name must be a non-empty string, got {event!r}")
+        known = mapping().get(event)
+        trigger = Trigger(template, known.priority if known else "normal")
+    else:
+        trigger = resolve(event)
+    return client.send(
+        recipient_of(data),
+        template=trigger.template,
+        data=dict(data),
+        priority=priority if priority is not None else trigger.priority,
+        idempotency_key=idempotency_key,
+        session=session,
+    )
+
+
+def _bulk(
+    client: Client,
+    data: Mapping[str, Any],
+    *,
+    idempotency_key: str | None,
+    template: str | None,
+    priority: str | int | None,
+) -> str:
+    """``bulk.send`` (seed §7): ``recipients`` [{whatsapp, data}], ``templateName``, ``templateData``."""
+    name = template or data.get("templateName") or data.get("template")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidMessage("bulk.send data needs 'templateName', the template to send")
+    shared = data.get("templateData", data.get("template_data"))
+    if shared is not None and not isinstance(shared, Mapping):
+        raise InvalidMessage("bulk.send 'templateData' must be a mapping shared by every recipient")
+    recipients = data.get("recipients")
+    if not isinstance(recipients, list) or not recipients:
+        raise InvalidMessage("bulk.send data needs 'recipients', a non-empty list of {'whatsapp': ..., 'data': {...}}")
+    return client.send_bulk(
+        recipients,
+        template=name,
+        template_data=shared,
+        priority=priority if priority is not None else BULK_PRIORITY,
+        idempotency_key=idempotency_key,
+    )
+
+
+def refused_recipient(event: object, data: object) -> str:
+    """What a refused trigger's failed message names as its recipient: the number if given, else the event."""
+    if isinstance(data, Mapping):
+        number = data.get("customer_whatsapp") or data.get("to")
+        if isinstance(number, str) and number.strip():
+            return number
+    return f"({event if isinstance(event, str) else '?'})"
+
+
+def refused_priority(event: object, priority: object) -> int:
+    """The priority step a refused trigger is recorded with: the one asked for, else the event's."""
+    for candidate in (priority, BULK_PRIORITY if event == BULK_SEND else None, mapping().get(str(event))):
+        value = candidate.priority if isinstance(candidate, Trigger) else candidate
+        if value is None:
+            continue
+        try:
+            return priorities.resolve(value)  # type: ignore[arg-type]
+        except InvalidRequest:
+            continue
+    return priorities.LEVELS[priorities.DEFAULT]
