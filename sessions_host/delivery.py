@@ -14,9 +14,19 @@ from sqlalchemy import select
 
 from models import SENT_OR_FINAL, Message, MessageStatus
 from models.db import session_scope
-from sessions_host.transports.base import RecipientError, SessionError, TransientSendError, Transport
+from sessions_host.safety import Decision
+from sessions_host.transports.base import (
+    AmbiguousSendError,
+    BannedError,
+    RecipientError,
+    RestrictedError,
+    SessionError,
+    TransientSendError,
+    Transport,
+)
 from wa_tasks import lifecycle, submit
 from wa_tasks.logs import MessageLog
+from wa_tasks.media import MediaError, of_message, payload_of
 from wa_tasks.phone import USER_SERVER
 from wa_tasks.settings import Settings
 
@@ -42,6 +52,18 @@ class Gate(Protocol):
 
     def take_slot(self) -> bool:
         """Block until this session may send; False if the host is stopping."""
+        ...
+
+    def safety_check(self, number: str) -> tuple[Decision, bool]:
+        """Ban safety's decision for one message to ``number``, and whether it is a new contact."""
+        ...
+
+    def safety_sent(self, number: str, is_new: bool) -> None:
+        """Count a send for ban safety."""
+        ...
+
+    def restricted(self, reason: str, until: float | None) -> None:
+        """WhatsApp restricted (463) or banned the number (until ``until``)."""
         ...
 
 
@@ -90,6 +112,13 @@ class Deliverer:
                 submit.publish_dispatch(self.app, message_id, message.priority, exclude=[self.session_id])
                 mlog.warning("session not connected: message moved to another session")
                 return Outcome.REROUTED
+            decision, is_new = self.gate.safety_check(message.to_number)
+            if not decision.allowed:
+                lifecycle.requeue(db, message_id)
+                db.commit()
+                submit.publish_dispatch(self.app, message_id, message.priority, exclude=[self.session_id])
+                mlog.info("ban safety: %s; message moved to another session", decision.reason)
+                return Outcome.REROUTED
             over_cap = self.gate.recipient_wait(message.to_number, message_id)
             if over_cap > 0:
                 lifecycle.mark_failed(
@@ -100,8 +129,6 @@ class Deliverer:
                 )
                 mlog.warning("not sent: the recipient's hourly cap is reached")
                 return Outcome.FAILED
-            if not self.gate.take_slot():
-                return Outcome.DEFERRED
             if not lifecycle.claim(db, message_id, self.session_id):
                 return Outcome.SKIPPED
             db.commit()
@@ -109,15 +136,40 @@ class Deliverer:
             to_jid = f"{message.to_number}@{USER_SERVER}"
             content = message.content or ""
             priority, max_attempts = message.priority, message.max_attempts
+            media = of_message(message)
 
+        try:  # a media URL is fetched now, bounded in time and size (wa_tasks.media)
+            payload = payload_of(media) if media is not None else None
+        except MediaError as exc:
+            with session_scope(db_url) as db:
+                lifecycle.mark_failed(db, message_id, f"media_download_failed: {exc}")
+            mlog.warning("not sent: the media could not be fetched: %s", exc)
+            return Outcome.FAILED
+        # The shared pace slot is taken last, right before the send, so that the sends themselves
+        # (not the database writes before them) are spaced by the pace across every host.
+        if not self.gate.take_slot():
+            with session_scope(db_url) as db:
+                lifecycle.unclaim(db, message_id, self.session_id)
+            return Outcome.DEFERRED
         try:
-            result = self.transport.send_text(to_jid, content)
+            if payload is None:
+                result = self.transport.send_text(to_jid, content)
+            else:
+                result = self.transport.send_media(to_jid, payload.data, payload.mimetype, content, payload.filename)
         except SessionError as exc:
+            if isinstance(exc, (RestrictedError, BannedError)):
+                until = exc.until.timestamp() if isinstance(exc, BannedError) and exc.until else None
+                self.gate.restricted(str(exc), until)
             with session_scope(db_url) as db:
                 lifecycle.requeue(db, message_id, error=f"session {self.session_id}: {exc}", refund_attempt=True)
             submit.publish_dispatch(self.app, message_id, priority, exclude=[self.session_id])
             mlog.warning("session could not send (%s): moved to another session", exc)
             return Outcome.REROUTED
+        except AmbiguousSendError as exc:
+            with session_scope(db_url) as db:
+                lifecycle.mark_failed(db, message_id, f"{lifecycle.AMBIGUOUS_SEND} ({exc})")
+            mlog.error("ambiguous send: %s; marked failed, not resent", exc)
+            return Outcome.AMBIGUOUS
         except RecipientError as exc:
             with session_scope(db_url) as db:
                 lifecycle.mark_failed(db, message_id, f"recipient: {exc}")
@@ -137,6 +189,7 @@ class Deliverer:
             mlog.warning("attempt %d failed (%s); retrying in %.1fs", attempts, reason, delay)
             return Outcome.RETRY
 
+        self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)
         with session_scope(db_url) as db:
             lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at)
         mlog.info("sent (attempt %d)", attempts)

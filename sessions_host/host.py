@@ -15,18 +15,21 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from celery import Celery
 from sqlalchemy import select
 
-from models import WhatsAppSession
+from models import SessionStatus, WhatsAppSession
 from models.db import session_scope
 from sessions_host import transports
 from sessions_host.events import EventProcessor
+from sessions_host.leases import Lease, Leases
 from sessions_host.limits import Limits
 from sessions_host.monitor import Monitor
 from sessions_host.runner import SessionRunner
+from sessions_host.safety import RedisSafetyStore, SafetyRules, SessionSafety
 from sessions_host.transports.base import StateChanged
 from sessions_host.transports.simnet import SimNet
 from sessions_host.transports.simulated import SimHub
@@ -54,8 +57,12 @@ class SessionHost:
         self.redis = client_for(settings.redis)
         self.hub = SimHub(SimNet(self.redis))
         self.limits = Limits(self.redis)
+        self.safety_store = RedisSafetyStore(self.redis, SafetyRules(enabled=settings.safety_enabled))
         self.runners: dict[str, SessionRunner] = {}
         self._configs: dict[str, _Config] = {}
+        #: Sessions whose transport could not be built, with the config that failed (logged once).
+        self._failed: dict[str, _Config] = {}
+        self.leases = Leases(self.redis, self.hostname, settings.lease_ttl_seconds)
         self.monitor = Monitor(
             app, self.hostname, lambda: [r.queue_name for r in list(self.runners.values())], settings.heartbeat_seconds
         )
@@ -87,6 +94,10 @@ class SessionHost:
     def tick(self) -> None:
         """One heartbeat: reload the session list, publish live states, tell Flower we are alive."""
         try:
+            self.renew_leases()
+        except Exception as exc:
+            log.warning("could not renew session leases: %s", exc)
+        try:
             self.reload()
         except Exception as exc:
             log.warning("could not reload sessions from the database: %s", exc)
@@ -104,12 +115,28 @@ class SessionHost:
         for runner in runners:
             runner.stop()
             self._forget(runner.session_id)
+        try:
+            self.leases.leave()
+        except Exception as exc:
+            log.warning("could not leave the host registry: %s", exc)
         self.events.drain()
         self.events.stop()
         self.monitor.stop()
         self.hub.close()
 
     # Sessions ------------------------------------------------------------------------------------
+
+    def renew_leases(self) -> None:
+        """Renew every lease held (before anything that may be slow, such as the database); stop the
+        sessions whose lease another host took."""
+        for session_id, runner in list(self.runners.items()):
+            if runner.lost or (runner.lease is not None and not self.leases.renew(runner.lease)):
+                log.warning(
+                    "session %s: lease lost to another host; stopping it here",
+                    session_id,
+                    extra={"session_id": session_id},
+                )
+                self._stop_runner(session_id, lost=True)
 
     def reload(self) -> None:
         with session_scope(self.settings.database) as db:
@@ -123,24 +150,68 @@ class SessionHost:
                 for r in rows
             }
             options = {r.session_id: dict(r.transport_options or {}) for r in rows}
+            # The number's age drives ban safety's warm-up; it counts from when it was added.
+            since = {r.session_id: r.created_at.timestamp() for r in rows}
         for session_id in list(self.runners):
             if session_id not in wanted or wanted[session_id] != self._configs.get(session_id):
                 self._stop_runner(session_id)
+        if self.settings.session_leases:
+            self.leases.heartbeat()
+            share = self.leases.fair_share(len(wanted))
+        else:
+            share = len(wanted)
+        if self.settings.session_leases and len(self.runners) > share:
+            self._hand_over_one(list(wanted), share)
         for session_id, config in wanted.items():
-            if session_id not in self.runners:
-                self._start_runner(session_id, config, options[session_id])
+            if session_id in self.runners:
+                continue
+            if len(self.runners) >= share:
+                break
+            lease = None
+            if self.settings.session_leases:
+                lease = self.leases.acquire(session_id)
+                if lease is None:
+                    continue  # another host owns it
+            self._start_runner(session_id, config, options[session_id], since[session_id], lease)
 
-    def _start_runner(self, session_id: str, config: _Config, options: dict[str, object]) -> None:
+    def _hand_over_one(self, sessions: list[str], share: int) -> None:
+        """Owning more than a fair share while another live host owns less (it started later, or came
+        back): release one session per heartbeat so that host can take it. No flapping: a host at or
+        above its share never receives."""
+        owners = [o for o in (self.leases.owner(s) for s in sessions) if o]
+        counts = Counter(owners)
+        hosts = self.leases.hosts()
+        if not any(counts.get(h, 0) < share for h in hosts if h != self.hostname):
+            return
+        session_id = sorted(self.runners)[-1]
+        log.info("session %s handed over to a host with fewer sessions", session_id, extra={"session_id": session_id})
+        self._stop_runner(session_id)
+
+    def _start_runner(
+        self, session_id: str, config: _Config, options: dict[str, object], number_since: float, lease: Lease | None
+    ) -> None:
         try:
             transport = transports.build(config.transport, session_id, options, self.settings, self.hub)
         except ValueError as exc:
-            if self._configs.get(session_id) != config:
+            if lease is not None:
+                self.leases.release(lease)
+            if self._failed.get(session_id) != config:
                 log.error("session %s not started: %s", session_id, exc, extra={"session_id": session_id})
-                self._configs[session_id] = config
+                self._failed[session_id] = config
             return
+        safety = SessionSafety(session_id, self.safety_store, self.safety_store.rules, number_since)
         runner = SessionRunner(
-            self.app, self.settings, session_id, transport, config.pace_seconds, self.monitor, self.limits
+            self.app,
+            self.settings,
+            session_id,
+            transport,
+            config.pace_seconds,
+            self.monitor,
+            self.limits,
+            safety,
+            lease,
         )
+        runner.on_availability = self._publish_quietly
         self.runners[session_id] = runner
         self._configs[session_id] = config
         runner.start(self.events.sink_for(session_id))
@@ -152,30 +223,43 @@ class SessionHost:
             extra={"session_id": session_id},
         )
 
-    def _stop_runner(self, session_id: str) -> None:
+    def _stop_runner(self, session_id: str, lost: bool = False) -> None:
         runner = self.runners.get(session_id)
         if runner is not None:
             runner.stop()
-        self._forget(session_id)
+        self._forget(session_id, lost=lost)
         log.info("session %s stopped", session_id, extra={"session_id": session_id})
 
-    def _forget(self, session_id: str) -> None:
-        self.runners.pop(session_id, None)
+    def _forget(self, session_id: str, lost: bool = False) -> None:
+        """Drop a stopped runner; release its lease and its live state unless another host owns them."""
+        runner = self.runners.pop(session_id, None)
         self._configs.pop(session_id, None)
+        if lost:
+            return
         try:
             live_state.clear(self.redis, session_id)
+            if runner is not None and runner.lease is not None:
+                self.leases.release(runner.lease)
         except Exception as exc:
-            log.warning("could not clear live state of %s: %s", session_id, exc)
+            log.warning("could not release session %s: %s", session_id, exc)
 
     def _on_state(self, session_id: str, event: StateChanged) -> None:
         runner = self.runners.get(session_id)
         if runner is None:
             return
         runner.set_status(event.status)
+        if event.status == SessionStatus.BANNED:
+            runner.restricted(event.detail or "temporarily banned", event.until.timestamp() if event.until else None)
         try:
             self._publish(runner)
         except Exception as exc:
             log.warning("could not publish live state of %s: %s", session_id, exc)
+
+    def _publish_quietly(self, runner: SessionRunner) -> None:
+        try:
+            self._publish(runner)
+        except Exception as exc:
+            log.warning("could not publish live state of %s: %s", runner.session_id, exc)
 
     def publish_live_states(self) -> None:
         for runner in list(self.runners.values()):
@@ -190,6 +274,8 @@ class SessionHost:
                 host=self.hostname,
                 reported_at=time.time(),
                 since=runner.status_since,
+                available_until=runner.available_until,
+                new_contacts_until=runner.new_contacts_until,
             ),
             self.settings.live_state_ttl_seconds,
         )

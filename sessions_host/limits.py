@@ -16,10 +16,14 @@ import redis
 
 from wa_tasks import keys
 
-#: KEYS: [1] the session's pace slot key.
-#: ARGV: [1] interval in ms.
-#: Returns 0 when the slot is granted now (and reserves the next one), else the ms to wait.
+#: KEYS: [1] the session's pace slot key, [2] the session's lease.
+#: ARGV: [1] interval in ms, [2] the lease value the caller holds ("" = no lease check).
+#: Returns 0 when the slot is granted now (and reserves the next one), -1 when the caller no longer
+#: holds the lease (fencing: it must not send), else the ms to wait.
 PACE_SLOT = """
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return -1
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -49,6 +53,10 @@ return 0
 """
 
 
+class LeaseLost(RuntimeError):
+    """The session's lease moved to another host: this one must not send."""
+
+
 @dataclass
 class Limits:
     """The Redis guards of one host (thread-safe: redis-py pools connections)."""
@@ -59,17 +67,23 @@ class Limits:
         self._pace = self.client.register_script(PACE_SLOT)
         self._recipient = self.client.register_script(RECIPIENT_CAP)
 
-    def pace_slot(self, session_id: str, interval_seconds: float) -> float:
-        """0.0 if ``session_id`` may send now (the slot is taken), else seconds to wait."""
-        if interval_seconds <= 0:
-            return 0.0
-        wait_ms = int(self._pace(keys=[keys.pace_slot(session_id)], args=[int(interval_seconds * 1000)]))
+    def pace_slot(self, session_id: str, interval_seconds: float, lease: str = "") -> float:
+        """0.0 if ``session_id`` may send now (the slot is taken), else seconds to wait; raises
+        :class:`LeaseLost` if ``lease`` is given and no longer held."""
+        wait_ms = int(
+            self._pace(
+                keys=[keys.pace_slot(session_id), keys.lease(session_id)],
+                args=[max(1, int(interval_seconds * 1000)), lease],
+            )
+        )
+        if wait_ms < 0:
+            raise LeaseLost(f"session {session_id}: this host no longer holds its lease")
         return wait_ms / 1000.0
 
-    def wait_for_slot(self, session_id: str, interval_seconds: float, stop: threading.Event) -> bool:
+    def wait_for_slot(self, session_id: str, interval_seconds: float, stop: threading.Event, lease: str = "") -> bool:
         """Block until the session's slot is granted; False if ``stop`` was set meanwhile."""
         while not stop.is_set():
-            wait = self.pace_slot(session_id, interval_seconds)
+            wait = self.pace_slot(session_id, interval_seconds, lease)
             if wait <= 0:
                 return True
             stop.wait(wait)

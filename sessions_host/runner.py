@@ -22,9 +22,11 @@ from kombu.message import Message as KombuMessage
 
 from models.statuses import SessionStatus
 from sessions_host.delivery import Deliverer, Outcome
-from sessions_host.limits import Limits
+from sessions_host.leases import Lease
+from sessions_host.limits import LeaseLost, Limits
 from sessions_host.monitor import Monitor
 from sessions_host.pacing import Pacer
+from sessions_host.safety import Decision, SessionSafety
 from sessions_host.transports.base import Transport
 from wa_tasks import keys
 from wa_tasks.settings import Settings
@@ -43,6 +45,8 @@ class SessionRunner:
         pace_seconds: float,
         monitor: Monitor,
         limits: Limits,
+        safety: SessionSafety,
+        lease: Lease | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -53,11 +57,21 @@ class SessionRunner:
         self.pacer = Pacer(pace_seconds, jitter=settings.pace_jitter_seconds)
         self.monitor = monitor
         self.limits = limits
+        self.safety = safety
+        #: The lease under which this host serves the session (None: leases switched off).
+        self.lease = lease
+        #: Set when a send found the lease held by another host.
+        self.lost = False
+        #: Ban safety took the session out of rotation until then / it takes no new contacts until then.
+        self.available_until = 0.0
+        self.new_contacts_until = 0.0
         self.deliverer = Deliverer(app, settings, session_id, transport, gate=self)
         self.status: str = SessionStatus.DISCONNECTED
         self.status_since = time.time()
         self._down_since: float | None = time.monotonic()
         self._stop = threading.Event()
+        #: Called when ban safety changes the session's availability (the host republishes it).
+        self.on_availability: Any = lambda runner: None
         self._thread = threading.Thread(target=self._run, name=f"session-{session_id}", daemon=True)
 
     # Lifecycle -----------------------------------------------------------------------------------
@@ -94,13 +108,50 @@ class SessionRunner:
         return self.limits.recipient_send(number, message_id, self.settings.recipient_hourly_cap)
 
     def take_slot(self) -> bool:
-        """Local pace first, then the Redis slot that every host of this session shares."""
+        """Local pace first, then the Redis slot that every host of this session shares (slower for a
+        while after a WhatsApp restriction)."""
+        factor = self.safety.pace_factor()
+        self.pacer.interval = self.pace_seconds * factor
         if not self.pacer.wait(self._stop):
             return False
-        if not self.limits.wait_for_slot(self.session_id, self.pace_seconds, self._stop):
+        try:
+            granted = self.limits.wait_for_slot(
+                self.session_id, self.pace_seconds * factor, self._stop, self.lease.value if self.lease else ""
+            )
+        except LeaseLost as exc:
+            # Fencing: another host owns the session now. Send nothing more; the host stops us.
+            log.warning("%s; not sending", exc, extra={"session_id": self.session_id})
+            self.lost = True
+            self._stop.set()
+            return False
+        if not granted:
             return False
         self.pacer.used()
         return True
+
+    def safety_check(self, number: str) -> tuple[Decision, bool]:
+        decision, is_new = self.safety.check(number)
+        if not decision.allowed:
+            if decision.new_contacts_only:
+                self.new_contacts_until = decision.until
+            else:
+                self.available_until = decision.until
+            self.on_availability(self)
+        return decision, is_new
+
+    def safety_sent(self, number: str, is_new: bool) -> None:
+        self.safety.sent(number, is_new)
+
+    def restricted(self, reason: str, until: float | None) -> None:
+        self.available_until = self.safety.restricted(reason, until)
+        log.warning(
+            "session %s restricted by WhatsApp (%s): out of rotation until %s, then slower",
+            self.session_id,
+            reason,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.available_until)),
+            extra={"session_id": self.session_id},
+        )
+        self.on_availability(self)
 
     # Consuming -----------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from support.stack import Stack  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TABLES = ("whatsapp_messages", "whatsapp_queue_jobs", "whatsapp_templates", "whatsapp_sessions")
+TABLES = ("whatsapp_messages", "whatsapp_queue_jobs", "whatsapp_templates", "whatsapp_sessions", "whatsapp_opt_outs")
 
 
 def free_port() -> int:
@@ -115,8 +115,12 @@ def settings(database: str, redis_clean: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "var",
         pace_seconds=0.05,
         pace_jitter_seconds=0.0,
+        # Ban safety has tests of its own; elsewhere a brand-new number's warm-up cap (20 a day)
+        # would stop the tests that send hundreds of messages.
+        safety_enabled=False,
         heartbeat_seconds=0.5,
         live_state_ttl_seconds=3.0,
+        lease_ttl_seconds=3.0,
         failover_grace_seconds=1.0,
         dispatch_retry_max_seconds=2.0,
         sim_latency_ms=20,

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import JobStatus, Message, MessageStatus, QueueJob, Template, utcnow
 from models.db import session_scope
-from wa_tasks import priorities, templates
+from wa_tasks import optout, priorities, templates
 from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownTemplate, WaTasksError
 from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
@@ -33,6 +33,7 @@ BATCH_SIZE = 500
 ERRORS_SHOWN = 5
 
 DISPATCH_BATCH_TASK = "wa.dispatch_batch"
+OPTED_OUT_ERROR = "opted_out: the customer replied STOP; promotions are not sent to them"
 
 
 class UnknownJob(WaTasksError, LookupError):
@@ -91,6 +92,11 @@ def create(
     job_id = f"job_{uuid.uuid4().hex}"
     ids = [f"msg_{uuid.uuid4().hex}" for _ in rows]
     now = utcnow()
+    opted_out: set[str] = set()
+    if row is not None and row.category == optout.PROMOTION:
+        # Customers who replied STOP get no promotions: their rows are stored as failed, not sent.
+        with session_scope(settings.database) as db:
+            opted_out = optout.opted_out_among(db, (r.to_number for r in rows))
     try:
         with session_scope(settings.database) as db:
             db.add(
@@ -120,10 +126,17 @@ def create(
                             "bulk_job_id": job_id,
                             "idempotency_key": f"{idempotency_key}:{i}" if idempotency_key else None,
                             "max_attempts": settings.max_attempts,
-                            "status": MessageStatus.QUEUED,
+                            **(
+                                {
+                                    "status": MessageStatus.FAILED,
+                                    "error_message": OPTED_OUT_ERROR,
+                                    "failed_at": now,
+                                }
+                                if r.to_number in opted_out
+                                else {"status": MessageStatus.QUEUED, "dispatched_at": now}
+                            ),
                             "created_at": now,
                             "updated_at": now,
-                            "dispatched_at": now,
                         }
                         for i, r in enumerate(rows[start : start + BATCH_SIZE], start)
                     ],
@@ -133,7 +146,7 @@ def create(
         if existing is None:
             raise
         return existing
-    publish(app, ids, step)
+    publish(app, [i for i, r in zip(ids, rows, strict=True) if r.to_number not in opted_out], step)
     return job_id
 
 

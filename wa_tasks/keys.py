@@ -22,6 +22,20 @@ def live_state(session_id: str) -> str:
     return f"{PREFIX}session:{session_id}:live"
 
 
+def lease(session_id: str) -> str:
+    """String ``host|token`` with a TTL: the session host that owns the session."""
+    return f"{PREFIX}lease:{session_id}"
+
+
+def lease_fence(session_id: str) -> str:
+    """Counter: the session's last fencing token (only grows)."""
+    return f"{PREFIX}lease:{session_id}:fence"
+
+
+#: Sorted set: live session hosts, scored by their last heartbeat (unix time).
+HOSTS = f"{PREFIX}hosts"
+
+
 def pace_slot(session_id: str) -> str:
     """String: the earliest time (ms, Redis clock) the session may send again (all hosts)."""
     return f"{PREFIX}pace:{session_id}"
@@ -30,6 +44,26 @@ def pace_slot(session_id: str) -> str:
 def recipient_window(number: str) -> str:
     """Sorted set: send times (ms) to one recipient over the last hour, for the per-recipient cap."""
     return f"{PREFIX}recipient:{number}:sends"
+
+
+def safety_day(session_id: str, day: int) -> str:
+    """Hash ``sent``/``new``: a session's sends and new contacts on one (local) day."""
+    return f"{PREFIX}safety:{session_id}:day:{day}"
+
+
+def safety_hour(session_id: str, hour: int) -> str:
+    """Counter: a session's sends in one clock hour."""
+    return f"{PREFIX}safety:{session_id}:hour:{hour}"
+
+
+def safety_state(session_id: str) -> str:
+    """Hash ``paused_until``/``slow_until``/``reason``: a session taken out of rotation by WhatsApp."""
+    return f"{PREFIX}safety:{session_id}:state"
+
+
+def session_contacts(session_id: str) -> str:
+    """Set: every number the session has messaged (they are no longer new contacts to it)."""
+    return f"{PREFIX}session:{session_id}:contacts"
 
 
 #: Pub/Sub channel on which session changes (added/removed) are announced to hosts.
@@ -49,3 +83,8 @@ SIM_NOT_ON_WHATSAPP = f"{PREFIX}sim:not-on-whatsapp"
 SIM_QR = f"{PREFIX}sim:qr"
 #: Set: session ids whose QR was "scanned" (``wa-tasks sim scan``).
 SIM_SCANNED = f"{PREFIX}sim:scanned"
+
+
+def sim_replies(session_id: str) -> str:
+    """List: customers' replies (JSON) waiting to reach a simulated session as incoming messages."""
+    return f"{PREFIX}sim:replies:{session_id}"

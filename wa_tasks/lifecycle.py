@@ -66,6 +66,18 @@ def claim(db: Session, message_id: str, session_id: str) -> bool:
     )
 
 
+def unclaim(db: Session, message_id: str, session_id: str) -> bool:
+    """``sending → routed`` when the host stops before it sent: nothing went out, the attempt is
+    taken back."""
+    return _update(
+        db,
+        message_id,
+        [Message.status == S.SENDING, Message.session_id == session_id],
+        status=S.ROUTED,
+        attempts=case((Message.attempts > 0, Message.attempts - 1), else_=0),
+    )
+
+
 def mark_sent(db: Session, message_id: str, wa_message_id: str, sent_at: dt.datetime) -> bool:
     done = _update(
         db,

@@ -23,10 +23,18 @@ class LiveState:
     reported_at: float
     #: When the current status began (unix time).
     since: float
+    #: Out of rotation until then (ban safety: a cap reached or a WhatsApp restriction).
+    available_until: float = 0.0
+    #: Takes no new contacts until then (its daily new-contact budget is spent).
+    new_contacts_until: float = 0.0
 
     @property
     def connected(self) -> bool:
         return self.status == SessionStatus.CONNECTED
+
+    def usable(self, now: float) -> bool:
+        """Connected and in rotation."""
+        return self.connected and self.available_until <= now
 
 
 def publish(client: redis.Redis, state: LiveState, ttl_seconds: float) -> None:
@@ -34,7 +42,14 @@ def publish(client: redis.Redis, state: LiveState, ttl_seconds: float) -> None:
     pipe = client.pipeline(transaction=False)
     pipe.hset(
         key,
-        mapping={"status": state.status, "host": state.host, "reported_at": state.reported_at, "since": state.since},
+        mapping={
+            "status": state.status,
+            "host": state.host,
+            "reported_at": state.reported_at,
+            "since": state.since,
+            "available_until": state.available_until,
+            "new_contacts_until": state.new_contacts_until,
+        },
     )
     pipe.pexpire(key, int(ttl_seconds * 1000))
     pipe.execute()
@@ -61,6 +76,8 @@ def read(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, LiveState
                 host=raw.get("host", "?"),
                 reported_at=float(raw.get("reported_at", 0)),
                 since=float(raw.get("since", 0)),
+                available_until=float(raw.get("available_until", 0)),
+                new_contacts_until=float(raw.get("new_contacts_until", 0)),
             )
     return states
 
@@ -78,3 +95,15 @@ def backlogs(client: redis.Redis, queues: Iterable[str], steps: int = 10) -> dic
             pipe.llen(name if step == 0 else f"{name}:{step}")
     lengths = pipe.execute()
     return {name: sum(lengths[i * steps : (i + 1) * steps]) for i, name in enumerate(names)}
+
+
+def new_contact_refusers(client: redis.Redis, states: dict[str, LiveState], number: str, now: float) -> list[str]:
+    """Sessions that would refuse ``number`` today: their new-contact budget is spent and they have
+    never messaged it."""
+    spent = [sid for sid, state in states.items() if state.new_contacts_until > now]
+    if not spent:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for sid in spent:
+        pipe.sismember(keys.session_contacts(sid), number)
+    return [sid for sid, known in zip(spent, pipe.execute(), strict=True) if not known]

@@ -5,6 +5,7 @@ Session hosts pick changes up on their next heartbeat: no restart needed.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -107,8 +108,9 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
         states = live_state.read(client_for(settings.redis), [r.session_id for r in rows])
     except Exception:
         states = {}
+    now = live_state.now()
     candidates = [
-        routing.Candidate(r.session_id, r.priority, r.session_id in states and states[r.session_id].connected)
+        routing.Candidate(r.session_id, r.priority, r.session_id in states and states[r.session_id].usable(now))
         for r in rows
     ]
     primary = routing.primary(candidates)
@@ -129,6 +131,12 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
                 "host": state.host if state else None,
                 "lastStatus": r.status,
                 "lastError": r.last_error,
+                # Ban safety: out of rotation until then (a cap reached, or restricted by WhatsApp).
+                "pausedUntil": _iso_ts(state.available_until) if state and state.available_until > now else None,
             }
         )
     return result
+
+
+def _iso_ts(timestamp: float) -> str:
+    return lifecycle.iso(dt.datetime.fromtimestamp(timestamp, dt.UTC)) or ""

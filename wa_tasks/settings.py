@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     #: The most messages one recipient gets in an hour, whatever the callers do (0 = no cap).
     recipient_hourly_cap: int = Field(default=10, ge=0)
 
+    #: Ban safety (sessions_host/safety.py): warm-up daily caps, an hourly cap, a new-contact budget
+    #: and a pause after WhatsApp restrictions. On by default; switch off only for numbers you can lose.
+    safety_enabled: bool = True
+
     #: Attempts per message before it is marked ``failed`` (seed: maxAttempts 3).
     max_attempts: int = Field(default=3, ge=1)
 
@@ -73,6 +77,13 @@ class Settings(BaseSettings):
     #: Broker visibility timeout: an unacknowledged message is redelivered after this long.
     #: No countdown may be longer than this (celery-redis notes).
     visibility_timeout: int = Field(default=3600, gt=60)
+
+    #: Each session is owned by one session host at a time through a Redis lease (with a fencing
+    #: token checked before every send). Switch off only to test what an overlap would do.
+    session_leases: bool = True
+
+    #: How long a lease lives without renewal: a dead host's sessions move within this time.
+    lease_ttl_seconds: float = Field(default=10.0, gt=0)
 
     #: How often a session host writes its sessions' live state and heartbeat (seconds).
     heartbeat_seconds: float = Field(default=2.0, gt=0)

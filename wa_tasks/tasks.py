@@ -11,6 +11,11 @@ of wa_tasks needed):
              message whose error says why.
 ``wa.status`` kwargs: ``message_id``. Returns the status dict (needs a result backend to read
              the return value; the thin client reads the database directly instead).
+``wa.notify`` kwargs: ``event`` ("invoice.created", "payment.completed", "service.expiring",
+             "voucher.activated", "bulk.send"), ``data`` (dict: the template data with
+             ``customer_whatsapp``), ``idempotency_key``; optionally ``template``/``priority``
+             to override the event's mapping. Returns the message id (a job id for bulk.send).
+             A refused trigger is stored as a ``failed`` message whose error says why.
 
 Internal: ``wa.dispatch`` (routes a queued message to ``wa.session.<id>``), ``wa.deliver``
 (consumed by the session host, not by this worker), ``wa.sweep`` (beat: republishes stale
@@ -101,11 +106,12 @@ def _backoff(retries: int, cap: float) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-def _candidates(settings: Settings, db: Session) -> list[routing.Candidate]:
+def _candidates(settings: Settings, db: Session) -> tuple[list[routing.Candidate], dict[str, live_state.LiveState]]:
     """Every configured session with its live state (and backlog, when the policy needs it)."""
     rows = db.execute(select(WhatsAppSession.session_id, WhatsAppSession.priority, WhatsAppSession.pace_seconds)).all()
     redis = client_for(settings.redis)
     states = live_state.read(redis, [r.session_id for r in rows])
+    now = live_state.now()
     backlog: dict[str, int] = {}
     if settings.routing_policy != "failover":
         backlog = live_state.backlogs(redis, [keys.session_queue(r.session_id) for r in rows])
@@ -113,12 +119,12 @@ def _candidates(settings: Settings, db: Session) -> list[routing.Candidate]:
         routing.Candidate(
             session_id=r.session_id,
             priority=r.priority,
-            connected=r.session_id in states and states[r.session_id].connected,
+            connected=r.session_id in states and states[r.session_id].usable(now),
             backlog=backlog.get(keys.session_queue(r.session_id), 0),
             pace_seconds=r.pace_seconds if r.pace_seconds is not None else settings.pace_seconds,
         )
         for r in rows
-    ]
+    ], states
 
 
 def _choose(
@@ -150,7 +156,11 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
             return message.session_id
         if message.status != MessageStatus.QUEUED:
             return None
-        chosen = _choose(settings, _candidates(settings, db), message.requested_session, exclude)
+        candidates, states = _candidates(settings, db)
+        refusers = live_state.new_contact_refusers(
+            client_for(settings.redis), states, message.to_number, live_state.now()
+        )
+        chosen = _choose(settings, candidates, message.requested_session, [*(exclude or ()), *refusers])
         if chosen is None:
             lifecycle.touch_dispatched(db, message_id)
             db.commit()
@@ -174,16 +184,18 @@ def dispatch_batch(message_ids: list[str]) -> int:
     routed: list[tuple[str, str, int]] = []
     waiting: list[tuple[str, int]] = []
     with session_scope(settings.database) as db:
-        candidates = _candidates(settings, db)
+        candidates, states = _candidates(settings, db)
+        redis, now = client_for(settings.redis), live_state.now()
         backlog = {c.session_id: c.backlog for c in candidates}
         messages = db.execute(
-            select(Message.id, Message.priority, Message.requested_session).where(
+            select(Message.id, Message.priority, Message.requested_session, Message.to_number).where(
                 Message.id.in_(message_ids), Message.status == MessageStatus.QUEUED
             )
         ).all()
         for m in messages:
             current = [dataclasses.replace(c, backlog=backlog[c.session_id]) for c in candidates]
-            chosen = _choose(settings, current, m.requested_session, None)
+            refusers = live_state.new_contact_refusers(redis, states, m.to_number, now)
+            chosen = _choose(settings, current, m.requested_session, refusers)
             if chosen is None:
                 waiting.append((m.id, m.priority))
             else:
@@ -227,3 +239,44 @@ def sweep(limit: int = 1000) -> int:
     if stale:
         log.warning("sweeper republished %d stale queued message(s)", count)
     return count
+
+
+@app.task(name="wa.notify", bind=True)
+def notify(
+    self: Task,
+    event: object = None,
+    data: object = None,
+    idempotency_key: object = None,
+    template: object = None,
+    priority: object = None,
+    session: object = None,
+) -> str:
+    """A billing event (``wa_tasks.triggers``) sends its template to ``data["customer_whatsapp"]``;
+    returns the message id (a bulk job id for ``bulk.send``). A refused trigger (unknown event, no
+    customer number, missing template data, an opted-out customer) is stored as a ``failed``
+    message whose error says why: a trigger failure is recorded, never swallowed."""
+    # Imported here: the thin client is not needed by the rest of this module.
+    from wa_tasks import triggers
+    from wa_tasks.client import Client
+
+    settings = get_settings()
+    # A redelivered wa.notify (worker died before its ack) must not send a second message.
+    key = idempotency_key if idempotency_key is not None else f"task:{self.request.id}"
+    try:
+        return triggers.fire(
+            Client(settings),
+            event,
+            data,
+            idempotency_key=key,  # type: ignore[arg-type]  # checked by the send it leads to
+            template=template,  # type: ignore[arg-type]
+            priority=priority,  # type: ignore[arg-type]
+            session=session,  # type: ignore[arg-type]
+        )
+    except InvalidRequest as exc:
+        return submit.record_refusal(
+            settings,
+            to=triggers.refused_recipient(event, data),
+            reason=f"{exc.code}: {exc}",
+            idempotency_key=key if isinstance(key, str) else None,
+            priority=triggers.refused_priority(event, priority),
+        )

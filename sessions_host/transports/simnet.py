@@ -1,6 +1,6 @@
 """The simulated WhatsApp network's shared state in Redis: which devices are paired, which
-connections are dropped, which QR codes were scanned, and the recipient-side ledger of every
-message the network accepted.
+connections are dropped, which QR codes were scanned, the recipient-side ledger of every
+message the network accepted, and customers' replies on their way to a session (``reply``).
 
 Session hosts write it through the simulated transport; ``wa-tasks sim ...`` commands and tests
 read and steer it from other processes.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 import zlib
 from dataclasses import asdict, dataclass
 
@@ -34,6 +35,16 @@ class LedgerEntry:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message a customer sends to a simulated session's number."""
+
+    sender: str  #: the customer, E.164 digits
+    text: str
+    wa_message_id: str
+    at: str  #: ISO time the customer sent it
 
 
 class SimNet:
@@ -102,6 +113,31 @@ class SimNet:
 
     def is_on_whatsapp(self, number: str) -> bool:
         return not self.redis.sismember(keys.SIM_NOT_ON_WHATSAPP, number)
+
+    # Customers' replies --------------------------------------------------------------------------
+
+    def reply(self, session_id: str, from_number: str, text: str) -> str:
+        """Play customer ``from_number`` (E.164 digits) sending ``text`` to ``session_id``'s number;
+        the session receives it on its next tick while connected. Returns the reply's message id."""
+        wa_id = "SIMIN" + uuid.uuid4().hex[:15].upper()
+        reply = Reply(sender=from_number, text=text, wa_message_id=wa_id, at=now_iso())
+        self.redis.rpush(keys.sim_replies(session_id), json.dumps(asdict(reply), ensure_ascii=False))
+        return wa_id
+
+    def take_replies(self, session_ids: list[str]) -> dict[str, list[Reply]]:
+        """Remove and return the replies waiting for each of ``session_ids`` (one round trip)."""
+        if not session_ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=True)
+        for session_id in session_ids:
+            pipe.lrange(keys.sim_replies(session_id), 0, -1)
+            pipe.delete(keys.sim_replies(session_id))
+        results = pipe.execute()
+        return {
+            session_id: [Reply(**json.loads(raw)) for raw in results[2 * i]]
+            for i, session_id in enumerate(session_ids)
+            if results[2 * i]
+        }
 
     # Connection faults ---------------------------------------------------------------------------
 

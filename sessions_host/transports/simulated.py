@@ -20,21 +20,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from models.statuses import SessionStatus
+from sessions_host.transports.banmodel import BanModel, BanRules, Device, Verdict
 from sessions_host.transports.base import (
+    BannedError,
     EventSink,
+    Incoming,
     QRCode,
     Receipt,
     RecipientError,
+    RestrictedError,
     SendResult,
     SessionError,
     StateChanged,
     TransientSendError,
 )
-from sessions_host.transports.simnet import LedgerEntry, SimNet, now_iso
+from sessions_host.transports.simnet import LedgerEntry, Reply, SimNet, now_iso
 from wa_tasks.phone import mask
 from wa_tasks.settings import Settings
 
@@ -57,6 +61,13 @@ class SimOptions:
     #: Seconds a QR code is shown before it rotates (WhatsApp: 60 s first, then 20 s).
     qr_rotate_seconds: float = 20.0
     seed: int = 0
+    #: Restrict the number like WhatsApp's anti-spam would (``banmodel``); off by default so that
+    #: tests of other behaviour are not disturbed by it.
+    ban_model: bool = False
+    #: Overrides of ``banmodel.BanRules`` fields.
+    ban_rules: dict[str, Any] = field(default_factory=dict)
+    #: How long ago the simulated number was linked (young numbers are restricted sooner).
+    linked_days_ago: float = 0.0
 
     @classmethod
     def build(cls, settings: Settings, overrides: dict[str, Any] | None) -> SimOptions:
@@ -129,14 +140,18 @@ class SimHub:
                 _safely(fn)
             if transports:
                 next_tick = now + self.TICK_SECONDS
+                replies: dict[str, list[Reply]] = {}
                 try:
                     dropped = self.simnet.dropped()
                     devices = self.simnet.devices()
+                    replies = self.simnet.take_replies([t.session_id for t in transports if t.connected])
                 except Exception as exc:
                     log.warning("simulated network unreachable: %s", exc)
                     dropped, devices = None, None
                 for transport in transports:
                     _safely(functools.partial(transport._tick, dropped, devices))
+                    for reply in replies.get(transport.session_id, ()):
+                        _safely(functools.partial(transport._receive, reply))
             with self._cond:
                 if self._stop:
                     return
@@ -162,6 +177,8 @@ class SimulatedTransport:
         self.hub = hub
         self.simnet = hub.simnet
         self._rng = random.Random(f"{options.seed}:{session_id}")
+        self._ban = BanModel(BanRules(**options.ban_rules)) if options.ban_model else None
+        self._device = Device(linked_at=time.time() - options.linked_days_ago * 86400.0)
         self._lock = threading.Lock()
         self._state = SessionStatus.DISCONNECTED
         self._started = False
@@ -220,6 +237,8 @@ class SimulatedTransport:
             raise TransientSendError("timed out waiting for message send response")
         if not self.simnet.is_on_whatsapp(jid.split("@", 1)[0]):
             raise RecipientError(f"{mask(jid)} is not on WhatsApp")
+        if self._ban is not None:
+            self._judge(jid.split("@", 1)[0], text)
         wa_id = "SIM" + uuid.uuid4().hex[:17].upper()
         sender = self._number or self.simnet.device_number(self.session_id) or "?"
         self.simnet.record(
@@ -239,7 +258,23 @@ class SimulatedTransport:
         self.hub.call_later(read_after, lambda: self._receipt(wa_id, "read"))
         return SendResult(wa_message_id=wa_id)
 
+    def _judge(self, to: str, text: str) -> None:
+        """The ban model's verdict on this send: raise as WhatsApp would."""
+        assert self._ban is not None
+        verdict, until = self._ban.verdict(self._device, time.time(), to, text)
+        if verdict == Verdict.RESTRICTED:
+            raise RestrictedError(f"server returned error 463 ({self._device.reason})")
+        if verdict == Verdict.BANNED:
+            ends = dt.datetime.fromtimestamp(until, dt.UTC)
+            self._on_event(StateChanged(status=SessionStatus.BANNED, detail=self._device.reason, until=ends))
+            raise BannedError(f"temporarily banned until {ends.isoformat()} ({self._device.reason})", ends)
+
     # Driven by the hub ---------------------------------------------------------------------------
+
+    def _receive(self, reply: Reply) -> None:
+        """A customer's message reaches this session (``SimNet.reply``)."""
+        at = dt.datetime.fromisoformat(reply.at.replace("Z", "+00:00"))
+        self._on_event(Incoming(sender=reply.sender, text=reply.text, wa_message_id=reply.wa_message_id, at=at))
 
     def _receipt(self, wa_id: str, kind: str) -> None:
         self._on_event(Receipt(wa_message_ids=(wa_id,), kind=kind, at=dt.datetime.now(dt.UTC)))

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from models import Message, Template
 from support.stack import Stack
-from wa_tasks import errors
+from wa_tasks import errors, optout
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +86,31 @@ def test_invalid_recipients_queue_nothing_and_keys_make_no_second_job(stack: Sta
     assert first == again
     with stack.db() as db:
         assert db.scalar(select(func.count()).select_from(Message)) == 5
+
+
+def test_a_bulk_promotion_skips_customers_who_opted_out(stack: Stack) -> None:
+    # Given a promotion template and a customer who replied STOP
+    with stack.db() as db:
+        db.add(
+            Template(
+                name="promo", category="promotion", content="Promo {{ customer_name }}!", variables=["customer_name"]
+            )
+        )
+    optout.record(stack.settings, "6281234000001", keyword="STOP")
+    stack.add_session("wa-1", priority=1)
+    stack.start()
+    stack.wait_connected("wa-1")
+
+    # When a bulk promotion goes to three customers including that one
+    job = stack.client.send_bulk(_recipients(3), template="promo")
+
+    # Then the other two receive it; the opted-out customer's row is failed with the reason
+    deadline = time.monotonic() + 30
+    while stack.client.bulk_status(job)["sent"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    progress = stack.client.bulk_status(job)
+    assert (progress["sent"], progress["failed"], progress["status"]) == (2, 1, "completed")
+    assert sorted(e.to for e in stack.ledger()) == ["6281234000000", "6281234000002"]
+    with stack.db() as db:
+        refused = db.scalar(select(Message).where(Message.to_number == "6281234000001"))
+        assert refused is not None and refused.error_message.startswith("opted_out")

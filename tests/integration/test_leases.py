@@ -1,0 +1,103 @@
+"""Several session hosts share the sessions through Redis leases: each session has one owner, a
+killed host's sessions are taken over within the lease TTL and their backlog is delivered once,
+and a host whose lease was taken cannot send (fencing)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from models import Message
+from sessions_host.leases import Leases
+from support.stack import Stack
+from wa_tasks import lifecycle
+
+pytestmark = pytest.mark.integration
+
+FINAL = ("sent", "delivered", "read", "failed")
+
+
+def _owners(stack: Stack, *session_ids: str) -> dict[str, str | None]:
+    leases = Leases(stack.redis, "test", 1.0)
+    return {s: leases.owner(s) for s in session_ids}
+
+
+def _wait_owned(stack: Stack, session_ids: tuple[str, ...], timeout: float = 30.0) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owners = _owners(stack, *session_ids)
+        if all(owners.values()):
+            return owners  # type: ignore[return-value]
+        time.sleep(0.1)
+    raise AssertionError(f"sessions not all owned: {_owners(stack, *session_ids)}\n{stack.logs()}")
+
+
+def test_two_hosts_share_the_sessions_and_take_over_a_killed_hosts_backlog(stack: Stack) -> None:
+    # Given two hosts and two sessions: each host owns one
+    stack.add_session("wa-1", priority=1, pace_seconds=0.3)
+    stack.add_session("wa-2", priority=2, pace_seconds=0.3)
+    stack.start("worker", "sessions-a", "sessions-b")
+    stack.wait_connected("wa-1", "wa-2")
+    owners = _wait_owned(stack, ("wa-1", "wa-2"))
+    assert sorted(h.split("@")[0] for h in owners.values()) == ["sessions-a", "sessions-b"]
+
+    # When a backlog waits on wa-1 and its host is killed with SIGKILL
+    ids = [stack.client.send(f"0812{i:08d}", text=f"antrian {i}", session="wa-1") for i in range(20)]
+    while len(stack.ledger()) < 3:
+        time.sleep(0.05)
+    victim = owners["wa-1"].split("@")[0]
+    survivor = "sessions-b" if victim == "sessions-a" else "sessions-a"
+    killed_at = time.monotonic()
+    stack.processes[victim].send_signal(signal.SIGKILL)
+    stack.processes.pop(victim).wait()
+
+    # Then the other host owns wa-1 within the lease TTL (+ a heartbeat), and the backlog arrives once
+    while _owners(stack, "wa-1")["wa-1"] in (None, owners["wa-1"]):
+        assert time.monotonic() - killed_at < stack.settings.lease_ttl_seconds + 5, stack.logs()
+        time.sleep(0.1)
+    assert _owners(stack, "wa-1")["wa-1"].startswith(survivor)  # type: ignore[union-attr]
+    statuses = stack.wait_all(ids, *FINAL, timeout=60)
+    ledger = stack.ledger()
+    assert max(Counter(e.text for e in ledger).values()) == 1
+    failed = [s for s in statuses if s["status"] == "failed"]
+    assert all(s["error"] == lifecycle.AMBIGUOUS_SEND for s in failed) and len(failed) <= 1
+    assert len(ledger) == 20 - len(failed)
+
+
+def test_a_host_whose_lease_was_taken_cannot_send(stack: Stack) -> None:
+    # Given two hosts and one session, owned by one of them
+    stack.add_session("wa-1", priority=1, pace_seconds=0.2)
+    stack.start("worker", "sessions-a", "sessions-b")
+    stack.wait_connected("wa-1")
+    owner = _wait_owned(stack, ("wa-1",))["wa-1"].split("@")[0]
+    other = "sessions-b" if owner == "sessions-a" else "sessions-a"
+    ids = [stack.client.send(f"0812{i:08d}", text=f"pesan {i}") for i in range(30)]
+    while len(stack.ledger()) < 3:
+        time.sleep(0.05)
+
+    # When the owner freezes (SIGSTOP) past the lease TTL, the other host takes the session over,
+    # and then the old owner wakes up (SIGCONT) still believing it serves the session
+    stack.processes[owner].send_signal(signal.SIGSTOP)
+    while _owners(stack, "wa-1")["wa-1"] in (None,) or not _owners(stack, "wa-1")["wa-1"].startswith(other):  # type: ignore[union-attr]
+        time.sleep(0.1)
+    time.sleep(1.0)
+    stack.processes[owner].send_signal(signal.SIGCONT)
+
+    # Then nobody receives a message twice, and the old owner stops serving the session
+    statuses = stack.wait_all(ids, *FINAL, timeout=60)
+    assert max(Counter(e.text for e in stack.ledger()).values()) == 1
+    assert sum(s["status"] != "failed" for s in statuses) >= 29
+    deadline = time.monotonic() + 10
+    log = ""
+    while time.monotonic() < deadline:
+        log = (stack.logdir / f"{owner}.log").read_text()
+        if "lease lost to another host" in log or "no longer holds its lease" in log:
+            break
+        time.sleep(0.2)
+    assert "lease lost to another host" in log or "no longer holds its lease" in log, stack.logs()
+    with stack.db() as db:
+        assert len(db.scalars(select(Message.id)).all()) == 30
