@@ -58,6 +58,12 @@ task_send_sent_event = True
 worker_hijack_root_logger = False
 
 beat_schedule = {
+    # Seed §10.2: every 30 s; probes message nobody.
+    "health-check": {
+        "task": "wa.health_check",
+        "schedule": 30.0,
+        "options": {"priority": 1, "expires": 25},
+    },
     "sweep-queued": {
         "task": "wa.sweep",
         "schedule": 60.0,

@@ -38,6 +38,12 @@ class WhatsAppSession(Base):
     last_activity: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     status_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     banned_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: Last health check (beat, every 30 s): ok, slow, failing, idle or offline, and why.
+    health: Mapped[str | None] = mapped_column(String(20))
+    health_detail: Mapped[str | None] = mapped_column(String(500))
+    health_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: Round trip of the last probe (ms), which messages nobody.
+    last_probe_ms: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

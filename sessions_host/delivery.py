@@ -162,6 +162,7 @@ class Deliverer:
                 self.gate.restricted(str(exc), until)
             with session_scope(db_url) as db:
                 lifecycle.requeue(db, message_id, error=f"session {self.session_id}: {exc}", refund_attempt=True)
+                lifecycle.session_error(db, self.session_id, str(exc))
             submit.publish_dispatch(self.app, message_id, priority, exclude=[self.session_id])
             mlog.warning("session could not send (%s): moved to another session", exc)
             return Outcome.REROUTED
@@ -177,6 +178,8 @@ class Deliverer:
             return Outcome.FAILED
         except Exception as exc:  # TransientSendError and anything unexpected: retry with backoff
             reason = str(exc) if isinstance(exc, TransientSendError) else f"{type(exc).__name__}: {exc}"
+            with session_scope(db_url) as db:
+                lifecycle.session_error(db, self.session_id, reason)
             if attempts >= max_attempts:
                 with session_scope(db_url) as db:
                     lifecycle.mark_failed(db, message_id, f"{reason} (after {attempts} attempts)")

@@ -34,7 +34,13 @@ class _Pending:
 
 
 class EventProcessor:
-    def __init__(self, settings: Settings, on_state: Callable[[str, StateChanged], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_state: Callable[[str, StateChanged], None],
+        on_qr: Callable[[str, QRCode], None] = lambda session_id, qr: None,
+    ) -> None:
+        self.on_qr = on_qr
         self.settings = settings
         self.on_state = on_state
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
@@ -89,6 +95,7 @@ class EventProcessor:
             elif isinstance(event, Receipt):
                 self._receipt(item, event)
             elif isinstance(event, QRCode):
+                self.on_qr(item.session_id, event)
                 log.info(
                     "session %s shows a new QR code (valid %.0fs)",
                     item.session_id,

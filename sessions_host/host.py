@@ -24,16 +24,17 @@ from sqlalchemy import select
 from models import SessionStatus, WhatsAppSession
 from models.db import session_scope
 from sessions_host import transports
+from sessions_host.commands import CommandListener
 from sessions_host.events import EventProcessor
 from sessions_host.leases import Lease, Leases
 from sessions_host.limits import Limits
 from sessions_host.monitor import Monitor
 from sessions_host.runner import SessionRunner
 from sessions_host.safety import RedisSafetyStore, SafetyRules, SessionSafety
-from sessions_host.transports.base import StateChanged
+from sessions_host.transports.base import QRCode, StateChanged
 from sessions_host.transports.simnet import SimNet
 from sessions_host.transports.simulated import SimHub
-from wa_tasks import live_state
+from wa_tasks import keys, live_state
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
 
@@ -57,7 +58,14 @@ class SessionHost:
         self.redis = client_for(settings.redis)
         self.hub = SimHub(SimNet(self.redis))
         self.limits = Limits(self.redis)
-        self.safety_store = RedisSafetyStore(self.redis, SafetyRules(enabled=settings.safety_enabled))
+        self.safety_store = RedisSafetyStore(
+            self.redis,
+            SafetyRules(
+                enabled=settings.safety_enabled,
+                restriction_pause_seconds=settings.restriction_pause_seconds,
+                ban_margin_seconds=settings.ban_margin_seconds,
+            ),
+        )
         self.runners: dict[str, SessionRunner] = {}
         self._configs: dict[str, _Config] = {}
         #: Sessions whose transport could not be built, with the config that failed (logged once).
@@ -66,7 +74,10 @@ class SessionHost:
         self.monitor = Monitor(
             app, self.hostname, lambda: [r.queue_name for r in list(self.runners.values())], settings.heartbeat_seconds
         )
-        self.events = EventProcessor(settings, self._on_state)
+        self.events = EventProcessor(settings, self._on_state, self._on_qr)
+        self.commands = CommandListener(
+            self.redis, lambda: dict(self.runners), self._stop_runner, settings.default_region
+        )
         self._stop = threading.Event()
 
     # Running -------------------------------------------------------------------------------------
@@ -87,6 +98,7 @@ class SessionHost:
         log.info("session host %s starting (database %s)", self.hostname, self.settings.describe()["database"])
         self.events.start()
         self.monitor.start()
+        self.commands.start()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -115,6 +127,7 @@ class SessionHost:
         for runner in runners:
             runner.stop()
             self._forget(runner.session_id)
+        self.commands.stop()
         try:
             self.leases.leave()
         except Exception as exc:
@@ -248,12 +261,24 @@ class SessionHost:
         if runner is None:
             return
         runner.set_status(event.status)
+        if event.phone_number:
+            runner.phone_number = event.phone_number
+        if event.status != SessionStatus.QR:
+            self.redis.delete(keys.session_qr(session_id))  # a QR code is only shown while waiting
         if event.status == SessionStatus.BANNED:
             runner.restricted(event.detail or "temporarily banned", event.until.timestamp() if event.until else None)
         try:
             self._publish(runner)
         except Exception as exc:
             log.warning("could not publish live state of %s: %s", session_id, exc)
+
+    def _on_qr(self, session_id: str, qr: QRCode) -> None:
+        """Keep the code a session shows in Redis while it is valid (for `sessions qr` and the API)."""
+        key = keys.session_qr(session_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={"code": qr.code, "expires_at": time.time() + qr.expires_in})
+        pipe.pexpire(key, int(qr.expires_in * 1000))
+        pipe.execute()
 
     def _publish_quietly(self, runner: SessionRunner) -> None:
         try:

@@ -62,6 +62,8 @@ class SessionRunner:
         self.lease = lease
         #: Set when a send found the lease held by another host.
         self.lost = False
+        #: The session's own number once the transport reports it (used by the health probe).
+        self.phone_number: str | None = None
         #: Ban safety took the session out of rotation until then / it takes no new contacts until then.
         self.available_until = 0.0
         self.new_contacts_until = 0.0

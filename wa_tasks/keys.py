@@ -66,6 +66,25 @@ def session_contacts(session_id: str) -> str:
     return f"{PREFIX}session:{session_id}:contacts"
 
 
+#: Pub/Sub channel of operator commands to the host that owns a session (pair, logout, probe, …).
+COMMANDS = f"{PREFIX}commands"
+
+
+def command_reply(request_id: str) -> str:
+    """String (JSON, short TTL): a session host's answer to one command."""
+    return f"{PREFIX}reply:{request_id}"
+
+
+def session_qr(session_id: str) -> str:
+    """Hash ``code``/``expires_at``: the QR code a session shows now (expires with it)."""
+    return f"{PREFIX}session:{session_id}:qr"
+
+
+def session_health(session_id: str) -> str:
+    """Hash: the last health probe of a session (latency, error) as its host measured it."""
+    return f"{PREFIX}session:{session_id}:health"
+
+
 #: Pub/Sub channel on which session changes (added/removed) are announced to hosts.
 SESSIONS_CHANGED = f"{PREFIX}sessions:changed"
 

@@ -98,6 +98,16 @@ def mark_sent(db: Session, message_id: str, wa_message_id: str, sent_at: dt.date
     return done
 
 
+def session_error(db: Session, session_id: str, error: str) -> None:
+    """Count one more error in a row on a session (a sent message resets it; the health check
+    reconnects a session past 5)."""
+    db.execute(
+        update(WhatsAppSession)
+        .where(WhatsAppSession.session_id == session_id)
+        .values(error_count=WhatsAppSession.error_count + 1, last_error=error[:500])
+    )
+
+
 def mark_failed(db: Session, message_id: str, error: str) -> bool:
     """Any unsent state → ``failed`` with ``error``."""
     return _update(

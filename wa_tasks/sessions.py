@@ -131,6 +131,9 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
                 "host": state.host if state else None,
                 "lastStatus": r.status,
                 "lastError": r.last_error,
+                "health": r.health,
+                "healthDetail": r.health_detail,
+                "lastProbeMs": r.last_probe_ms,
                 # Ban safety: out of rotation until then (a cap reached, or restricted by WhatsApp).
                 "pausedUntil": _iso_ts(state.available_until) if state and state.available_until > now else None,
             }

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     #: and a pause after WhatsApp restrictions. On by default; switch off only for numbers you can lose.
     safety_enabled: bool = True
 
+    #: Ban safety: how long a number leaves rotation after an error 463, and how long after a
+    #: temporary ban ends it stays out.
+    restriction_pause_seconds: float = Field(default=6 * 3600.0, ge=0)
+    ban_margin_seconds: float = Field(default=1800.0, ge=0)
+
     #: Attempts per message before it is marked ``failed`` (seed: maxAttempts 3).
     max_attempts: int = Field(default=3, ge=1)
 

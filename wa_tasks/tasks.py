@@ -166,7 +166,9 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
             db.commit()
             delay = _backoff(self.request.retries, settings.dispatch_retry_max_seconds)
             mlog.info("no usable session, retrying dispatch in %.1fs", delay)
-            raise self.retry(countdown=delay)
+            # The exclusion (the session that just handed it back) holds for this try only: by the
+            # next one that session may be usable again, and it may be the only one.
+            raise self.retry(countdown=delay, kwargs={"message_id": message_id})
         # Publish first, then commit "routed": a crash in between leaves a queued row with a
         # deliver on its way (the host may claim a queued row), never a routed row without one.
         _publish_deliver(message_id, chosen, message.priority)
@@ -280,3 +282,11 @@ def notify(
             idempotency_key=key if isinstance(key, str) else None,
             priority=triggers.refused_priority(event, priority),
         )
+
+
+@app.task(name="wa.health_check")
+def health_check() -> dict[str, str]:
+    """Beat, every 30 s: probe every session and record its health (``wa_tasks.health``)."""
+    from wa_tasks import health
+
+    return {r.session_id: r.health for r in health.check_all(get_settings())}

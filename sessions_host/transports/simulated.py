@@ -258,6 +258,25 @@ class SimulatedTransport:
         self.hub.call_later(read_after, lambda: self._receipt(wa_id, "read"))
         return SendResult(wa_message_id=wa_id)
 
+    # Operator actions (as the neonize transport offers them) ----------------------------------
+
+    def is_on_whatsapp(self, numbers: list[str]) -> dict[str, bool]:
+        """One query round trip to the simulated server."""
+        if self._state != SessionStatus.CONNECTED:
+            raise SessionError(f"websocket not connected (session is {self._state})")
+        time.sleep(self._rng.uniform(0.5, 1.5) * self.options.latency_ms / 1000.0)
+        return {n: self.simnet.is_on_whatsapp(n) for n in numbers}
+
+    def pair_phone(self, phone: str) -> str:
+        """An 8-character code to type on the phone; the phone confirming it is ``SimNet.scan``."""
+        if self._state != SessionStatus.QR:
+            raise SessionError(f"pairing needs a session waiting for a QR scan (it is {self._state})")
+        return "".join(self._rng.choice("ABCDEFGHJKLMNPQRSTVWXYZ23456789") for _ in range(8))
+
+    def logout(self) -> None:
+        """Unlink the device: the session needs a new QR scan (or pairing code) afterwards."""
+        self.simnet.unpair(self.session_id)
+
     def _judge(self, to: str, text: str) -> None:
         """The ban model's verdict on this send: raise as WhatsApp would."""
         assert self._ban is not None
@@ -266,7 +285,7 @@ class SimulatedTransport:
             raise RestrictedError(f"server returned error 463 ({self._device.reason})")
         if verdict == Verdict.BANNED:
             ends = dt.datetime.fromtimestamp(until, dt.UTC)
-            self._on_event(StateChanged(status=SessionStatus.BANNED, detail=self._device.reason, until=ends))
+            self._set(SessionStatus.BANNED, self._device.reason, until=ends)
             raise BannedError(f"temporarily banned until {ends.isoformat()} ({self._device.reason})", ends)
 
     # Driven by the hub ---------------------------------------------------------------------------
@@ -279,12 +298,12 @@ class SimulatedTransport:
     def _receipt(self, wa_id: str, kind: str) -> None:
         self._on_event(Receipt(wa_message_ids=(wa_id,), kind=kind, at=dt.datetime.now(dt.UTC)))
 
-    def _set(self, status: SessionStatus, detail: str | None = None) -> None:
+    def _set(self, status: SessionStatus, detail: str | None = None, until: dt.datetime | None = None) -> None:
         with self._lock:
             if self._state == status:
                 return
             self._state = status
-        self._on_event(StateChanged(status=status, detail=detail, phone_number=self._number))
+        self._on_event(StateChanged(status=status, detail=detail, phone_number=self._number, until=until))
 
     def _tick(self, dropped: set[str] | None, devices: dict[str, str] | None) -> None:
         if not self._started:
@@ -319,6 +338,8 @@ class SimulatedTransport:
                 self._set(SessionStatus.CONNECTED, "QR scanned")
             elif time.monotonic() >= self._qr_expires:
                 self._show_new_qr()
+        elif state == SessionStatus.BANNED and time.time() >= self._device.banned_until:
+            self._set(SessionStatus.CONNECTED, "temporary ban over")
         elif state == SessionStatus.LOGGED_OUT and number is not None:
             # Re-paired from outside (e.g. `wa-tasks sim pair`).
             self._set(SessionStatus.CONNECTING)

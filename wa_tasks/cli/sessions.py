@@ -36,16 +36,18 @@ def list_(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"sessions": rows}, indent=2))
         return
-    table = Table("id", "device", "priority", "status", "primary", "sent", "last activity", "transport")
+    table = Table("id", "device", "priority", "status", "primary", "sent", "last activity", "health", "transport")
     for r in rows:
+        status = r["status"] + (f" (paused until {r['pausedUntil']})" if r["pausedUntil"] else "")
         table.add_row(
             r["id"],
             r["deviceId"],
             str(r["priority"]),
-            r["status"],
+            status,
             "★" if r["isPrimary"] else "",
             str(r["messageCount"]),
             r["lastActivity"] or "-",
+            f"{r['health'] or '-'}" + (f": {r['healthDetail']}" if r["health"] not in (None, "ok") else ""),
             r["transport"],
         )
     Console().print(table)
@@ -99,3 +101,84 @@ def remove(session_id: str) -> None:
 
     moved = manage.remove(get_settings(), session_id)
     click.echo(f"removed {session_id}; {moved} queued message(s) moved to other sessions")
+
+
+@sessions.command()
+@click.argument("session_id")
+@click.option("--timeout", default=300.0, show_default=True, help="Give up after this many seconds.")
+@click.option("--once", is_flag=True, help="Print the current code and exit.")
+def qr(session_id: str, timeout: float, once: bool) -> None:
+    """Show SESSION_ID's QR code in the terminal, refreshed as it rotates, until it is linked."""
+    import time
+
+    from wa_tasks import live_state
+    from wa_tasks import qr as render
+    from wa_tasks.redis_client import client_for
+    from wa_tasks.session_control import current_qr
+
+    settings = get_settings()
+    redis = client_for(settings.redis)
+    shown = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = live_state.read(redis, [session_id]).get(session_id)
+        if state is not None and state.connected:
+            click.echo(f"session {session_id} is linked and connected")
+            return
+        found = current_qr(settings, session_id)
+        if found and found[0] != shown:
+            shown = found[0]
+            if not once:
+                click.clear()
+            click.echo(render.terminal(shown))
+            left = max(0, found[1] - time.time())
+            click.echo(f"Scan with WhatsApp on the phone: Linked devices → Link a device ({left:.0f}s left)")
+            if once:
+                return
+        elif once and not found:
+            raise click.ClickException(
+                f"session {session_id} shows no QR code (status: {state.status if state else 'offline'})"
+            )
+        time.sleep(0.5)
+    raise click.ClickException(f"session {session_id} was not linked within {timeout:.0f}s")
+
+
+@sessions.command()
+@click.argument("session_id")
+@click.option("--phone", required=True, help="The phone number of the WhatsApp account to link.")
+def pair(session_id: str, phone: str) -> None:
+    """Link SESSION_ID by phone number: prints the 8-character code to type on the phone."""
+    from wa_tasks.session_control import request
+
+    answer = request(get_settings(), session_id, "pair", {"phone": phone})
+    click.echo(f"On the phone: Linked devices → Link with phone number → enter {answer['code']}")
+
+
+@sessions.command()
+@click.argument("session_id")
+def logout(session_id: str) -> None:
+    """Unlink SESSION_ID's device (it needs a new QR scan afterwards)."""
+    from wa_tasks.session_control import request
+
+    request(get_settings(), session_id, "logout")
+    click.echo(f"session {session_id} logged out")
+
+
+@sessions.command()
+@click.argument("session_id")
+def reconnect(session_id: str) -> None:
+    """Restart SESSION_ID's connection (after a logout, or when it is stuck)."""
+    from wa_tasks.session_control import request
+
+    request(get_settings(), session_id, "reconnect")
+    click.echo(f"session {session_id} is reconnecting")
+
+
+@sessions.command()
+@click.argument("session_id")
+def probe(session_id: str) -> None:
+    """Time one round trip of SESSION_ID to WhatsApp (messages nobody)."""
+    from wa_tasks.session_control import request
+
+    answer = request(get_settings(), session_id, "probe")
+    click.echo(f"session {session_id} answered in {answer['latency_ms']} ms")
