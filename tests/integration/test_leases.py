@@ -65,7 +65,8 @@ def test_two_hosts_share_the_sessions_and_take_over_a_killed_hosts_backlog(stack
     assert max(Counter(e.text for e in ledger).values()) == 1
     failed = [s for s in statuses if s["status"] == "failed"]
     assert all(s["error"] == lifecycle.AMBIGUOUS_SEND for s in failed) and len(failed) <= 1
-    assert len(ledger) == 20 - len(failed)
+    # An ambiguous send (the host died during it) may or may not have reached the phone
+    assert 20 - len(failed) <= len(ledger) <= 20
 
 
 def test_a_host_whose_lease_was_taken_cannot_send(stack: Stack) -> None:
