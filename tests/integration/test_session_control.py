@@ -75,6 +75,12 @@ def test_a_logged_out_session_sends_nothing_until_it_is_linked_again(stack: Stac
     stack.wait_status(message_id, "sent", "delivered", "read", timeout=30)
     assert len(stack.ledger()) == 1
 
+    # And removing the session unlinks its device first
+    removed = _cli(stack, "sessions", "remove", "wa-1")
+    assert removed.returncode == 0, removed.stderr
+    assert "device of wa-1 unlinked" in removed.stdout and "removed wa-1" in removed.stdout
+    assert stack.simnet.device_number("wa-1") is None
+
 
 def test_a_banned_session_sends_nothing_until_its_ban_has_passed(stack: Stack) -> None:
     # Given ban safety on, and a number that WhatsApp bans for a few seconds after a burst

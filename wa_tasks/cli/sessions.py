@@ -95,11 +95,24 @@ def add(
 
 @sessions.command()
 @click.argument("session_id")
-def remove(session_id: str) -> None:
-    """Delete a session; its unsent messages move to other sessions."""
+@click.option("--keep-device", is_flag=True, help="Do not unlink the device from the phone first.")
+def remove(session_id: str, keep_device: bool) -> None:
+    """Unlink SESSION_ID's device, delete the session; its unsent messages move to other sessions."""
     from wa_tasks import sessions as manage
+    from wa_tasks.session_control import CommandFailed, request
 
-    moved = manage.remove(get_settings(), session_id)
+    settings = get_settings()
+    if not keep_device:
+        try:
+            request(settings, session_id, "logout", timeout=20)
+            click.echo(f"device of {session_id} unlinked")
+        except CommandFailed as exc:
+            click.echo(
+                f"warning: could not unlink the device ({exc}); remove it on the phone "
+                "(Linked devices) if it is still listed",
+                err=True,
+            )
+    moved = manage.remove(settings, session_id)
     click.echo(f"removed {session_id}; {moved} queued message(s) moved to other sessions")
 
 
