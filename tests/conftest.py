@@ -12,12 +12,14 @@ import shutil
 import socket
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from models.db import create, dispose_all
 from models.migrate import upgrade
@@ -29,7 +31,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from support.stack import Stack  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TABLES = ("whatsapp_messages", "whatsapp_queue_jobs", "whatsapp_templates", "whatsapp_sessions", "whatsapp_opt_outs")
+TABLES = (
+    "whatsapp_messages",
+    "whatsapp_queue_jobs",
+    "whatsapp_templates",
+    "whatsapp_sessions",
+    "whatsapp_opt_outs",
+    "whatsapp_daily_metrics",
+)
 
 
 def free_port() -> int:
@@ -150,3 +159,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database (nothing migrated) on each backend, dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    base = postgres_url()
+    name = f"wa_empty_{uuid.uuid4().hex[:8]}"
+    admin = create(base).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

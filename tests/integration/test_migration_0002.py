@@ -4,14 +4,10 @@ templates go in and come out again, and an operator's own template survives both
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 
-from conftest import postgres_url
 from models.db import create
 from models.migrate import downgrade, upgrade
 from wa_tasks.default_templates import DEFAULTS
@@ -20,24 +16,6 @@ pytestmark = pytest.mark.integration
 
 MEDIA_COLUMNS = {"media_url", "media_data", "media_mimetype", "media_filename"}
 EDITED = "Halo {{customer_name}}, tagihan {{invoice_number}} belum dibayar."
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    base = postgres_url()
-    name = f"wa_m0002_{uuid.uuid4().hex[:8]}"
-    admin = create(base).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _templates(url: str) -> dict[str, tuple[str, bool]]:
@@ -57,8 +35,8 @@ def _schema(url: str) -> tuple[set[str], set[str]]:
     return tables, columns
 
 
-def test_0002_up_down_up_installs_the_defaults_and_keeps_an_operators_template(fresh_database: str) -> None:
-    url = fresh_database
+def test_0002_up_down_up_installs_the_defaults_and_keeps_an_operators_template(empty_database: str) -> None:
+    url = empty_database
     # Given a database at 0001 where the operator already wrote their own payment_reminder, and a message
     upgrade(url, "0001")
     now = dt.datetime(2025, 1, 1, 0, 0)

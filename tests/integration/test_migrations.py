@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 
-from conftest import postgres_url
 from models import Base
 from models.db import create
 from models.migrate import downgrade, upgrade
@@ -19,24 +14,6 @@ from models.migrate import downgrade, upgrade
 pytestmark = pytest.mark.integration
 
 TABLES = {"whatsapp_sessions", "whatsapp_templates", "whatsapp_messages", "whatsapp_queue_jobs"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    base = postgres_url()
-    name = f"wa_migrations_{uuid.uuid4().hex[:8]}"
-    admin = create(base).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
