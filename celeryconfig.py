@@ -7,6 +7,7 @@ See shared notes "Celery on Redis" for why each of these is set.
 
 from __future__ import annotations
 
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from wa_tasks.keys import DEFAULT_QUEUE
@@ -57,16 +58,31 @@ worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False
 
+# Each due job is claimed in Redis before it is sent, so several beats send it once (wa_tasks/beat.py).
+beat_scheduler = "wa_tasks.beat:Scheduler"
 beat_schedule = {
-    # Seed §10.2: every 30 s; probes message nobody.
+    # Seed §10.2: every 30 s (WA_HEALTH_CHECK_SECONDS); probes message nobody.
     "health-check": {
         "task": "wa.health_check",
-        "schedule": 30.0,
-        "options": {"priority": 1, "expires": 25},
+        "schedule": _settings.health_check_seconds,
+        # A check that waited longer than most of its period is superseded by the next one.
+        "options": {"priority": 1, "expires": _settings.health_check_seconds * 5 / 6},
     },
     "sweep-queued": {
         "task": "wa.sweep",
         "schedule": 60.0,
         "options": {"priority": 3},
+    },
+    # Seed §13, daily at 02:00 WIB (19:00 UTC), a quiet hour for billing.
+    "retention": {
+        "task": "wa.retention",
+        "schedule": crontab(hour=19, minute=0),
+        "options": {"priority": 8},
+    },
+    # Seed §14: yesterday's figures, shortly after midnight WIB (17:00 UTC).
+    "metrics-rollup": {
+        "task": "wa.metrics_rollup",
+        "schedule": crontab(hour=17, minute=15),
+        "options": {"priority": 8},
     },
 }

@@ -1,6 +1,7 @@
 """SQLAlchemy 2.0 models of wa-tasks and the engine/session helpers (PostgreSQL or SQLite)."""
 
 from models.base import Base, utcnow
+from models.daily_metric import DailyMetric
 from models.message import Message, new_message_id
 from models.opt_out import OptOut
 from models.queue_job import QueueJob
@@ -11,6 +12,7 @@ from models.template import Template
 __all__ = [
     "SENT_OR_FINAL",
     "Base",
+    "DailyMetric",
     "JobStatus",
     "Message",
     "MessageStatus",

@@ -11,6 +11,7 @@ Module-level functions use a default client configured from ``WA_*`` environment
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -284,6 +285,14 @@ class Client:
         """Send promotions to a customer again (they asked for it); False if they had not opted out."""
         return optout.opt_in(self.settings, number)
 
+    def stats(self, day: str | dt.date | None = None, session: str | None = None) -> dict[str, Any]:
+        """The figures of one local day (WIB; default today), seed §14: ``sent``, ``delivered``,
+        ``read``, ``failed``, ``avg_delivery_seconds``, ``active_sessions`` and per session under
+        ``sessions``; only ``session``'s when given. ``day``: a date or ``YYYY-MM-DD``."""
+        from wa_tasks import metrics
+
+        return metrics.stats(self.settings, metrics.parse_day(day), session)
+
 
 _default: Client | None = None
 _default_lock = threading.Lock()
@@ -471,3 +480,8 @@ def is_opted_out(number: str) -> bool:
 def opt_in(number: str) -> bool:
     """:meth:`Client.opt_in` on the default client."""
     return default_client().opt_in(number)
+
+
+def stats(day: str | dt.date | None = None, session: str | None = None) -> dict[str, Any]:
+    """:meth:`Client.stats` on the default client."""
+    return default_client().stats(day, session)

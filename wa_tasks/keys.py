@@ -85,6 +85,11 @@ def session_health(session_id: str) -> str:
     return f"{PREFIX}session:{session_id}:health"
 
 
+def beat_claim(entry_name: str) -> str:
+    """String with a TTL just under the entry's period: the beat process that sent its last run."""
+    return f"{PREFIX}beat:{entry_name}"
+
+
 #: Pub/Sub channel on which session changes (added/removed) are announced to hosts.
 SESSIONS_CHANGED = f"{PREFIX}sessions:changed"
 

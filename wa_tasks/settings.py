@@ -101,6 +101,18 @@ class Settings(BaseSettings):
     #: sweeper (covers a crash between the database commit and the broker publish).
     sweep_after_seconds: float = Field(default=120.0, gt=0)
 
+    #: How often beat runs the session health check (seed §10.2: every 30 seconds).
+    health_check_seconds: float = Field(default=30.0, ge=1.0)
+
+    #: Retention (seed §13, beat daily): messages are deleted this many days after they were created.
+    retention_messages_days: int = Field(default=15, ge=1)
+
+    #: Retention: bulk jobs that ended (completed, failed or cancelled) are deleted after this many days.
+    retention_jobs_days: int = Field(default=30, ge=1)
+
+    #: Retention: sessions left ``disconnected`` and not updated for this many days are deleted.
+    retention_sessions_days: int = Field(default=90, ge=1)
+
     #: Celery worker concurrency for the ``worker`` process.
     worker_concurrency: int = Field(default=2, ge=1)
 

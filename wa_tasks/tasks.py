@@ -19,7 +19,7 @@ of wa_tasks needed):
 
 Internal: ``wa.dispatch`` (routes a queued message to ``wa.session.<id>``), ``wa.deliver``
 (consumed by the session host, not by this worker), ``wa.sweep`` (beat: republishes stale
-``queued`` messages).
+``queued`` messages), ``wa.health_check``, ``wa.retention`` and ``wa.metrics_rollup`` (beat).
 """
 
 from __future__ import annotations
@@ -290,3 +290,20 @@ def health_check() -> dict[str, str]:
     from wa_tasks import health
 
     return {r.session_id: r.health for r in health.check_all(get_settings())}
+
+
+@app.task(name="wa.retention")
+def retention() -> dict[str, int]:
+    """Beat, daily at 02:00 WIB: delete what is older than the retention limits (``wa_tasks.retention``)."""
+    from wa_tasks import retention as data_retention
+
+    return data_retention.cleanup(get_settings()).as_dict()
+
+
+@app.task(name="wa.metrics_rollup")
+def metrics_rollup(day: str | None = None) -> dict[str, Any]:
+    """Beat, daily after midnight WIB: store yesterday's figures (or ``day``, ``YYYY-MM-DD``) in
+    ``whatsapp_daily_metrics``; a re-run replaces that day's rows (``wa_tasks.metrics``)."""
+    from wa_tasks import metrics
+
+    return metrics.rollup(get_settings(), dt.date.fromisoformat(day) if day else None)

@@ -81,7 +81,7 @@ def worker(concurrency: int | None, pool: str) -> None:
 
 @cli.command()
 def beat() -> None:
-    """Run Celery beat (the sweeper; health checks and retention arrive with later features)."""
+    """Run Celery beat (sweeper, health check, retention, metrics roll-up); safe to run twice."""
     settings = get_settings()
     _require_redis()
     settings.data_path.mkdir(parents=True, exist_ok=True)
@@ -213,13 +213,14 @@ def status(message_id: str) -> None:
 
 
 def _register() -> None:
-    from wa_tasks.cli import demo, sessions, sim, templates, up
+    from wa_tasks.cli import demo, sessions, sim, stats, templates, up
 
     cli.add_command(up.up)
     cli.add_command(sessions.sessions)
     cli.add_command(sim.sim)
     cli.add_command(demo.demo)
     cli.add_command(templates.templates)
+    cli.add_command(stats.stats)
 
 
 _register()

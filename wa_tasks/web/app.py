@@ -1,4 +1,5 @@
-"""HTTP API: health, sessions, send and message status (the seed §8 paths and JSON shapes).
+"""HTTP API: health, sessions, send and message status (the seed §8 paths and JSON shapes), daily
+figures (``/api/whatsapp/metrics``) and the Prometheus ``/metrics``.
 
 Every ``/api`` route needs the ``X-API-Key`` header when ``WA_API_KEY`` is set; without a key the
 server refuses to listen on anything but loopback.
@@ -11,7 +12,8 @@ import ipaddress
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from models.db import session_scope
@@ -20,6 +22,7 @@ from wa_tasks.client import Client
 from wa_tasks.errors import InvalidRequest, MessageNotFound
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings, get_settings
+from wa_tasks.web.prometheus import WaCollector
 
 
 def check_bind_allowed(settings: Settings) -> None:
@@ -75,6 +78,31 @@ def health() -> dict[str, Any]:
     except Exception:
         checks["redis"] = False
     return {"status": "ok" if all(checks.values()) else "degraded", **checks}
+
+
+def require_scrape_key(
+    x_api_key: Annotated[str | None, Header()] = None, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """``/metrics`` takes the API key as ``X-API-Key`` or as a bearer token, which Prometheus'
+    scrape configuration can send (``authorization: {credentials: ...}``)."""
+    bearer = authorization.removeprefix("Bearer ").strip() if authorization else None
+    require_key(x_api_key if x_api_key is not None else bearer)
+
+
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(WaCollector(get_settings))
+
+
+@app.get("/metrics", dependencies=[Depends(require_scrape_key)])
+def prometheus_metrics() -> Response:
+    """Prometheus exposition: messages by status, queue depths, session states, send latency."""
+    return Response(generate_latest(_registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@app.get("/api/whatsapp/metrics", dependencies=api)
+def daily_metrics(day: str | None = None, session: str | None = None) -> dict[str, Any]:
+    """One local day's figures (seed §14; ``day`` YYYY-MM-DD, default today WIB)."""
+    return Client(get_settings()).stats(day, session)
 
 
 @app.get("/api/whatsapp/sessions", dependencies=api)

@@ -1,0 +1,92 @@
+"""Data retention (seed §13), run by beat once a day: old messages, ended bulk jobs and long
+disconnected sessions are deleted, in batches so that a large table is never locked for long.
+
+What goes, with the default settings:
+- messages created more than ``WA_RETENTION_MESSAGES_DAYS`` (15) days ago, whatever their status;
+- bulk jobs (``whatsapp_queue_jobs``) created more than ``WA_RETENTION_JOBS_DAYS`` (30) days ago
+  that ended: ``completed``, ``failed`` or ``cancelled`` (a pending or running job stays);
+- sessions whose status is ``disconnected`` and whose row was not updated for
+  ``WA_RETENTION_SESSIONS_DAYS`` (90) days.
+
+Opt-outs (``whatsapp_opt_outs``) are never deleted: a customer who said STOP keeps saying it.
+Messages still referring to a deleted job or session keep their row; the foreign key sets the
+reference to NULL. Messages go first, so that the later deletes rarely have references to clear.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from models import JobStatus, Message, QueueJob, SessionStatus, WhatsAppSession, utcnow
+from models.db import session_scope
+from wa_tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Rows deleted per statement; each batch is its own transaction, so locks are short.
+BATCH_SIZE = 1000
+
+#: Bulk job statuses after which a job is history.
+ENDED_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """Rows deleted by one retention run, per table."""
+
+    messages: int
+    jobs: int
+    sessions: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"messages": self.messages, "jobs": self.jobs, "sessions": self.sessions}
+
+
+def cleanup(settings: Settings, *, now: dt.datetime | None = None, batch_size: int = BATCH_SIZE) -> Cleanup:
+    """Delete what is older than the retention limits of ``settings``; returns the counts."""
+    now = now or utcnow()
+    day = dt.timedelta(days=1)
+    messages = _delete_in_batches(
+        settings,
+        Message.id,
+        Message.created_at < now - settings.retention_messages_days * day,
+        batch_size,
+    )
+    jobs = _delete_in_batches(
+        settings,
+        QueueJob.id,
+        (QueueJob.created_at < now - settings.retention_jobs_days * day) & QueueJob.status.in_(ENDED_JOB_STATUSES),
+        batch_size,
+    )
+    sessions = _delete_in_batches(
+        settings,
+        WhatsAppSession.id,
+        (WhatsAppSession.updated_at < now - settings.retention_sessions_days * day)
+        & (WhatsAppSession.status == SessionStatus.DISCONNECTED),
+        batch_size,
+    )
+    result = Cleanup(messages, jobs, sessions)
+    log.info("retention: deleted %s", result.as_dict())
+    return result
+
+
+def _delete_in_batches(
+    settings: Settings, key: InstrumentedAttribute[Any], condition: ColumnElement[bool], batch_size: int
+) -> int:
+    """Delete the rows matching ``condition``, ``batch_size`` primary keys per transaction."""
+    table = key.class_.__table__
+    total = 0
+    while True:
+        with session_scope(settings.database) as db:
+            ids = db.scalars(select(key).where(condition).limit(batch_size)).all()
+            if not ids:
+                return total
+            # The condition is repeated: a row updated since the select (a session reconnecting) stays.
+            deleted = db.execute(delete(table).where(key.in_(ids)).where(condition))
+        total += int(getattr(deleted, "rowcount", 0) or 0)
