@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     flower_port: int = 5555
+    #: Flower listens here; anything but loopback requires ``flower_basic_auth``.
+    flower_host: str = "127.0.0.1"
+    #: ``user:password`` for Flower's basic auth (comma-separate several pairs).
+    flower_basic_auth: SecretStr | None = None
 
     log_level: str = "INFO"
 

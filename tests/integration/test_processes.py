@@ -3,12 +3,14 @@ embedded defaults (nothing configured) and ``wa-tasks demo``."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,31 @@ def test_flower_shows_each_session_queue_with_its_depth_and_the_sends(stack: Sta
     [task] = _poll(last_deliver, 60, f"the wa.deliver of {ids[-1]} succeeded in Flower", stack.logs)
     assert task["worker"].startswith("sessions")
     assert task["result"] == "'sent'"
+
+
+def test_flower_asks_for_the_configured_basic_auth(stack: Stack) -> None:
+    port = free_port()
+    stack.env.update({"WA_FLOWER_PORT": str(port), "WA_FLOWER_BASIC_AUTH": "operator:rahasia-123"})
+    stack.start_process("flower")
+    url = f"http://127.0.0.1:{port}/"
+
+    def status(auth: str | None) -> int:
+        request = urllib.request.Request(url)
+        if auth:
+            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (loopback only)
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    assert _poll(lambda: status(None) == 401, 60, "Flower refusing a request without credentials", stack.logs)
+    assert status("operator:salah") == 401
+    assert status("operator:rahasia-123") == 200
+    assert "rahasia-123" not in " ".join(stack.processes["flower"].args)  # not in the process list
+
+    refused = _cli(dict(stack.env, WA_FLOWER_BASIC_AUTH="", WA_FLOWER_HOST="0.0.0.0"), "flower")
+    assert refused.returncode != 0 and "without WA_FLOWER_BASIC_AUTH" in refused.stderr
 
 
 def _cli(settings_env_: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -103,12 +103,19 @@ def beat() -> None:
 
 @cli.command()
 def flower() -> None:
-    """Run Flower on the same broker settings."""
+    """Run Flower on the same broker settings (basic auth from WA_FLOWER_BASIC_AUTH)."""
     settings = get_settings()
     _require_redis()
-    # Flower listens on loopback only, so its JSON API is left open to local tools; basic auth and
-    # remote access are configured the way Flower documents (FLOWER_BASIC_AUTH, FLOWER_ADDRESS).
-    os.environ.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
+    if not settings.flower_basic_auth and not _loopback(settings.flower_host):
+        raise click.ClickException(
+            f"refusing to serve Flower on {settings.flower_host} without WA_FLOWER_BASIC_AUTH=user:password"
+        )
+    if settings.flower_basic_auth:
+        # Through the environment, so the password is not visible in the process list.
+        os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
+    else:
+        # No credentials: Flower listens on loopback only, and its JSON API is open to local tools.
+        os.environ.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
     _exec(
         [
             sys.executable,
@@ -118,7 +125,7 @@ def flower() -> None:
             "wa_tasks.celery_app:app",
             "flower",
             f"--port={settings.flower_port}",
-            "--address=127.0.0.1",
+            f"--address={settings.flower_host}",
             "--purge_offline_workers=60",
         ]
     )
@@ -156,6 +163,15 @@ def redis() -> None:
         pass
     finally:
         server.stop()
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _require_redis() -> None:
