@@ -2,6 +2,7 @@
 
 from models.base import Base, utcnow
 from models.daily_metric import DailyMetric
+from models.incoming import IncomingMessage
 from models.message import Message, new_message_id
 from models.opt_out import OptOut
 from models.queue_job import QueueJob
@@ -10,6 +11,7 @@ from models.statuses import SENT_OR_FINAL, JobStatus, MessageStatus, SessionStat
 from models.template import Template
 
 __all__ = [
+    "IncomingMessage",
     "SENT_OR_FINAL",
     "Base",
     "DailyMetric",

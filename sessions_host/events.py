@@ -16,7 +16,7 @@ from sqlalchemy import update
 from models import WhatsAppSession, utcnow
 from models.db import session_scope
 from sessions_host.transports.base import Event, Incoming, QRCode, Receipt, StateChanged
-from wa_tasks import lifecycle, optout
+from wa_tasks import incoming, lifecycle
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,9 @@ class EventProcessor:
                     extra={"session_id": item.session_id},
                 )
             elif isinstance(event, Incoming):
-                log.info("incoming message on session %s", item.session_id, extra={"session_id": item.session_id})
-                # Storing incoming messages is a later feature; an opt-out word is acted on now.
-                optout.handle_incoming(self.settings, item.session_id, event.sender, event.text, event.wa_message_id)
+                incoming.receive(
+                    self.settings, item.session_id, event.sender, event.text, event.wa_message_id, event.at
+                )
         except Exception:
             log.exception(
                 "event %r of session %s could not be recorded; retrying", type(item.event).__name__, item.session_id

@@ -37,6 +37,7 @@ TABLES = (
     "whatsapp_templates",
     "whatsapp_sessions",
     "whatsapp_opt_outs",
+    "whatsapp_incoming",
     "whatsapp_daily_metrics",
 )
 

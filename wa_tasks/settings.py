@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     #: A session's own ``pace_seconds`` overrides it.
     pace_seconds: float = Field(default=1.0, ge=0.0)
 
+    #: Where incoming messages go besides the database: ``celery:<task name>`` or
+    #: ``python:<module>:<function>`` (see wa_tasks/incoming.py). Unset: stored only.
+    incoming_hook: str | None = None
+
     #: Up to this many seconds added at random to every pacing interval (ban safety: sends at exact
     #: one-second ticks look automated). The Redis guard still never allows less than the pace.
     pace_jitter_seconds: float = Field(default=0.3, ge=0.0)
