@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
+from models.encryption import EncryptedText
 
 
 class IncomingMessage(Base):
@@ -19,6 +20,7 @@ class IncomingMessage(Base):
     session_id: Mapped[str] = mapped_column(String(100), index=True)
     #: The sender as WhatsApp gave it (E.164 digits for a phone number).
     sender: Mapped[str] = mapped_column(String(64), index=True)
-    text: Mapped[str] = mapped_column(Text)
+    #: Encrypted at rest (models.encryption).
+    text: Mapped[str] = mapped_column(EncryptedText)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

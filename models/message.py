@@ -6,10 +6,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
+from models.encryption import EncryptedJSON, EncryptedText
 from models.statuses import MessageStatus
 
 
@@ -41,9 +42,10 @@ class Message(Base):
     template_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("whatsapp_templates.id", ondelete="SET NULL"))
     #: text, media, button or list (button and list are sent as their plain-text fallback, in ``content``).
     message_type: Mapped[str] = mapped_column(String(20), default="text")
-    content: Mapped[str | None] = mapped_column(Text)
-    #: Template data as given by the caller.
-    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The text as sent (or the caption); encrypted at rest.
+    content: Mapped[str | None] = mapped_column(EncryptedText)
+    #: Template data as given by the caller; encrypted at rest.
+    data: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON)
     #: A ``media`` message: the image or document, as a URL the session host downloads at send
     #: time or as the bytes themselves; ``content`` is its caption.
     media_url: Mapped[str | None] = mapped_column(Text)
@@ -61,6 +63,15 @@ class Message(Base):
     #: Send attempts made so far (seed: retry_count).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+
+    #: The customer's email address: where the email fallback sends a message that failed on WhatsApp.
+    email: Mapped[str | None] = mapped_column(String(254))
+    #: The email fallback's outcome (``wa_tasks.fallback``): NULL (not failed, or not yet
+    #: considered), queued, sending, sent, failed (``fallback_error`` says why) or skipped
+    #: (``fallback_error``: disabled or no_address).
+    fallback_status: Mapped[str | None] = mapped_column(String(20))
+    fallback_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    fallback_error: Mapped[str | None] = mapped_column(Text)
 
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Last time a ``dispatch`` for it was published; the sweeper republishes stale ones.

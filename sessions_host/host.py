@@ -96,6 +96,8 @@ class SessionHost:
 
     def start(self) -> None:
         log.info("session host %s starting (database %s)", self.hostname, self.settings.describe()["database"])
+        if not self.settings.encryption_keys:
+            log.warning("WA_ENCRYPTION_KEY is not set: message texts are stored unencrypted")
         self.events.start()
         self.monitor.start()
         self.commands.start()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -26,11 +27,16 @@ from models.migrate import upgrade
 from wa_tasks.redis_server import EmbeddedRedis
 from wa_tasks.settings import Settings
 
+# Customer data is encrypted at rest in every test: this process and the processes it starts share
+# one key, set before anything reads the settings (importing the Celery app below does).
+os.environ.setdefault("WA_ENCRYPTION_KEY", Fernet.generate_key().decode())
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.stack import Stack  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
 TABLES = (
     "whatsapp_messages",
     "whatsapp_queue_jobs",
@@ -39,6 +45,7 @@ TABLES = (
     "whatsapp_opt_outs",
     "whatsapp_incoming",
     "whatsapp_daily_metrics",
+    "whatsapp_contacts",
 )
 
 

@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     #: redis-server that ``wa-tasks up`` starts under ``<data_dir>`` on a Unix socket, with AOF on.
     redis_url: str | None = None
 
-    #: Key(s) for encrypting data at rest (comma-separated Fernet keys, newest first).
+    #: Key(s) for encrypting customer data at rest (message texts and template data, incoming
+    #: texts): comma-separated Fernet keys, newest first (`wa-tasks keys generate`). `wa-tasks up`
+    #: creates one under the data directory when none is set.
     encryption_key: SecretStr | None = None
 
     #: API key required by the HTTP API. Without one the web process only binds to loopback.
@@ -117,6 +119,27 @@ class Settings(BaseSettings):
     #: Retention: sessions left ``disconnected`` and not updated for this many days are deleted.
     retention_sessions_days: int = Field(default=90, ge=1)
 
+    #: Email fallback (seed §15): a message that finally fails on WhatsApp (or whose recipient is
+    #: not on WhatsApp) is sent by email when it carries the customer's address (wa_tasks/fallback.py).
+    email_fallback: bool = False
+
+    #: SMTP server of the email fallback. ``smtp_ssl``: TLS from the first byte (port 465);
+    #: ``smtp_starttls``: upgrade a plain connection (port 587). Login only when ``smtp_user`` is set.
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    #: The From address of fallback emails.
+    smtp_from: str = "wa-tasks@localhost"
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    #: Seconds an SMTP connection or command may take before the email counts as failed.
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    #: Contact sync (seed §2.1): an answer of ``is_on_whatsapp`` is trusted this many days; older
+    #: ones are refreshed by the daily ``wa.contacts_refresh`` and ignored when sending.
+    contact_max_age_days: int = Field(default=7, ge=1)
+
     #: Celery worker concurrency for the ``worker`` process.
     worker_concurrency: int = Field(default=2, ge=1)
 
@@ -148,6 +171,13 @@ class Settings(BaseSettings):
         return value.upper()
 
     # Derived values -------------------------------------------------------------------------
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        """The Fernet keys of ``encryption_key``, newest first (empty: no encryption)."""
+        if not self.encryption_key:
+            return []
+        return [k.strip() for k in self.encryption_key.get_secret_value().split(",") if k.strip()]
 
     @property
     def data_path(self) -> Path:

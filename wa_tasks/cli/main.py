@@ -229,9 +229,10 @@ def status(message_id: str) -> None:
 
 
 def _register() -> None:
-    from wa_tasks.cli import demo, sessions, sim, stats, templates, up
+    from wa_tasks.cli import demo, keys, sessions, sim, stats, templates, up
 
     cli.add_command(up.up)
+    cli.add_command(keys.keys)
     cli.add_command(sessions.sessions)
     cli.add_command(sim.sim)
     cli.add_command(demo.demo)

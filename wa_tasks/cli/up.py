@@ -31,11 +31,21 @@ def procfile_processes() -> dict[str, str]:
 
 
 def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of child processes: absolute data dir, this interpreter's scripts first on PATH."""
+    """The environment of child processes: absolute data dir, this interpreter's scripts first on PATH,
+    and the encryption key."""
     env = dict(os.environ)
     env["WA_DATA_DIR"] = str(settings.data_path)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
+    if not settings.encryption_keys:
+        # The embedded default encrypts too: a key file under the data directory, shared with the
+        # children (and used by this process).
+        from models import encryption
+        from wa_tasks.crypto import ensure_key_file
+
+        key = ensure_key_file(settings.data_path)
+        env["WA_ENCRYPTION_KEY"] = key
+        encryption.configure([key])
     env.update(extra or {})
     return env
 
