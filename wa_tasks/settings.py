@@ -230,7 +230,7 @@ class Settings(BaseSettings):
             "redis": mask_url(self.redis) + (" (embedded)" if self.embedded_redis else ""),
             "data_dir": str(self.data_path),
             "pace_seconds": str(self.pace_seconds),
-            "encryption_key": "set" if self.encryption_key else "not set",
+            "encryption_key": "set" if self.encryption_key else f"from {self.data_path / 'encryption.key'}",
             "api_key": "set" if self.api_key else "not set",
         }
 

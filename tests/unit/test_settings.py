@@ -173,7 +173,7 @@ def test_describe_says_when_keys_are_missing_and_the_redis_is_embedded(tmp_path)
     shown = Settings(data_dir=tmp_path).describe()
 
     assert shown["api_key"] == "not set"
-    assert shown["encryption_key"] == "not set"
+    assert shown["encryption_key"] == f"from {tmp_path.resolve() / 'encryption.key'}"
     assert shown["redis"].endswith(" (embedded)")
     assert shown["data_dir"] == str(tmp_path.resolve())
     assert shown["pace_seconds"] == "1.0"
