@@ -41,6 +41,7 @@ class Monitor:
         self._connection: Connection | None = None
         self._dispatcher: Any = None
         self._stop = threading.Event()
+        self._last_warning = -1e9
         self._thread = threading.Thread(target=self._control_loop, name="monitor-control", daemon=True)
 
     # Events ------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ class Monitor:
             parent_id=None,
             queue=queue,
         )
-        self._send("task-started", uuid=task_id, pid=os.getpid())
+        self._send("task-started", uuid=task_id)
 
     def task_done(self, task_id: str, result: str, runtime: float, failed: str | None = None) -> None:
         with self._lock:
@@ -116,7 +117,10 @@ class Monitor:
                     )
                 self._dispatcher.send(type_, **fields)
             except Exception as exc:  # events are best effort; a send must not fail because of them
-                log.debug("event %s not sent: %s", type_, exc)
+                now = time.monotonic()
+                if now - self._last_warning > 60:  # say it, but not once per message in an outage
+                    self._last_warning = now
+                    log.warning("Flower event %s not sent: %s", type_, exc)
                 self._dispatcher = None
                 if self._connection is not None:
                     self._connection.release()

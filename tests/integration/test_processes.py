@@ -73,6 +73,7 @@ def test_flower_shows_each_session_queue_with_its_depth_and_the_sends(stack: Sta
     [task] = _poll(last_deliver, 60, f"the wa.deliver of {ids[-1]} succeeded in Flower", stack.logs)
     assert task["worker"].startswith("sessions")
     assert task["result"] == "'sent'"
+    assert task["received"] and task["started"] and task["succeeded"]  # every event of the send arrived
 
 
 def test_flower_asks_for_the_configured_basic_auth(stack: Stack) -> None:
