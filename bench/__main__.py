@@ -1,0 +1,65 @@
+"""``python -m bench <name> [--n N] [--json-out PATH]``: run one benchmark, print and save its figures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import harness
+
+BENCHMARKS = ("enqueue", "pipeline", "pacing", "priority", "failover", "takeover", "memory")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", choices=BENCHMARKS)
+    parser.add_argument("--n", type=int, default=None, help="messages (or sessions, drills) of the benchmark")
+    parser.add_argument("--seconds", type=float, default=None, help="duration (pacing, priority)")
+    parser.add_argument("--json-out", type=Path, default=None, help="default: bench/results/<name>.json")
+    parser.add_argument("--profile", action="store_true", help="enqueue: also profile send_bulk")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) afterwards")
+    args = parser.parse_args(argv)
+
+    with harness.environment(keep=args.keep) as env:
+        described = harness.machine(env)
+        report = _run(args, env)
+    report.machine = described
+    report.print()
+    path = report.write(args.json_out)
+    print(f"  written to {path}")
+    return 0
+
+
+def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
+    if args.name == "enqueue":
+        from bench import enqueue
+
+        return enqueue.run(env, args.n or 100_000, args.profile)
+    if args.name == "pipeline":
+        from bench import pipeline
+
+        return pipeline.run(env, args.n or 50_000)
+    if args.name == "pacing":
+        from bench import pacing
+
+        return pacing.run(env, args.seconds or 120.0, args.n or 5)
+    if args.name == "priority":
+        from bench import priority
+
+        return priority.run(env, args.n or 10_000, args.seconds or 60.0)
+    if args.name == "failover":
+        from bench import failover
+
+        return failover.run(env, args.n or 20)
+    if args.name == "takeover":
+        from bench import takeover
+
+        return takeover.run(env, args.n or 5)
+    from bench import memory
+
+    return memory.run(env, args.n or 100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
