@@ -85,4 +85,11 @@ beat_schedule = {
         "schedule": crontab(hour=17, minute=15),
         "options": {"priority": 8},
     },
+    # Seed §2.1 contact sync: re-check numbers whose answer is older than WA_CONTACT_MAX_AGE_DAYS,
+    # at 03:30 WIB (20:30 UTC), away from billing's morning runs.
+    "contacts-refresh": {
+        "task": "wa.contacts_refresh",
+        "schedule": crontab(hour=20, minute=30),
+        "options": {"priority": 8},
+    },
 }

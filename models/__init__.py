@@ -1,6 +1,7 @@
 """SQLAlchemy 2.0 models of wa-tasks and the engine/session helpers (PostgreSQL or SQLite)."""
 
 from models.base import Base, utcnow
+from models.contact import WhatsAppContact
 from models.daily_metric import DailyMetric
 from models.incoming import IncomingMessage
 from models.message import Message, new_message_id
@@ -22,6 +23,7 @@ __all__ = [
     "QueueJob",
     "SessionStatus",
     "Template",
+    "WhatsAppContact",
     "WhatsAppSession",
     "new_message_id",
     "utcnow",

@@ -65,7 +65,8 @@ class Message(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
 
     #: The customer's email address: where the email fallback sends a message that failed on WhatsApp.
-    email: Mapped[str | None] = mapped_column(String(254))
+    #: Encrypted at rest.
+    email: Mapped[str | None] = mapped_column(EncryptedText)
     #: The email fallback's outcome (``wa_tasks.fallback``): NULL (not failed, or not yet
     #: considered), queued, sending, sent, failed (``fallback_error`` says why) or skipped
     #: (``fallback_error``: disabled or no_address).

@@ -103,6 +103,9 @@ class CommandListener:
         if action == "reconnect":
             self.restart(runner.session_id)
             return {}
+        if action == "check_numbers":  # contact sync (wa_tasks.contacts): one query, nobody messaged
+            numbers = [str(n) for n in args.get("numbers") or []]
+            return {"on_whatsapp": transport.is_on_whatsapp(numbers) if numbers else {}}
         raise ValueError(f"unknown action {action!r}")
 
 

@@ -24,7 +24,7 @@ from sessions_host.transports.base import (
     TransientSendError,
     Transport,
 )
-from wa_tasks import lifecycle, submit
+from wa_tasks import fallback, lifecycle, submit
 from wa_tasks.logs import MessageLog
 from wa_tasks.media import MediaError, of_message, payload_of
 from wa_tasks.phone import USER_SERVER
@@ -143,6 +143,7 @@ class Deliverer:
         except MediaError as exc:
             with session_scope(db_url) as db:
                 lifecycle.mark_failed(db, message_id, f"media_download_failed: {exc}")
+            fallback.maybe_queue(self.app, self.settings, message_id)
             mlog.warning("not sent: the media could not be fetched: %s", exc)
             return Outcome.FAILED
         # The shared pace slot is taken last, right before the send, so that the sends themselves
@@ -174,6 +175,7 @@ class Deliverer:
         except RecipientError as exc:
             with session_scope(db_url) as db:
                 lifecycle.mark_failed(db, message_id, f"recipient: {exc}")
+            fallback.maybe_queue(self.app, self.settings, message_id)
             mlog.warning("failed for this recipient, not retried: %s", exc)
             return Outcome.FAILED
         except Exception as exc:  # TransientSendError and anything unexpected: retry with backoff
@@ -183,6 +185,7 @@ class Deliverer:
             if attempts >= max_attempts:
                 with session_scope(db_url) as db:
                     lifecycle.mark_failed(db, message_id, f"{reason} (after {attempts} attempts)")
+                fallback.maybe_queue(self.app, self.settings, message_id)
                 mlog.error("failed after %d attempts: %s", attempts, reason)
                 return Outcome.FAILED
             delay = retry_delay(attempts)

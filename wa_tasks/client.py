@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from celery import Celery
@@ -53,12 +53,17 @@ class Client:
         priority: str | int = "normal",
         idempotency_key: str | None = None,
         session: str | None = None,
+        email: str | None = None,
     ) -> str:
         """Queue a WhatsApp message to ``to`` and return its message id.
 
         Exactly one of ``text`` or ``template`` (rendered with ``data``). ``priority``: "urgent",
         "high", "normal", "low" or a Redis step 0..9. A repeated ``idempotency_key`` returns the
         first message's id and sends nothing new. ``session`` pins the message to one session.
+        ``email`` (default ``data["customer_email"]``): where the email fallback sends the message
+        if it fails on WhatsApp. A number that contact sync found not to be on WhatsApp is not an
+        error: the id is returned as usual, the message is already ``failed`` with
+        ``not_on_whatsapp: ...`` and goes to the email fallback (check ``status(id)``).
         """
         with session_scope(self.settings.database) as db:
             prepared = submit.prepare(
@@ -71,9 +76,10 @@ class Client:
                 priority=priority,
                 idempotency_key=idempotency_key,
                 session=session,
+                email=email,
             )
         message_id, created = submit.persist(self.settings, prepared)
-        if created:
+        if created and not prepared.fail_reason:
             submit.publish_dispatch(self.app, message_id, prepared.priority)
         return message_id
 
@@ -183,7 +189,7 @@ class Client:
                 media=item,
             )
         message_id, created = submit.persist(self.settings, prepared)
-        if created:
+        if created and not prepared.fail_reason:
             submit.publish_dispatch(self.app, message_id, prepared.priority)
         return message_id
 
@@ -293,6 +299,20 @@ class Client:
 
         return metrics.stats(self.settings, metrics.parse_day(day), session)
 
+    # Contact sync (seed §2.1) ----------------------------------------------------------------------
+
+    def sync_contacts(self, numbers: Iterable[str], *, refresh: bool = False) -> dict[str, bool]:
+        """Whether each customer number is on WhatsApp, keyed by E.164 digits (``6281234567890``).
+
+        Answers younger than ``WA_CONTACT_MAX_AGE_DAYS`` come from the cache (``refresh=True`` asks
+        again); the rest are asked of WhatsApp through a connected session, 50 per query, and
+        cached. Sends to a number found not on WhatsApp then fail fast (and go to the email
+        fallback). An invalid number raises InvalidPhoneNumber; no connected session raises
+        ``CommandFailed``. A number WhatsApp gave no answer for is left out."""
+        from wa_tasks import contacts
+
+        return contacts.sync(self.settings, numbers, refresh=refresh)
+
 
 _default: Client | None = None
 _default_lock = threading.Lock()
@@ -315,10 +335,18 @@ def send(
     priority: str | int = "normal",
     idempotency_key: str | None = None,
     session: str | None = None,
+    email: str | None = None,
 ) -> str:
     """:meth:`Client.send` on the default client."""
     return default_client().send(
-        to, text=text, template=template, data=data, priority=priority, idempotency_key=idempotency_key, session=session
+        to,
+        text=text,
+        template=template,
+        data=data,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        session=session,
+        email=email,
     )
 
 
@@ -485,3 +513,8 @@ def opt_in(number: str) -> bool:
 def stats(day: str | dt.date | None = None, session: str | None = None) -> dict[str, Any]:
     """:meth:`Client.stats` on the default client."""
     return default_client().stats(day, session)
+
+
+def sync_contacts(numbers: Iterable[str], *, refresh: bool = False) -> dict[str, bool]:
+    """:meth:`Client.sync_contacts` on the default client."""
+    return default_client().sync_contacts(numbers, refresh=refresh)

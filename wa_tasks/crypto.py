@@ -47,7 +47,7 @@ def rotate(settings: Settings) -> dict[str, int]:
         raise ValueError("set WA_ENCRYPTION_KEY to the new key followed by the old ones (new,old) before rotating")
     encryption.configure(settings.encryption_keys)
     counts: dict[str, int] = {}
-    for model, columns in ((Message, ("content", "data")), (IncomingMessage, ("text",))):
+    for model, columns in ((Message, ("content", "data", "email")), (IncomingMessage, ("text",))):
         done, last = 0, None
         while True:
             with session_scope(settings.database) as db:

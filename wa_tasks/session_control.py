@@ -18,7 +18,7 @@ from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
 
 #: What a session host can be asked to do.
-ACTIONS = ("pair", "logout", "probe", "reconnect")
+ACTIONS = ("pair", "logout", "probe", "reconnect", "check_numbers")
 
 
 class CommandFailed(WaTasksError, RuntimeError):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks import compose, optout, priorities, templates
+from wa_tasks import compose, contacts, fallback, optout, priorities, templates
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate
 from wa_tasks.logs import MessageLog
 from wa_tasks.media import Media
@@ -47,6 +47,12 @@ class Prepared:
     #: text, media, button or list (button and list are sent as their plain-text fallback).
     message_type: str = "text"
     media: Media | None = None
+    #: The customer's email address, for the email fallback (``wa_tasks.fallback``).
+    email: str | None = None
+    #: Set when the request is valid but cannot go by WhatsApp (the number is known not to be on
+    #: it): the message is stored ``failed`` with this reason, not dispatched, and offered to the
+    #: email fallback. The caller still gets its message id.
+    fail_reason: str | None = None
 
 
 def prepare(
@@ -61,10 +67,14 @@ def prepare(
     idempotency_key: object = None,
     session: object = None,
     media: Media | None = None,
+    email: object = None,
 ) -> Prepared:
     """Validate and render a request; raise an :class:`~wa_tasks.errors.InvalidRequest` subclass.
 
-    ``media``: an image or document sent with the text or the template as its caption."""
+    ``media``: an image or document sent with the text or the template as its caption.
+    ``email``: the customer's address for the email fallback (default: ``data["customer_email"]``).
+    A number the contact cache knows, freshly, not to be on WhatsApp is not an error: the result
+    carries ``fail_reason`` (see :class:`Prepared`)."""
     recipient = normalize(to, settings.default_region)
     step = priorities.resolve(priority)  # type: ignore[arg-type]
     if data is not None and not isinstance(data, dict):
@@ -103,6 +113,9 @@ def prepare(
         or db.scalar(select(WhatsAppSession.id).where(WhatsAppSession.session_id == session)) is None
     ):
         raise UnknownSession(f"unknown session {session!r}; list them with `wa-tasks sessions list`")
+    if email is None and isinstance(data, dict):
+        email = data.get("customer_email")
+    absent = contacts.known_absent(db, settings, recipient.number)
     return Prepared(
         to_number=recipient.number,
         content=content,
@@ -114,6 +127,13 @@ def prepare(
         max_attempts=settings.max_attempts,
         message_type=composed.message_type,
         media=composed.media,
+        email=fallback.check_address(email),
+        fail_reason=(
+            f"{contacts.NOT_ON_WHATSAPP}: the number is not on WhatsApp (contact sync, "
+            f"checked {absent.checked_at:%Y-%m-%d %H:%M} UTC); not sent"
+            if absent is not None
+            else None
+        ),
     )
 
 
@@ -134,12 +154,20 @@ def persist(settings: Settings, prepared: Prepared) -> tuple[str, bool]:
                     idempotency_key=prepared.idempotency_key,
                     requested_session=prepared.session,
                     max_attempts=prepared.max_attempts,
-                    status=MessageStatus.QUEUED,
-                    dispatched_at=utcnow(),
+                    status=MessageStatus.FAILED if prepared.fail_reason else MessageStatus.QUEUED,
+                    error_message=prepared.fail_reason,
+                    failed_at=utcnow() if prepared.fail_reason else None,
+                    dispatched_at=None if prepared.fail_reason else utcnow(),
                     message_type=prepared.message_type,
+                    email=prepared.email,
                     **(prepared.media.columns() if prepared.media else {}),
                 )
             )
+        if prepared.fail_reason:
+            from wa_tasks.celery_app import app_for  # the Celery app is built on first use only
+
+            MessageLog(log, message_id, prepared.to_number).warning("not sent: %s", prepared.fail_reason)
+            fallback.maybe_queue(app_for(settings), settings, message_id)
         return message_id, True
     except IntegrityError:
         if prepared.idempotency_key is None:

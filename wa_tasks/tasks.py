@@ -11,6 +11,7 @@ of wa_tasks needed):
              message whose error says why.
 ``wa.status`` kwargs: ``message_id``. Returns the status dict (needs a result backend to read
              the return value; the thin client reads the database directly instead).
+           ``email`` (str, optional; default ``data["customer_email"]``): the email fallback's address.
 ``wa.notify`` kwargs: ``event`` ("invoice.created", "payment.completed", "service.expiring",
              "voucher.activated", "bulk.send"), ``data`` (dict: the template data with
              ``customer_whatsapp``), ``idempotency_key``; optionally ``template``/``priority``
@@ -19,7 +20,8 @@ of wa_tasks needed):
 
 Internal: ``wa.dispatch`` (routes a queued message to ``wa.session.<id>``), ``wa.deliver``
 (consumed by the session host, not by this worker), ``wa.sweep`` (beat: republishes stale
-``queued`` messages), ``wa.health_check``, ``wa.retention`` and ``wa.metrics_rollup`` (beat).
+``queued`` messages), ``wa.health_check``, ``wa.retention`` and ``wa.metrics_rollup`` (beat), ``wa.email_fallback``
+(one fallback email, ``wa_tasks.fallback``), ``wa.contacts_refresh`` (beat, ``wa_tasks.contacts``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def send(
     priority: object = None,
     idempotency_key: object = None,
     session: object = None,
+    email: object = None,
 ) -> str:
     settings = get_settings()
     if priority is None:
@@ -77,6 +80,7 @@ def send(
                 priority=priority,
                 idempotency_key=key,
                 session=session,
+                email=email,
             )
     except InvalidRequest as exc:
         step = priority if isinstance(priority, int) and 0 <= priority <= 9 else priorities.LEVELS["normal"]
@@ -88,7 +92,7 @@ def send(
             priority=step,
         )
     message_id, created = submit.persist(settings, prepared)
-    if created:
+    if created and not prepared.fail_reason:
         submit.publish_dispatch(app, message_id, prepared.priority)
     return message_id
 
@@ -307,3 +311,20 @@ def metrics_rollup(day: str | None = None) -> dict[str, Any]:
     from wa_tasks import metrics
 
     return metrics.rollup(get_settings(), dt.date.fromisoformat(day) if day else None)
+
+
+@app.task(name="wa.email_fallback")
+def email_fallback(message_id: str) -> str | None:
+    """Send a failed message's fallback email once (``wa_tasks.fallback``); returns its fallback status."""
+    from wa_tasks import fallback
+
+    return fallback.deliver(get_settings(), message_id)
+
+
+@app.task(name="wa.contacts_refresh")
+def contacts_refresh() -> int:
+    """Beat, daily: ask WhatsApp again about numbers whose cached answer is older than
+    ``WA_CONTACT_MAX_AGE_DAYS`` (``wa_tasks.contacts``); returns how many were refreshed."""
+    from wa_tasks import contacts
+
+    return contacts.refresh(get_settings())

@@ -41,10 +41,13 @@ def _raw(settings: Settings) -> list[tuple[str, str]]:
 
 def test_message_texts_and_template_data_are_not_readable_in_the_database(settings: Settings) -> None:
     client = Client(settings)
-    message_id = client.send("081234567890", text=SECRET_TEXT)
+    message_id = client.send("081234567890", text=SECRET_TEXT, email="budi@example.com")
 
     [(content, _data)] = _raw(settings)
     assert content.startswith("enc:v1:") and "Budi" not in content and "150.000" not in content
+    with session_scope(settings.database) as db:
+        [email] = db.execute(text("SELECT email FROM whatsapp_messages")).scalars().all()
+    assert email.startswith("enc:v1:") and "budi" not in email
     with session_scope(settings.database) as db:
         assert db.get(Message, message_id).content == SECRET_TEXT  # type: ignore[union-attr]
 
