@@ -39,8 +39,11 @@ class EventProcessor:
         settings: Settings,
         on_state: Callable[[str, StateChanged], None],
         on_qr: Callable[[str, QRCode], None] = lambda session_id, qr: None,
+        on_incoming: Callable[[str, Incoming], None] = lambda session_id, message: None,
     ) -> None:
         self.on_qr = on_qr
+        #: Called for a newly stored incoming message when read receipts are on.
+        self.on_incoming = on_incoming
         self.settings = settings
         self.on_state = on_state
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
@@ -103,9 +106,11 @@ class EventProcessor:
                     extra={"session_id": item.session_id},
                 )
             elif isinstance(event, Incoming):
-                incoming.receive(
+                stored = incoming.receive(
                     self.settings, item.session_id, event.sender, event.text, event.wa_message_id, event.at
                 )
+                if stored is not None and self.settings.mark_incoming_read:
+                    self.on_incoming(item.session_id, event)
         except Exception:
             log.exception(
                 "event %r of session %s could not be recorded; retrying", type(item.event).__name__, item.session_id

@@ -31,7 +31,7 @@ from sessions_host.limits import Limits
 from sessions_host.monitor import Monitor
 from sessions_host.runner import SessionRunner
 from sessions_host.safety import RedisSafetyStore, SafetyRules, SessionSafety
-from sessions_host.transports.base import QRCode, StateChanged
+from sessions_host.transports.base import Incoming, QRCode, StateChanged
 from sessions_host.transports.simnet import SimNet
 from sessions_host.transports.simulated import SimHub
 from wa_tasks import keys, live_state
@@ -74,7 +74,7 @@ class SessionHost:
         self.monitor = Monitor(
             app, self.hostname, lambda: [r.queue_name for r in list(self.runners.values())], settings.heartbeat_seconds
         )
-        self.events = EventProcessor(settings, self._on_state, self._on_qr)
+        self.events = EventProcessor(settings, self._on_state, self._on_qr, self._mark_read)
         self.commands = CommandListener(
             self.redis, lambda: dict(self.runners), self._stop_runner, settings.default_region
         )
@@ -273,6 +273,17 @@ class SessionHost:
             self._publish(runner)
         except Exception as exc:
             log.warning("could not publish live state of %s: %s", session_id, exc)
+
+    def _mark_read(self, session_id: str, message: Incoming) -> None:
+        """Send the customer a read receipt (``WA_MARK_INCOMING_READ``)."""
+        runner = self.runners.get(session_id)
+        mark = getattr(runner.transport, "mark_read", None) if runner is not None else None
+        if mark is None:
+            return
+        try:
+            mark(message.wa_message_id, message.sender)
+        except Exception as exc:
+            log.warning("read receipt not sent: %s", exc, extra={"session_id": session_id})
 
     def _on_qr(self, session_id: str, qr: QRCode) -> None:
         """Keep the code a session shows in Redis while it is valid (for `sessions qr` and the API)."""

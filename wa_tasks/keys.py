@@ -101,6 +101,8 @@ SIM_LEDGER = f"{PREFIX}sim:ledger"
 SIM_DEVICES = f"{PREFIX}sim:devices"
 #: Set: session ids whose simulated connection is dropped (``wa-tasks sim drop``).
 SIM_DROPPED = f"{PREFIX}sim:dropped"
+#: List: read receipts the simulated sessions sent to customers (JSON).
+SIM_READ_RECEIPTS = f"{PREFIX}sim:read-receipts"
 #: Set: numbers that are not on WhatsApp in the simulated network (sends to them fail permanently).
 SIM_NOT_ON_WHATSAPP = f"{PREFIX}sim:not-on-whatsapp"
 #: Hash: session id → the QR string it currently shows (unpaired sessions).

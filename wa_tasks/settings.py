@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     #: ``python:<module>:<function>`` (see wa_tasks/incoming.py). Unset: stored only.
     incoming_hook: str | None = None
 
+    #: Send customers read receipts (blue ticks) for the messages they send to the sessions.
+    mark_incoming_read: bool = False
+
     #: Up to this many seconds added at random to every pacing interval (ban safety: sends at exact
     #: one-second ticks look automated). The Redis guard still never allows less than the pace.
     pace_jitter_seconds: float = Field(default=0.3, ge=0.0)

@@ -586,6 +586,14 @@ class NeonizeSession:
         to = _to_jid(jid)
         self._go(lambda: client.send_chat_presence(to, state, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
 
+    def mark_read(self, wa_message_id: str, sender: str) -> None:
+        """Send a read receipt for a message the session received from ``sender``."""
+        from neonize.utils.enum import ReceiptType
+
+        client = self._live_client()
+        jid = _to_jid(sender)
+        self._go(lambda: client.mark_read(wa_message_id, chat=jid, sender=jid, receipt=ReceiptType.READ))
+
     def pair_phone(self, phone: str) -> str:
         """An 8-character code to type on the phone (Linked devices → Link with phone number).
         Valid only while the connection shows QR codes, i.e. after the first QR callback."""
@@ -1230,6 +1238,9 @@ class NeonizeTransport:
 
     def send_typing(self, jid: str, typing: bool = True) -> None:
         self._call("send_typing", jid, typing)
+
+    def mark_read(self, wa_message_id: str, sender: str) -> None:
+        self._call("mark_read", wa_message_id, sender)
 
     def pair_phone(self, phone: str) -> str:
         code: str = self._call("pair_phone", phone)

@@ -139,6 +139,14 @@ class SimNet:
             if results[2 * i]
         }
 
+    # Read receipts the sessions sent to customers ------------------------------------------------
+
+    def record_read(self, session_id: str, wa_message_id: str, sender: str) -> None:
+        self.redis.rpush(keys.SIM_READ_RECEIPTS, json.dumps({"session": session_id, "id": wa_message_id, "to": sender}))
+
+    def read_receipts(self) -> list[dict[str, str]]:
+        return [json.loads(raw) for raw in self.redis.lrange(keys.SIM_READ_RECEIPTS, 0, -1)]
+
     # Connection faults ---------------------------------------------------------------------------
 
     def drop(self, session_id: str) -> None:

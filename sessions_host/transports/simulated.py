@@ -273,6 +273,10 @@ class SimulatedTransport:
             raise SessionError(f"pairing needs a session waiting for a QR scan (it is {self._state})")
         return "".join(self._rng.choice("ABCDEFGHJKLMNPQRSTVWXYZ23456789") for _ in range(8))
 
+    def mark_read(self, wa_message_id: str, sender: str) -> None:
+        """A read receipt to the customer: the simulated network records it (``SimNet.read_receipts``)."""
+        self.simnet.record_read(self.session_id, wa_message_id, sender)
+
     def logout(self) -> None:
         """Unlink the device: the session needs a new QR scan (or pairing code) afterwards."""
         self.simnet.unpair(self.session_id)

@@ -74,10 +74,11 @@ def test_incoming_messages_are_stored_once_and_handed_to_a_python_hook(stack: St
     assert {c["message_id"] for c in calls} == {r.id for r in rows}
     with stack.db() as db:
         assert db.scalars(select(OptOut.number)).all() == ["6281311112222"]
+    assert stack.simnet.read_receipts() == []  # read receipts are off unless asked for
 
 
-def test_a_celery_task_hook_receives_incoming_messages(stack: Stack) -> None:
-    stack.env["WA_INCOMING_HOOK"] = "celery:billing.incoming@billing"
+def test_a_celery_task_hook_receives_incoming_messages_and_read_receipts_go_back(stack: Stack) -> None:
+    stack.env.update({"WA_INCOMING_HOOK": "celery:billing.incoming@billing", "WA_MARK_INCOMING_READ": "true"})
     stack.add_session("wa-1", priority=1)
     stack.start("sessions")
     stack.wait_connected("wa-1")
@@ -91,3 +92,9 @@ def test_a_celery_task_hook_receives_incoming_messages(stack: Stack) -> None:
     message = json.loads(stack.redis.lindex("billing", 0))
     assert message["headers"]["task"] == "billing.incoming"
     assert "Sudah bayar" in message["headers"]["kwargsrepr"]
+    # And the customer got a read receipt for it
+    deadline = time.monotonic() + 10
+    while not stack.simnet.read_receipts() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [receipt] = stack.simnet.read_receipts()
+    assert (receipt["session"], receipt["to"]) == ("wa-1", "6281234567890")
