@@ -53,10 +53,15 @@ _RECIPIENT_TEXTS = (
     "not registered on whatsapp",
     "forbidden",
 )
+#: The message went out on the socket but no server acknowledgement came back: WhatsApp may have
+#: it, so it is an ambiguous send (never resent; see wa_tasks.lifecycle), not a transient error.
+_AMBIGUOUS_TEXTS = (
+    "timed out waiting for message send response",
+    "disconnected before message send returned response",
+)
 _TRANSIENT_TEXTS = (
     "websocket not connected",
     "websocket disconnected",
-    "timed out waiting for message send response",
     "info query timed out",
     "failed to dial",
     "rate-overlimit",
@@ -81,6 +86,8 @@ def classify(message: str) -> type[SendError]:
             return RecipientError
         if code in _TRANSIENT_CODES:
             return TransientSendError
+    if any(t in text for t in _AMBIGUOUS_TEXTS):
+        return AmbiguousSendError
     if any(t in text for t in _SESSION_TEXTS):
         return SessionError
     if any(t in text for t in _TRANSIENT_TEXTS):

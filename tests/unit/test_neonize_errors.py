@@ -13,8 +13,6 @@ TRANSIENT = [
     "websocket not connected",
     "failed to send usync query: websocket not connected",
     "websocket disconnected before info query (usync) returned response",
-    "websocket disconnected before message send returned response",
-    "timed out waiting for message send response",
     "info query timed out",
     "failed to dial whatsapp web websocket: failed to WebSocket dial: failed to send handshake request: Get "
     '"https://web.whatsapp.com/ws/chat": dial tcp: lookup web.whatsapp.com on 10.255.255.53:53: no such host',
@@ -75,7 +73,16 @@ def test_case_does_not_matter() -> None:
 def test_digits_inside_numbers_or_addresses_are_not_error_codes() -> None:
     # 463 and 403 appear here only inside a phone number and an address, never as a code.
     assert classify("failed to dial 10.4.63.1:403x for 6281463403555") is TransientSendError
-    assert classify("send to 6281240312345 timed out waiting for message send response") is TransientSendError
+    assert classify("usync for 6281240312345: info query timed out") is TransientSendError
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["timed out waiting for message send response", "websocket disconnected before message send returned response"],
+)
+def test_a_send_that_went_out_without_an_acknowledgement_is_ambiguous(message: str) -> None:
+    # WhatsApp may have the message: resending could duplicate it (the ambiguous-send rule).
+    assert classify(message) is AmbiguousSendError
 
 
 def test_to_send_error_keeps_the_text_and_class() -> None:
