@@ -7,6 +7,7 @@ tests and the thin client may build a ``Settings`` explicitly instead.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -236,6 +237,14 @@ class Settings(BaseSettings):
             "encryption_key": "set" if self.encryption_key else f"from {self.data_path / 'encryption.key'}",
             "api_key": "set" if self.api_key else "not set",
         }
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a listen address) is only reachable from this machine."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @functools.cache

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from conftest import free_port
 from models import DailyMetric, Message, WhatsAppSession, utcnow
 from models.db import session_scope
 from support.stack import settings_env
+from support.web import running_web
 from wa_tasks import keys, live_state, metrics
 from wa_tasks.client import Client
 from wa_tasks.errors import InvalidRequest
@@ -224,25 +224,8 @@ def test_stats_on_the_command_line(db_settings: Settings) -> None:
 @pytest.fixture
 def web(settings: Settings, tmp_path: Path) -> Iterator[str]:
     """``wa-tasks web`` as a child process on a free port, with an API key."""
-    port = free_port()
-    env = {**settings_env(settings), "WA_WEB_PORT": str(port), "WA_API_KEY": "k-test"}
-    log = (tmp_path / "web.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "wa_tasks", "web"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "web.log").read_text()
-            time.sleep(0.2)
+    with running_web(settings, tmp_path / "logs") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def _series(text: str) -> dict[str, float]:

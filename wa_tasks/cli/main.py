@@ -9,7 +9,7 @@ import sys
 import click
 
 from wa_tasks.errors import WaTasksError
-from wa_tasks.settings import get_settings
+from wa_tasks.settings import get_settings, is_loopback
 
 
 class _Group(click.Group):
@@ -106,7 +106,7 @@ def flower() -> None:
     """Run Flower on the same broker settings (basic auth from WA_FLOWER_BASIC_AUTH)."""
     settings = get_settings()
     _require_redis()
-    if not settings.flower_basic_auth and not _loopback(settings.flower_host):
+    if not settings.flower_basic_auth and not is_loopback(settings.flower_host):
         raise click.ClickException(
             f"refusing to serve Flower on {settings.flower_host} without WA_FLOWER_BASIC_AUTH=user:password"
         )
@@ -136,7 +136,7 @@ def web() -> None:
     """Run the HTTP API."""
     import uvicorn
 
-    from wa_tasks.web.app import check_bind_allowed
+    from wa_tasks.web.auth import check_bind_allowed
 
     settings = get_settings()
     check_bind_allowed(settings)
@@ -163,15 +163,6 @@ def redis() -> None:
         pass
     finally:
         server.stop()
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _require_redis() -> None:

@@ -1,73 +1,34 @@
-"""HTTP API: health, sessions, send and message status (the seed §8 paths and JSON shapes), daily
-figures (``/api/whatsapp/metrics``) and the Prometheus ``/metrics``.
+"""The ``web`` process as an ASGI app: the API (``api``), the pages (``pages``), the health check,
+Prometheus ``/metrics`` and the local static assets (no CDN: operators' servers are often offline).
 
-Every ``/api`` route needs the ``X-API-Key`` header when ``WA_API_KEY`` is set; without a key the
-server refuses to listen on anything but loopback.
+Run with ``wa-tasks web``; without ``WA_API_KEY`` the server refuses to listen beyond loopback.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
+from sqlalchemy import text
+from starlette.middleware.sessions import SessionMiddleware
 
 from models.db import session_scope
-from wa_tasks import sessions as manage
-from wa_tasks.client import Client
 from wa_tasks.errors import InvalidRequest, MessageNotFound
 from wa_tasks.redis_client import client_for
-from wa_tasks.settings import Settings, get_settings
+from wa_tasks.settings import get_settings
+from wa_tasks.web import api, pages
+from wa_tasks.web.auth import LoginRequired, require_key, session_secret
 from wa_tasks.web.prometheus import WaCollector
 
 
-def check_bind_allowed(settings: Settings) -> None:
-    """Refuse to serve an unauthenticated API beyond this machine."""
-    if settings.api_key:
-        return
-    host = settings.web_host
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise SystemExit(f"refusing to listen on {host} without an API key: set WA_API_KEY, or WA_WEB_HOST=127.0.0.1")
-
-
-def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-    expected = get_settings().api_key
-    if expected is None:
-        return
-    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
-
-
-app = FastAPI(title="wa-tasks", version="0.1.0", description="WhatsApp notifications for ISP billing")
-api = [Depends(require_key)]
-
-
-@app.exception_handler(InvalidRequest)
-async def _invalid(_request: Any, exc: InvalidRequest) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"error": exc.code, "detail": str(exc)})
-
-
-@app.exception_handler(MessageNotFound)
-async def _not_found(_request: Any, exc: MessageNotFound) -> JSONResponse:
-    return JSONResponse(status_code=404, content={"error": exc.code, "detail": str(exc)})
-
-
-@app.get("/health")
 def health() -> dict[str, Any]:
     """Liveness and the reachability of the database and Redis (no key needed)."""
     settings = get_settings()
     checks: dict[str, bool] = {}
     try:
-        from sqlalchemy import text
-
         with session_scope(settings.database) as db:
             db.execute(text("SELECT 1"))
         checks["database"] = True
@@ -80,60 +41,43 @@ def health() -> dict[str, Any]:
     return {"status": "ok" if all(checks.values()) else "degraded", **checks}
 
 
-def require_scrape_key(
-    x_api_key: Annotated[str | None, Header()] = None, authorization: Annotated[str | None, Header()] = None
-) -> None:
-    """``/metrics`` takes the API key as ``X-API-Key`` or as a bearer token, which Prometheus'
-    scrape configuration can send (``authorization: {credentials: ...}``)."""
-    bearer = authorization.removeprefix("Bearer ").strip() if authorization else None
-    require_key(x_api_key if x_api_key is not None else bearer)
-
-
-_registry = CollectorRegistry(auto_describe=False)
-_registry.register(WaCollector(get_settings))
-
-
-@app.get("/metrics", dependencies=[Depends(require_scrape_key)])
-def prometheus_metrics() -> Response:
-    """Prometheus exposition: messages by status, queue depths, session states, send latency."""
-    return Response(generate_latest(_registry), media_type=CONTENT_TYPE_LATEST)
-
-
-@app.get("/api/whatsapp/metrics", dependencies=api)
-def daily_metrics(day: str | None = None, session: str | None = None) -> dict[str, Any]:
-    """One local day's figures (seed §14; ``day`` YYYY-MM-DD, default today WIB)."""
-    return Client(get_settings()).stats(day, session)
-
-
-@app.get("/api/whatsapp/sessions", dependencies=api)
-def list_sessions() -> dict[str, Any]:
-    return {"sessions": manage.listing(get_settings())}
-
-
-class SendBody(BaseModel):
-    to: str = Field(description="Phone number or WhatsApp JID")
-    text: str | None = None
-    template: str | None = None
-    data: dict[str, Any] | None = None
-    priority: str | int = "normal"
-    idempotencyKey: str | None = Field(default=None, max_length=200)
-    sessionId: str | None = None
-
-
-@app.post("/api/whatsapp/send", dependencies=api, status_code=202)
-def send(body: SendBody) -> dict[str, Any]:
-    message_id = Client(get_settings()).send(
-        body.to,
-        text=body.text,
-        template=body.template,
-        data=body.data,
-        priority=body.priority,
-        idempotency_key=body.idempotencyKey,
-        session=body.sessionId,
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(title="wa-tasks", version="0.1.0", description="WhatsApp notifications for ISP billing")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie="wa_tasks_session",
+        same_site="strict",
+        https_only=False,
     )
-    return {"id": message_id, "status": "queued"}
+
+    @app.exception_handler(InvalidRequest)
+    async def _invalid(_request: Request, exc: InvalidRequest) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"error": exc.code, "detail": str(exc)})
+
+    @app.exception_handler(MessageNotFound)
+    async def _not_found(_request: Request, exc: MessageNotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"error": exc.code, "detail": str(exc)})
+
+    @app.exception_handler(LoginRequired)
+    async def _login(_request: Request, exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse(exc.location, status_code=303)
+
+    app.get("/health", tags=["operations"])(health)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WaCollector(get_settings))
+
+    @app.get("/metrics", dependencies=[Depends(require_key)], tags=["operations"])
+    def prometheus_metrics() -> Response:
+        """Prometheus exposition: messages by status, queue depths, session states, send latency."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
+    return app
 
 
-@app.get("/api/whatsapp/message/{message_id}/status", dependencies=api)
-def message_status(message_id: str) -> dict[str, Any]:
-    return Client(get_settings()).status(message_id)
+app = create_app()
