@@ -12,9 +12,9 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from wa_tasks import bulk, live_state, queue_view, session_control, template_store, templates
+from wa_tasks import bulk, live_state, priorities, queue_view, session_control, template_store, templates
 from wa_tasks import qr as qr_codes
 from wa_tasks import sessions as manage
 from wa_tasks.client import Client
@@ -89,9 +89,27 @@ SessionId = Annotated[Plain, Path(max_length=100, description="Session id, e.g. 
 MessageId = Annotated[Plain, Path(max_length=100, description="Message id returned by send")]
 JobId = Annotated[Plain, Path(max_length=100, description="Bulk job id returned by send-bulk")]
 TemplateName = Annotated[Plain, Path(max_length=100, description="Template name, e.g. payment_reminder")]
+
+
+def _priority(value: object) -> str | int:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError(f"priority must be one of {', '.join(priorities.LEVELS)} or 0..9, got {value!r}")
+    priorities.resolve(value)  # an InvalidPriority (a ValueError) that says what is accepted
+    return value
+
+
 Priority = Annotated[
-    Literal["urgent", "high", "normal", "low"] | Annotated[int, Field(ge=0, le=9)],
-    Field(description="urgent, high, normal, low, or a Redis priority step 0 (highest) .. 9"),
+    str | int,
+    PlainValidator(_priority),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": list(priorities.LEVELS)},
+                {"type": "integer", "minimum": 0, "maximum": 9},
+            ],
+            "description": "urgent, high, normal, low, or a Redis priority step 0 (highest) .. 9",
+        }
+    ),
 ]
 TemplateData = Annotated[dict[str, Any], Field(description="Template variables")]
 
