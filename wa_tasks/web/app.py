@@ -98,6 +98,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
+            # FastAPI's answer to a body that is not even text (invalid UTF-8): malformed JSON too.
+            return JSONResponse(
+                status_code=422,
+                content={"error": "validation_error", "detail": "body: malformed JSON (not valid UTF-8 text)"},
+            )
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_") if exc.status_code in _PHRASES else "error"
         return JSONResponse(
             status_code=exc.status_code, content={"error": code, "detail": exc.detail}, headers=exc.headers
@@ -105,6 +111,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 _PHRASES = {s.value for s in HTTPStatus}
+#: FastAPI's detail when it cannot decode a request body at all.
+UNPARSABLE_BODY = "There was an error parsing the body"
 
 
 def install_docs(app: FastAPI) -> None:
