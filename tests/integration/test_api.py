@@ -432,6 +432,11 @@ def test_bad_requests_answer_422_with_a_reason_never_500(settings: Settings, api
     assert "malformed JSON" in malformed["detail"]
     for value in ([1, 2], "text", 3, None):
         assert _error(api.post("/send", json=value), 422)["error"] == "validation_error"
+    json_type = {"Content-Type": "application/json"}
+    for unreadable in (b"\xff\x00{", b'{"to": ' + b"9" * 5000 + b"}", b"[" * 100_000):
+        assert "malformed JSON" in _error(api.post("/send", content=unreadable, headers=json_type), 422)["detail"]
+    huge = _error(api.post("/send-bulk", content=b" " * (9 * 1024 * 1024), headers=json_type), 413)
+    assert huge["error"] == "payload_too_large"
     # Refused by the domain, with its reason and code
     cases = [
         ({"to": "0812", "text": "Halo"}, "invalid_phone_number", "not a valid phone number"),

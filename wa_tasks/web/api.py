@@ -483,10 +483,32 @@ def create_template(body: CreateTemplate) -> dict[str, Any]:
     )
 
 
+def _template_ref(value: object) -> str | int:
+    if isinstance(value, str) and 0 < len(value) <= 100 and "\x00" not in value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**31:
+        return value
+    raise ValueError(f"templateId must be a template name (1-100 characters) or a numeric id, got {value!r}")
+
+
+#: The seed's ``templateId``: a template's name, or its numeric database id.
+TemplateRef = Annotated[
+    str | int,
+    PlainValidator(_template_ref),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 100},
+                {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+            ],
+            "description": "Template name (or its numeric id), as in the seed",
+        }
+    ),
+]
+
+
 class PreviewBody(Body):
-    templateId: Plain | Annotated[int, Field(ge=1, le=2**31 - 1)] | None = Field(
-        default=None, description="Template name (or its numeric id), as in the seed"
-    )
+    templateId: TemplateRef | None = None
     name: Plain | None = Field(default=None, max_length=100, description="Template name (same as templateId)")
     content: Content | None = Field(default=None, description="Unsaved content to try instead of a template")
     type: TemplateType = "text"

@@ -6,7 +6,7 @@ Run with ``wa-tasks web``; without ``WA_API_KEY`` the server refuses to listen b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -99,10 +99,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
-            # FastAPI's answer to a body that is not even text (invalid UTF-8): malformed JSON too.
+            # FastAPI's answer to a body json.loads could not even read: malformed JSON too.
             return JSONResponse(
                 status_code=422,
-                content={"error": "validation_error", "detail": "body: malformed JSON (not valid UTF-8 text)"},
+                content={
+                    "error": "validation_error",
+                    "detail": "body: malformed JSON (not UTF-8 text, nested too deeply, or a number too long)",
+                },
             )
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_") if exc.status_code in _PHRASES else "error"
         return JSONResponse(
@@ -113,6 +116,27 @@ def install_error_handlers(app: FastAPI) -> None:
 _PHRASES = {s.value for s in HTTPStatus}
 #: FastAPI's detail when it cannot decode a request body at all.
 UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+#: The largest request body accepted (a 10,000-recipient bulk request is about 2 MB).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def install_body_limit(app: FastAPI) -> None:
+    """Refuse a declared body over ``MAX_BODY_BYTES`` before reading it (413)."""
+
+    @app.middleware("http")
+    async def _limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "error": "payload_too_large",
+                    "detail": f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MB; split a bulk send into several",
+                },
+            )
+        return await call_next(request)
 
 
 def install_docs(app: FastAPI) -> None:
@@ -157,6 +181,7 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     install_docs(app)
+    install_body_limit(app)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),
