@@ -7,6 +7,7 @@ happens: the recipient-side ledger of the simulated network, the rows, the broke
 from __future__ import annotations
 
 import base64
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -223,6 +224,26 @@ def test_commands_to_a_session_no_host_runs_answer_503_and_unknown_ones_404(api:
     # A removed session's device is left as it is when no host runs it
     deleted = api.delete("/sessions/wa-9")
     assert deleted.status_code == 200 and deleted.json()["deviceUnlinked"] is False
+
+
+def test_a_host_that_stops_answering_is_a_503_not_a_hang(stack: Stack, api: httpx.Client) -> None:
+    # Given a connected session whose session host then freezes (still subscribed, never answers)
+    stack.add_session("wa-1", priority=1)
+    stack.start()
+    stack.wait_connected("wa-1")
+    host = stack.processes["sessions"]
+    host.send_signal(signal.SIGSTOP)
+    try:
+        # Then a command is answered 503 within the API's command timeout, with what to check
+        started = time.monotonic()
+        frozen = _error(api.post("/sessions/wa-1/reconnect"), 503)
+        assert frozen["error"] == "host_unavailable"
+        assert "no session host" in frozen["detail"] and "wa-1" in frozen["detail"]
+        assert time.monotonic() - started < 20
+    finally:
+        host.send_signal(signal.SIGCONT)
+    # And once it answers again, so does the API
+    _until("answers again", lambda: api.post("/sessions/wa-1/probe").status_code == 200, stack=stack)
 
 
 # Messages ----------------------------------------------------------------------------------------
