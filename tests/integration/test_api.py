@@ -106,6 +106,25 @@ def test_every_route_but_health_needs_the_key(settings: Settings, web: str, tmp_
         assert redoc.status_code == 200 and "/docs-assets/redoc.standalone.js" in redoc.text
 
 
+def test_an_unreachable_redis_or_database_is_a_503_that_says_so(settings: Settings, tmp_path: Path) -> None:
+    key = {"X-API-Key": API_KEY}
+    # Redis down: reads that need it say so; a send is stored and waits for the sweeper
+    no_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with running_web(no_redis, tmp_path / "no-redis") as base:
+        assert httpx.get(f"{base}/health").json() == {"status": "degraded", "database": True, "redis": False}
+        down = _error(httpx.get(f"{base}{PREFIX}/queue", headers=key, timeout=30), 503)
+        assert down["error"] == "redis_unavailable"
+        sent = httpx.post(f"{base}{PREFIX}/send", json={"to": "081234567890", "text": "x"}, headers=key, timeout=30)
+        assert sent.status_code == 202 and sent.json()["status"] == "queued"
+    # Database down
+    no_db = settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/none"})
+    with running_web(no_db, tmp_path / "no-db") as base:
+        assert httpx.get(f"{base}/health").json()["database"] is False
+        for path in ("/templates", "/messages", "/jobs"):
+            down = _error(httpx.get(f"{base}{PREFIX}{path}", headers=key, timeout=30), 503)
+            assert down["error"] == "database_unavailable" and "try again" in down["detail"], path
+
+
 # Sessions ----------------------------------------------------------------------------------------
 
 
