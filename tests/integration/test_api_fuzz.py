@@ -1,6 +1,7 @@
 """Property-based fuzzing of the HTTP API from its own OpenAPI schema (schemathesis): valid and
 invalid requests of every operation against a real ``wa-tasks web`` process, in front of a real
-worker and session host, with the API key. No request may be answered with a server error.
+worker and session host, with the API key. No request may be answered with a server error, and
+every answer must match the response schema the OpenAPI document gives for its status.
 
 The one 5xx the API gives on purpose, 503 ``host_unavailable`` (a session no host runs yet, e.g.
 one the fuzzer just added), is accepted only on the session command routes and only with that
@@ -21,6 +22,7 @@ import pytest
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from support.stack import Stack
 from support.web import API_KEY, running_web
@@ -89,7 +91,8 @@ def _check(case: schemathesis.Case, seen: Counter[tuple[str, int]], real: bool) 
     if response.status_code == 503 and re.match(COMMANDS, case.operation.path):
         assert response.json()["error"] == "host_unavailable", response.text
         return
-    case.validate_response(response, checks=[not_a_server_error])
+    # No 5xx, and every answer has the shape the schema promises (its status's model, JSON)
+    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance, content_type_conformance])
 
 
 def _fuzzer(cases: Any, seen: Counter[tuple[str, int]], real: bool) -> Any:
@@ -129,7 +132,9 @@ def test_no_request_gets_a_server_error(api_schema: schemathesis.BaseSchema, rea
                 fuzz()
             except hypothesis.errors.Unsatisfiable:
                 assert mode == GenerationMode.NEGATIVE  # nothing to make invalid (no parameters)
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # schemathesis' FailureGroup is a BaseExceptionGroup
                 failures.append(f"{operation.label} ({label}): {exc}")
     print(f"{sum(seen.values())} requests:", sorted(seen.items()))
     assert not failures, "\n\n".join(failures)

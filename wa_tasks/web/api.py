@@ -23,6 +23,7 @@ from wa_tasks.keys import DEFAULT_QUEUE
 from wa_tasks.phone import normalize
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings, get_settings
+from wa_tasks.web import schemas
 from wa_tasks.web.auth import require_key
 
 
@@ -31,6 +32,9 @@ class ErrorBody(BaseModel):
 
     error: str
     detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Validation errors only: each with `loc` (where), `msg` (why) and `type`"
+    )
 
 
 #: The error answers every route may give (documented in the OpenAPI schema).
@@ -129,7 +133,7 @@ def client() -> Client:
 # Sessions (seed §8.1) -----------------------------------------------------------------------------
 
 
-@router.get("/sessions")
+@router.get("/sessions", response_model=schemas.Sessions)
 def list_sessions() -> dict[str, Any]:
     """Every session with its live status; the primary has ``isPrimary``."""
     return {"sessions": manage.listing(settings())}
@@ -150,7 +154,7 @@ class CreateSession(Body):
     options: dict[str, Any] | None = Field(default=None, description="Transport options, e.g. {auto_pair: false}")
 
 
-@router.post("/sessions", status_code=201)
+@router.post("/sessions", status_code=201, response_model=schemas.SessionDetail)
 def create_session(body: CreateSession) -> dict[str, Any]:
     """Configure a new session; running session hosts start it within a heartbeat."""
     session_id = manage.add(
@@ -172,12 +176,12 @@ def _session(session_id: str) -> dict[str, Any]:
         raise NotFound(str(exc)) from None
 
 
-@router.get("/sessions/{session_id}", responses=NOT_FOUND)
+@router.get("/sessions/{session_id}", responses=NOT_FOUND, response_model=schemas.SessionDetail)
 def get_session(session_id: SessionId) -> dict[str, Any]:
     return _session(session_id)
 
 
-@router.delete("/sessions/{session_id}", responses=NOT_FOUND)
+@router.delete("/sessions/{session_id}", responses=NOT_FOUND, response_model=schemas.SessionDeleted)
 def delete_session(
     session_id: SessionId,
     keepDevice: Annotated[bool, Query(description="Do not unlink the device from the phone first")] = False,
@@ -199,7 +203,7 @@ def delete_session(
     return {"id": session_id, "deleted": True, "deviceUnlinked": unlinked, "movedMessages": moved, "warning": warning}
 
 
-@router.get("/sessions/{session_id}/qr", responses={**NOT_FOUND, **CONFLICT})
+@router.get("/sessions/{session_id}/qr", responses={**NOT_FOUND, **CONFLICT}, response_model=schemas.QRCode)
 def session_qr(session_id: SessionId) -> dict[str, Any]:
     """The QR code the session shows now, to scan with WhatsApp (Linked devices → Link a device),
     and the seconds until it rotates. 409 when there is none to scan (linked, or not shown yet)."""
@@ -239,7 +243,7 @@ def _command(session_id: str, action: str, args: dict[str, Any] | None = None) -
     return answer
 
 
-@router.post("/sessions/{session_id}/pair", responses={**NOT_FOUND, **HOST})
+@router.post("/sessions/{session_id}/pair", responses={**NOT_FOUND, **HOST}, response_model=schemas.PairingCode)
 def pair_session(session_id: SessionId, body: PairBody) -> dict[str, Any]:
     """Link by phone number instead of a QR scan: returns the 8-character code to type on the
     phone (Linked devices → Link with phone number)."""
@@ -294,7 +298,7 @@ class SendBody(Body):
     email: Plain | None = Field(default=None, max_length=320, description="Address for the email fallback")
 
 
-@router.post("/send", status_code=202)
+@router.post("/send", status_code=202, response_model=schemas.Queued)
 def send(body: SendBody) -> dict[str, Any]:
     """Queue one message (exactly one of ``text`` or ``template``); returns its id and status."""
     wa = client()
@@ -341,7 +345,7 @@ class BulkBody(Body):
     idempotencyKey: Plain | None = Field(default=None, min_length=1, max_length=bulk.MAX_KEY_LENGTH)
 
 
-@router.post("/send-bulk", status_code=202)
+@router.post("/send-bulk", status_code=202, response_model=schemas.BulkQueued)
 def send_bulk(body: BulkBody) -> dict[str, Any]:
     """Queue one message per recipient as one bulk job (default priority high); returns the job
     id and its counts. Any invalid recipient queues nothing and is named in the 422."""
@@ -357,13 +361,13 @@ def send_bulk(body: BulkBody) -> dict[str, Any]:
     return {"jobId": job_id, **wa.bulk_status(job_id)}
 
 
-@router.get("/message/{message_id}/status", responses=NOT_FOUND)
+@router.get("/message/{message_id}/status", responses=NOT_FOUND, response_model=schemas.MessageStatus)
 def message_status(message_id: MessageId) -> dict[str, Any]:
     """id, status, sentAt, deliveredAt, readAt, sessionId (seed §8.2), error and attempts."""
     return client().status(message_id)
 
 
-@router.post("/message/{message_id}/retry", responses={**NOT_FOUND, **CONFLICT})
+@router.post("/message/{message_id}/retry", responses={**NOT_FOUND, **CONFLICT}, response_model=schemas.MessageStatus)
 def retry_message(message_id: MessageId) -> dict[str, Any]:
     """Send a ``failed`` message again (its attempts start over)."""
     wa = client()
@@ -373,7 +377,7 @@ def retry_message(message_id: MessageId) -> dict[str, Any]:
     return wa.status(message_id)
 
 
-@router.post("/message/{message_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
+@router.post("/message/{message_id}/cancel", responses={**NOT_FOUND, **CONFLICT}, response_model=schemas.MessageStatus)
 def cancel_message(message_id: MessageId) -> dict[str, Any]:
     """Cancel a message that is not being sent yet (queued or routed)."""
     wa = client()
@@ -388,7 +392,7 @@ def cancel_message(message_id: MessageId) -> dict[str, Any]:
 StatusFilter = Literal["queued", "routed", "sending", "sent", "delivered", "read", "failed", "cancelled"]
 
 
-@router.get("/messages")
+@router.get("/messages", response_model=schemas.Messages)
 def list_messages(
     status: Annotated[StatusFilter | None, Query(description="Only messages in this status")] = None,
     session: Annotated[Plain | None, Query(max_length=100, description="Only messages routed to this session")] = None,
@@ -417,19 +421,19 @@ def _job(job_id: str) -> dict[str, Any]:
         raise NotFound(str(exc)) from None
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=schemas.Jobs)
 def list_jobs(limit: Annotated[int, Query(ge=1, le=queue_view.MAX_LIMIT)] = 20) -> dict[str, Any]:
     """Bulk jobs newest first, with their counts."""
     return {"jobs": queue_view.list_jobs(settings(), limit=limit)}
 
 
-@router.get("/jobs/{job_id}", responses=NOT_FOUND)
+@router.get("/jobs/{job_id}", responses=NOT_FOUND, response_model=schemas.JobProgress)
 def get_job(job_id: JobId) -> dict[str, Any]:
     """A bulk job's progress: total, queued, sent, delivered, read, failed, cancelled."""
     return _job(job_id)
 
 
-@router.post("/jobs/{job_id}/cancel", responses=NOT_FOUND)
+@router.post("/jobs/{job_id}/cancel", responses=NOT_FOUND, response_model=schemas.JobCancelled)
 def cancel_job(job_id: JobId) -> dict[str, Any]:
     """Cancel what of the job was not sent yet; ``cancelledNow``: how many messages this stopped."""
     _job(job_id)
@@ -443,7 +447,7 @@ def cancel_job(job_id: JobId) -> dict[str, Any]:
 # Queue ----------------------------------------------------------------------------------------
 
 
-@router.get("/queue")
+@router.get("/queue", response_model=schemas.Queue)
 def queue() -> dict[str, Any]:
     """Messages waiting on each session's broker queue per Redis priority step (0 = highest), and
     the dispatch tasks waiting for the worker."""
@@ -479,7 +483,7 @@ Language = Annotated[str, Field(pattern=r"^([a-z]{2}(-[A-Za-z]{2})?|[a-z]{3})$",
 Content = Annotated[Plain, Field(min_length=1, max_length=templates.MAX_LENGTH)]
 
 
-@router.get("/templates")
+@router.get("/templates", response_model=schemas.Templates)
 def list_templates(
     active: Annotated[bool, Query(description="Only the templates that can be used")] = False,
 ) -> dict[str, Any]:
@@ -509,7 +513,7 @@ class CreateTemplate(Body):
     isActive: bool = True
 
 
-@router.post("/templates", status_code=201, responses=CONFLICT)
+@router.post("/templates", status_code=201, responses=CONFLICT, response_model=schemas.Template)
 def create_template(body: CreateTemplate) -> dict[str, Any]:
     """Save a new template; its variables are extracted from the content. 409 if the name is taken."""
     s = settings()
@@ -569,7 +573,7 @@ class PreviewBody(Body):
     data: TemplateData | None = None
 
 
-@router.post("/templates/preview")
+@router.post("/templates/preview", response_model=schemas.Preview)
 def preview_template(body: PreviewBody) -> dict[str, Any]:
     """What a template sends with ``data``: text, variables, missing and warnings. Queues nothing."""
     s = settings()
@@ -590,7 +594,7 @@ def _template(name: str) -> dict[str, Any]:
         raise NotFound(str(exc)) from None
 
 
-@router.get("/templates/{name}", responses=NOT_FOUND)
+@router.get("/templates/{name}", responses=NOT_FOUND, response_model=schemas.Template)
 def get_template(name: TemplateName) -> dict[str, Any]:
     return _template(name)
 
@@ -603,7 +607,7 @@ class UpdateTemplate(Body):
     isActive: bool | None = None
 
 
-@router.put("/templates/{name}", responses=NOT_FOUND)
+@router.put("/templates/{name}", responses=NOT_FOUND, response_model=schemas.Template)
 def update_template(name: TemplateName, body: UpdateTemplate) -> dict[str, Any]:
     """Change the given fields (the others stay); the variables are extracted again."""
     _template(name)
@@ -618,7 +622,7 @@ def update_template(name: TemplateName, body: UpdateTemplate) -> dict[str, Any]:
     )
 
 
-@router.delete("/templates/{name}", responses=NOT_FOUND)
+@router.delete("/templates/{name}", responses=NOT_FOUND, response_model=schemas.Template)
 def deactivate_template(name: TemplateName) -> dict[str, Any]:
     """Deactivate: no new messages use it; sent ones keep their record (templates are never deleted)."""
     _template(name)

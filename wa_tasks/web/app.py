@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
@@ -234,7 +234,13 @@ def create_app() -> FastAPI:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WaCollector(get_settings))
 
-    @app.get("/metrics", dependencies=[Depends(require_key)], tags=["operations"])
+    @app.get(
+        "/metrics",
+        dependencies=[Depends(require_key)],
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+    )
     def prometheus_metrics() -> Response:
         """Prometheus exposition: messages by status, queue depths, session states, send latency."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
