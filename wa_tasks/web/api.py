@@ -26,29 +26,19 @@ from wa_tasks.settings import Settings, get_settings
 from wa_tasks.web import schemas
 from wa_tasks.web.auth import require_key
 
-
-class ErrorBody(BaseModel):
-    """Every error answer: a machine-readable ``error`` and a ``detail`` for people."""
-
-    error: str
-    detail: str
-    errors: list[dict[str, Any]] | None = Field(
-        default=None, description="Validation errors only: each with `loc` (where), `msg` (why) and `type`"
-    )
-
-
 #: The error answers every route may give (documented in the OpenAPI schema).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or wrong API key"},
-    422: {"model": ErrorBody, "description": "Invalid input: `detail` names the field and says why"},
+    401: {"model": schemas.ErrorBody, "description": "Missing or wrong API key"},
+    422: {"model": schemas.ErrorBody, "description": "Invalid input: `detail` names the field and says why"},
+    503: {"model": schemas.ErrorBody, "description": "Redis or the database is out of reach"},
 }
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "Unknown id"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": schemas.ErrorBody, "description": "Unknown id"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorBody, "description": "Not possible in the current state"}
+    409: {"model": schemas.ErrorBody, "description": "Not possible in the current state"}
 }
 HOST: dict[int | str, dict[str, Any]] = {
     **CONFLICT,
-    503: {"model": ErrorBody, "description": "No session host runs the session, or none answered in time"},
+    503: {"model": schemas.ErrorBody, "description": "No session host runs the session, or none answered in time"},
 }
 
 router = APIRouter(prefix="/api/whatsapp", dependencies=[Depends(require_key)], tags=["whatsapp"], responses=ERRORS)

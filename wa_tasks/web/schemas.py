@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a machine-readable ``error`` and a ``detail`` for people."""
+
+    error: str
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Validation errors only: each with `loc` (where), `msg` (why) and `type`"
+    )
 
 
 class Out(BaseModel):
