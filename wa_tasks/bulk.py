@@ -207,13 +207,18 @@ def progress(settings: Settings, job_id: str) -> dict[str, Any]:
                 select(Message.status, func.count()).where(Message.bulk_job_id == job_id).group_by(Message.status)
             ).all()
         )
+    return summary(job, counts)
+
+
+def summary(job: QueueJob, counts: Mapping[str, int]) -> dict[str, Any]:
+    """A job's progress from its message counts by status (``progress``, and job lists)."""
     by = {s.value: int(counts.get(s.value, 0)) for s in MessageStatus}
     finished = by["sent"] + by["delivered"] + by["read"] + by["failed"] + by["cancelled"]
     status = job.status
     if status == JobStatus.RUNNING and finished == job.total:
         status = JobStatus.COMPLETED
     return {
-        "id": job_id,
+        "id": job.job_id,
         "status": status,
         "total": job.total,
         "queued": by["queued"] + by["routed"] + by["sending"],
