@@ -47,10 +47,16 @@ DOCS = ROOT / "docs" / "screenshots"
 LIVE = 20_000
 
 
+#: Debian's chromium (Playwright's own browser download needs the internet).
+CHROMIUM = os.environ.get("WA_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the page tests need chromium at {CHROMIUM}: apt-get install chromium, or set WA_TEST_CHROMIUM")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             yield chromium
         finally:
@@ -92,11 +98,12 @@ def web(stack: Stack, tmp_path: Path) -> Iterator[str]:
         yield base
 
 
-def shot(page: Page, name: str, *, full_page: bool = True) -> Path:
+def shot(page: Page, name: str, *, docs: bool = True) -> Path:
+    """A full-page screenshot as a test artifact; ``docs``: one of the README's (see module docstring)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    if os.environ.get("WA_UPDATE_SCREENSHOTS") == "1":
+    page.screenshot(path=str(path), full_page=True)
+    if docs and os.environ.get("WA_UPDATE_SCREENSHOTS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, DOCS / path.name)
     return path
@@ -127,7 +134,7 @@ def test_log_in_add_a_session_link_it_by_qr_and_code_then_operate_it(stack: Stac
     page.fill("input[name=key]", "wrong")
     page.click("button:has-text('Log in')")
     expect(page.locator(".notice.bad")).to_have_text("That is not the API key.")
-    shot(page, "login")
+    shot(page, "login", docs=False)
     page.fill("input[name=key]", API_KEY)
     page.click("button:has-text('Log in')")
     expect(page).to_have_url(web + "/sessions")
@@ -170,7 +177,7 @@ def test_log_in_add_a_session_link_it_by_qr_and_code_then_operate_it(stack: Stac
     expect(row.locator(".status")).to_have_text("connected")
     expect(row.locator(".status")).to_have_class(re.compile("st-ok"))
     expect(row.locator(".tag.primary")).to_be_visible()
-    shot(page, "sessions")
+    shot(page, "session-linked", docs=False)
 
     # When the operator logs it out (confirming), it turns logged out (red) without a reload
     page.on("dialog", lambda dialog: dialog.accept())
@@ -268,11 +275,20 @@ def test_the_queue_follows_messages_to_delivered_retries_a_failed_one_and_cancel
         )
     ).to_be_visible(timeout=LIVE)
 
+    # With a third session waiting for its QR scan and the second one's connection lost, the
+    # sessions page shows each state in its colour
+    stack.add_session("wa-3", priority=3, options={"auto_pair": False})
+    stack.simnet.drop("wa-2")
+    page.goto(web + "/sessions")
+    expect(page.locator("tr[data-session=wa-3] .status.st-wait")).to_have_text("waiting for scan", timeout=LIVE)
+    expect(page.locator("tr[data-session=wa-2] .status")).not_to_have_text("connected", timeout=LIVE)
+    shot(page, "sessions")
+
     # On a phone (390 px) the page stays readable: no horizontal scrolling of the page itself
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(web + "/queue")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    shot(page, "queue-390px")
+    shot(page, "queue-390px", docs=False)
     page.goto(web + "/sessions")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "sessions-390px")
@@ -319,6 +335,18 @@ def test_editing_a_template_shows_a_live_preview_and_saves_it(stack: Stack, web:
     page.fill("textarea[name=content]", "Halo")
     page.click("button:has-text('Save template')")
     expect(page.locator(".notice.bad")).to_contain_text("already exists")
+
+    # A form sent from another site is refused, and so is one without the login
+    forged = page.request.post(
+        f"{web}/templates/payment_reminder/deactivate", headers={"Origin": "http://evil.example"}
+    )
+    assert forged.status == 403 and "must be sent from the wa-tasks pages" in forged.text()
+    anonymous = httpx.post(f"{web}/templates/payment_reminder/deactivate", follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
+    assert template_store.get(stack.settings, "payment_reminder")["isActive"] is True
+    # An unknown page is a page that says so, not JSON
+    page.goto(web + "/sessions/nope/link")
+    expect(page.locator(".notice.bad")).to_contain_text("there is no session 'nope'")
 
     # And deactivating (confirmed) marks it inactive
     page.goto(web + "/templates")

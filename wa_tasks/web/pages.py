@@ -15,13 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from models import MessageStatus
@@ -56,6 +57,8 @@ SESSION_TONE = {
     "banned": "bad",
     "logged_out": "bad",
 }
+#: How a session status reads on the pages (the others read as they are).
+SESSION_LABEL = {"qr": "waiting for scan", "logged_out": "logged out"}
 MESSAGE_TONE = {
     "queued": "off",
     "routed": "wait",
@@ -79,10 +82,38 @@ def same_origin(request: Request) -> None:
         raise HTTPException(status_code=403, detail="this form must be sent from the wa-tasks pages")
 
 
+class PageRoute(APIRoute):
+    """A page route whose failures are pages too: a refused or unknown request, or anything
+    unexpected (the database down), is an HTML page that says what happened, never JSON or a bare
+    500. The login redirect passes through (the app turns it into a redirect)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except auth.LoginRequired:
+                raise
+            except HTTPException as exc:
+                return error_page(request, exc.status_code, str(exc.detail))
+            except Exception as exc:
+                log.exception("page %s failed", request.url.path)
+                return error_page(request, 500, f"something went wrong: {exc.__class__.__name__}: {exc}")
+
+        return handle
+
+
+def error_page(request: Request, status_code: int, text: str) -> HTMLResponse:
+    return render(request, "error.html", status_code=status_code, code=status_code, text=text)
+
+
 #: Pages and forms that need no login.
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 #: Everything else.
-pages = APIRouter(dependencies=[Depends(auth.require_login), Depends(same_origin)], include_in_schema=False)
+pages = APIRouter(
+    dependencies=[Depends(auth.require_login), Depends(same_origin)], include_in_schema=False, route_class=PageRoute
+)
 
 
 # Rendering helpers ----------------------------------------------------------------------------------
@@ -108,6 +139,7 @@ def _when(value: str | None) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.globals["session_tone"] = lambda status: SESSION_TONE.get(status, "off")
+templates.env.globals["session_label"] = lambda status: SESSION_LABEL.get(status, status)
 templates.env.globals["message_tone"] = lambda status: MESSAGE_TONE.get(status, "off")
 
 
@@ -250,7 +282,7 @@ def _link_state(session_id: str) -> dict[str, Any]:
     settings = get_settings()
     row = next((s for s in manage.listing(settings) if s["id"] == session_id), None)
     if row is None:
-        raise HTTPException(status_code=404, detail=f"no session {session_id!r}")
+        raise HTTPException(status_code=404, detail=f"there is no session {session_id!r}: it may have been removed")
     found = session_control.current_qr(settings, session_id) if row["status"] == "qr" else None
     return {
         "session": row,
