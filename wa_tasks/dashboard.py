@@ -33,6 +33,8 @@ from wa_tasks.settings import Settings
 
 #: How far back the charts look (and how long depth samples are kept).
 WINDOW = dt.timedelta(hours=24)
+#: Points of the depth chart at most (24 h of 30 s samples are 2,880: merged by 4).
+MAX_POINTS = 720
 #: The outcomes of a send, in the order the charts stack them.
 OUTCOMES = ("sent", "delivered", "read", "failed")
 #: Label of messages that never reached a session (refused, or failed before routing).
@@ -147,6 +149,25 @@ def depth_samples(client: redis.Redis, since: float) -> list[tuple[float, dict[s
     return samples
 
 
+def downsample(
+    samples: Sequence[tuple[float, Mapping[str, int]]], limit: int = MAX_POINTS
+) -> list[tuple[float, dict[str, int]]]:
+    """At most ``limit`` points: consecutive samples merged into one at the last one's time, with
+    each session's highest depth among them (a short spike stays visible)."""
+    if len(samples) <= limit:
+        return [(t, dict(sample)) for t, sample in samples]
+    size = math.ceil(len(samples) / limit)
+    merged = []
+    for start in range(0, len(samples), size):
+        chunk = samples[start : start + size]
+        peak: dict[str, int] = {}
+        for _, sample in chunk:
+            for sid, depth in sample.items():
+                peak[sid] = max(depth, peak.get(sid, depth))
+        merged.append((chunk[-1][0], peak))
+    return merged
+
+
 def depth_series(samples: Sequence[tuple[float, Mapping[str, int]]]) -> dict[str, Any]:
     """Chart form of the samples: ``{"times": [iso...], "sessions": {id: [depth or None...]}}``; a
     session absent from a sample (not configured then) has None there."""
@@ -190,7 +211,7 @@ def charts(settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]
     except redis.RedisError:
         samples = []
     sends = hourly_outcomes(rows, slots)
-    depth = depth_series(samples)
+    depth = depth_series(downsample(samples))
     depth["labels"] = [_local(t, "%H:%M") for t in depth["times"]]
     return {
         "zone": "WIB",

@@ -89,3 +89,17 @@ def test_the_depth_series_has_a_gap_where_a_session_was_not_sampled() -> None:
     series = dashboard.depth_series(samples)
     assert series["times"] == ["1970-01-01T00:16:40Z", "1970-01-01T00:17:10Z"]
     assert series["sessions"] == {"wa-1": [3, 5], "wa-2": [None, 1]}
+
+
+def test_a_day_of_samples_is_merged_into_at_most_720_points_keeping_the_peaks() -> None:
+    # Given 24 h of 30 s samples with one spike of a single sample
+    samples = [(float(i * 30), {"wa-1": 1}) for i in range(2880)]
+    samples[1001] = (1001 * 30.0, {"wa-1": 50, "wa-2": 2})
+
+    merged = dashboard.downsample(samples)
+
+    assert len(merged) == 720
+    assert merged[-1][0] == samples[-1][0]
+    assert max(p["wa-1"] for _, p in merged) == 50
+    assert sum(1 for _, p in merged if "wa-2" in p) == 1
+    assert dashboard.downsample(samples[:10]) == [(t, dict(p)) for t, p in samples[:10]]
