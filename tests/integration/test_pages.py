@@ -445,3 +445,20 @@ def test_the_dashboard_draws_its_charts(stack: Stack, web: str, page: Page) -> N
         "href", f"http://127.0.0.1:{stack.settings.flower_port}/"
     )
     shot(page, "dashboard")
+
+
+def test_with_redis_down_the_pages_say_so_in_words(settings: Settings, tmp_path: Path) -> None:
+    # Given a web process whose Redis does not answer (no key: loopback, open pages)
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with running_web(broken, tmp_path / "web-logs", api_key=None) as base, httpx.Client(base_url=base) as http:
+        # Then the queue page says what is wrong, and the sessions page still lists the session, offline
+        queue = http.get("/queue")
+        assert queue.status_code == 200 and queue.headers["content-type"].startswith("text/html")
+        assert "cannot read the queue" in queue.text and "is the database or Redis down?" in queue.text
+        sessions = http.get("/sessions")
+        assert sessions.status_code == 200 and 'data-status="offline"' in sessions.text
+        # And an action that needs Redis comes back to the page with a notice, not a 500
+        logout = http.post("/sessions/wa-1/logout", follow_redirects=True)
+        assert logout.status_code == 200 and "could not do that (ConnectionError" in logout.text
+        assert "redis://" not in logout.text  # the details stay in the log

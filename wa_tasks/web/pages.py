@@ -98,10 +98,19 @@ class PageRoute(APIRoute):
             except HTTPException as exc:
                 return error_page(request, exc.status_code, str(exc.detail))
             except Exception as exc:
-                log.exception("page %s failed", request.url.path)
-                return error_page(request, 500, f"something went wrong: {exc.__class__.__name__}: {exc}")
+                return error_page(request, 500, fault(exc, request.url.path))
 
         return handle
+
+
+def fault(exc: Exception, where: str) -> str:
+    """An unexpected failure in words for the operator; the details (which may name hosts or SQL)
+    go to the web process's log only."""
+    log.error("page %s failed", where, exc_info=exc)
+    return (
+        f"the web process could not do that ({exc.__class__.__name__}: is the database or Redis down?); "
+        "its log has the details"
+    )
 
 
 def error_page(request: Request, status_code: int, text: str) -> HTMLResponse:
@@ -180,8 +189,7 @@ def attempt(request: Request, action: Callable[[], str], path: str) -> RedirectR
     except WaTasksError as exc:
         return back(request, path, str(exc), "bad")
     except Exception as exc:  # Redis or the database down: the operator still gets words, not a 500
-        log.exception("page action failed")
-        return back(request, path, f"that did not work: {exc.__class__.__name__}: {exc}", "bad")
+        return back(request, path, fault(exc, path), "bad")
 
 
 # Login ------------------------------------------------------------------------------------------
@@ -228,7 +236,7 @@ def _sessions() -> tuple[list[dict[str, Any]], str | None]:
     try:
         return manage.listing(get_settings()), None
     except Exception as exc:  # the database is down: say so instead of a 500
-        return [], f"cannot read the sessions: {exc}"
+        return [], "cannot read the sessions: " + fault(exc, "sessions")
 
 
 @pages.get("/sessions")
@@ -478,7 +486,7 @@ def dashboard_page(request: Request) -> HTMLResponse:
         charts = dashboard.charts(settings)
         today = metrics.stats(settings)
     except Exception as exc:
-        charts, today, error = None, None, f"cannot read the figures: {exc}"
+        charts, today, error = None, None, "cannot read the figures: " + fault(exc, "dashboard")
     return render(request, "dashboard.html", charts=charts, today=today, error=error)
 
 
@@ -523,7 +531,7 @@ def _queue_parts(request: Request) -> dict[str, Any]:
     except WaTasksError as exc:
         messages, depths, jobs, error = [], {}, [], str(exc)
     except Exception as exc:  # Redis or the database down
-        messages, depths, jobs, error = [], {}, [], f"cannot read the queue: {exc.__class__.__name__}: {exc}"
+        messages, depths, jobs, error = [], {}, [], "cannot read the queue: " + fault(exc, "queue")
     chosen = {k: v for k, v in filters.items() if v}
     return {
         "messages": messages,
