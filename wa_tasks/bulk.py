@@ -29,6 +29,8 @@ from wa_tasks.settings import Settings
 #: Message ids per ``wa.dispatch_batch`` task and per INSERT statement (seed §10.1 batch size is 50;
 #: larger batches cost fewer round trips and do not change the send rate, which pacing sets).
 BATCH_SIZE = 500
+#: A bulk job's idempotency key: its messages store ``key:index`` in a 200-character column.
+MAX_KEY_LENGTH = 190
 #: How many invalid recipients an error message lists.
 ERRORS_SHOWN = 5
 
@@ -67,6 +69,14 @@ def create(
         raise InvalidMessage("give exactly one of text= or template=")
     if template_data is not None and not isinstance(template_data, Mapping):
         raise InvalidMessage("template_data must be a mapping")
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str)
+        or not idempotency_key.strip()
+        or len(idempotency_key) > MAX_KEY_LENGTH
+        or "\x00" in idempotency_key
+    ):
+        # Each message stores ``key:index`` in a 200-character column.
+        raise InvalidMessage(f"idempotency_key must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
     with session_scope(settings.database) as db:
         row = db.scalar(select(Template).where(Template.name == template)) if template else None
     if template is not None and (row is None or not row.is_active):
@@ -207,13 +217,18 @@ def progress(settings: Settings, job_id: str) -> dict[str, Any]:
                 select(Message.status, func.count()).where(Message.bulk_job_id == job_id).group_by(Message.status)
             ).all()
         )
+    return summary(job, counts)
+
+
+def summary(job: QueueJob, counts: Mapping[str, int]) -> dict[str, Any]:
+    """A job's progress from its message counts by status (``progress``, and job lists)."""
     by = {s.value: int(counts.get(s.value, 0)) for s in MessageStatus}
     finished = by["sent"] + by["delivered"] + by["read"] + by["failed"] + by["cancelled"]
     status = job.status
     if status == JobStatus.RUNNING and finished == job.total:
         status = JobStatus.COMPLETED
     return {
-        "id": job_id,
+        "id": job.job_id,
         "status": status,
         "total": job.total,
         "queued": by["queued"] + by["routed"] + by["sending"],

@@ -86,15 +86,24 @@ def now() -> float:
     return time.time()
 
 
-def backlogs(client: redis.Redis, queues: Iterable[str], steps: int = 10) -> dict[str, int]:
-    """Messages waiting on each queue, over all its priority lists (``name``, ``name:1`` … ``name:9``)."""
+#: Redis priority steps of a queue: kombu keeps one list per step (``name``, ``name:1`` … ``name:9``).
+PRIORITY_STEPS = 10
+
+
+def step_lengths(client: redis.Redis, queues: Iterable[str], steps: int = PRIORITY_STEPS) -> dict[str, list[int]]:
+    """Messages waiting on each queue, per priority step (index 0 is the highest), in one round trip."""
     names = list(queues)
     pipe = client.pipeline(transaction=False)
     for name in names:
         for step in range(steps):
             pipe.llen(name if step == 0 else f"{name}:{step}")
-    lengths = pipe.execute()
-    return {name: sum(lengths[i * steps : (i + 1) * steps]) for i, name in enumerate(names)}
+    lengths = [int(n) for n in pipe.execute()]
+    return {name: lengths[i * steps : (i + 1) * steps] for i, name in enumerate(names)}
+
+
+def backlogs(client: redis.Redis, queues: Iterable[str], steps: int = PRIORITY_STEPS) -> dict[str, int]:
+    """Messages waiting on each queue, over all its priority lists."""
+    return {name: sum(per_step) for name, per_step in step_lengths(client, queues, steps).items()}
 
 
 def new_contact_refusers(client: redis.Redis, states: dict[str, LiveState], number: str, now: float) -> list[str]:

@@ -22,7 +22,15 @@ ACTIONS = ("pair", "logout", "probe", "reconnect", "check_numbers")
 
 
 class CommandFailed(WaTasksError, RuntimeError):
+    """The owning host refused or could not do the command (its reason is in the message)."""
+
     code = "command_failed"
+
+
+class HostUnavailable(CommandFailed):
+    """No session host is running, or none answered for the session in time."""
+
+    code = "host_unavailable"
 
 
 def request(
@@ -38,7 +46,7 @@ def request(
         json.dumps({"id": request_id, "session": session_id, "action": action, "args": args or {}}),
     )
     if not listeners:
-        raise CommandFailed("no session host is running: start one with `wa-tasks sessions` (or `wa-tasks up`)")
+        raise HostUnavailable("no session host is running: start one with `wa-tasks sessions` (or `wa-tasks up`)")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         raw = redis.get(keys.command_reply(request_id))
@@ -48,7 +56,7 @@ def request(
                 raise CommandFailed(f"{action} on session {session_id} failed: {answer.get('error')}")
             return answer
         time.sleep(0.1)
-    raise CommandFailed(
+    raise HostUnavailable(
         f"no session host answered {action} for session {session_id!r} within {timeout:.0f}s: "
         "is the session configured and connected to a running host (`wa-tasks sessions list`)?"
     )

@@ -21,6 +21,10 @@ from wa_tasks.settings import Settings
 
 #: Session ids become queue names and Redis keys: keep them plain.
 SESSION_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+#: Limits of what a session is configured with (the database columns, and sense).
+MAX_DEVICE_ID = 100
+MAX_PRIORITY = 1_000_000
+MAX_PACE_SECONDS = 3600.0
 
 
 def slug(device_id: str) -> str:
@@ -40,22 +44,32 @@ def add(
     """Configure a new session; returns its id."""
     from sessions_host import transports
 
-    if not device_id or not device_id.strip():
+    if not isinstance(device_id, str) or not device_id.strip():
         raise InvalidRequest("device id is empty")
+    if len(device_id.strip()) > MAX_DEVICE_ID or "\x00" in device_id:
+        raise InvalidRequest(f"device id must be at most {MAX_DEVICE_ID} characters of text")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+        raise InvalidRequest(f"priority must be a whole number from 0 to {MAX_PRIORITY} (lower = preferred)")
     session_id = session_id or slug(device_id)
     if not SESSION_ID.match(session_id):
         raise InvalidRequest(f"session id {session_id!r} must be 1-63 characters of a-z, 0-9, '-' or '_'")
     if transport not in transports.AVAILABLE:
         raise InvalidRequest(f"transport {transport!r} is not available; use one of {', '.join(transports.AVAILABLE)}")
-    if pace_seconds is not None and pace_seconds < 0:
-        raise InvalidRequest("pace must be 0 or more seconds")
-    if transport == "simulated":
-        from sessions_host.transports.simulated import SimOptions
+    if pace_seconds is not None and not 0 <= pace_seconds <= MAX_PACE_SECONDS:
+        raise InvalidRequest(f"pace must be from 0 to {MAX_PACE_SECONDS:.0f} seconds")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("options must be an object of transport options")
+    try:
+        if transport == "simulated":
+            from sessions_host.transports.simulated import SimOptions
 
-        try:
             SimOptions.build(settings, options)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(str(exc)) from None
+        else:
+            from sessions_host.transports.neonize import NeonizeOptions
+
+            NeonizeOptions.build(options)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(str(exc)) from None
     try:
         with session_scope(settings.database) as db:
             db.add(
@@ -139,6 +153,18 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+def view(settings: Settings, session_id: str) -> dict[str, Any]:
+    """One session as :func:`listing` shows it, plus its pace and transport options."""
+    found = next((s for s in listing(settings) if s["id"] == session_id), None)
+    if found is None:
+        raise UnknownSession(f"unknown session {session_id!r}; list them with `wa-tasks sessions list`")
+    with session_scope(settings.database) as db:
+        row = db.scalar(select(WhatsAppSession).where(WhatsAppSession.session_id == session_id))
+        if row is not None:
+            found.update(paceSeconds=row.pace_seconds, options=dict(row.transport_options or {}))
+    return found
 
 
 def _iso_ts(timestamp: float) -> str:

@@ -313,6 +313,15 @@ def metrics_rollup(day: str | None = None) -> dict[str, Any]:
     return metrics.rollup(get_settings(), dt.date.fromisoformat(day) if day else None)
 
 
+@app.task(name="wa.sample_depth")
+def sample_depth() -> dict[str, int]:
+    """Beat, every 30 s: record every session's queue depth for the dashboard's depth chart
+    (``wa_tasks.dashboard``; kept 24 h in Redis)."""
+    from wa_tasks import dashboard
+
+    return dashboard.sample_all(get_settings())
+
+
 @app.task(name="wa.email_fallback")
 def email_fallback(message_id: str) -> str | None:
     """Send a failed message's fallback email once (``wa_tasks.fallback``); returns its fallback status."""

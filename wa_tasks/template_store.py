@@ -26,7 +26,8 @@ from wa_tasks.settings import Settings
 
 #: Template names: letters, digits, ``_``, ``.``, ``-``; no spaces (``payment_reminder``).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2})?")
+#: Language codes: ``id``, ``en``, ``jav`` or a region variant ``en-US`` (the column holds 5 characters).
+LANGUAGE = re.compile(r"[a-z]{2}(-[A-Za-z]{2})?|[a-z]{3}")
 
 
 def view(row: Template) -> dict[str, Any]:
@@ -170,6 +171,15 @@ def install_defaults(settings: Settings) -> dict[str, list[str]]:
     return {"installed": installed, "kept": kept}
 
 
+def name_of(settings: Settings, template_id: int) -> str:
+    """The name of the template with database id ``template_id`` (the seed's ``templateId``)."""
+    with session_scope(settings.database) as db:
+        name = db.scalar(select(Template.name).where(Template.id == template_id))
+    if name is None:
+        raise UnknownTemplate(f"no template with id {template_id}; list them with `wa-tasks templates list`")
+    return name
+
+
 def _row(db: Session, name: str) -> Template:
     row = db.scalar(select(Template).where(Template.name == name)) if isinstance(name, str) else None
     if row is None:
@@ -192,6 +202,8 @@ def _checked(
         raise InvalidTemplate(f"{label}: is_active must be true or false, got {is_active!r}")
     if not isinstance(content, str) or not content.strip():
         raise InvalidTemplate(f"{label}: content is empty")
+    if "\x00" in content:
+        raise InvalidTemplate(f"{label}: content contains a NUL character (\\u0000)")
     if len(content) > templates.MAX_LENGTH:
         raise InvalidTemplate(f"{label}: content is {len(content)} characters; the limit is {templates.MAX_LENGTH}")
     try:

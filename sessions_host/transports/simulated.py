@@ -15,12 +15,13 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 from models.statuses import SessionStatus
@@ -86,8 +87,39 @@ class SimOptions:
                 f"unknown simulated transport option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         values = {f.name: getattr(base, f.name) for f in fields(cls)}
+        defaults = {f.name: _default_of(f) for f in fields(cls)}
+        for key, value in overrides.items():
+            _check_option(key, value, defaults[key])
         values.update(overrides)
         return cls(**values)
+
+
+def _default_of(f: Field[Any]) -> Any:
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+
+def _check_option(key: str, value: Any, default: Any) -> None:
+    """A stored option is read by every session host that starts the session: refuse a wrong type
+    when it is configured rather than when a host trips over it."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"simulated option {key} must be true or false, not {value!r}")
+    elif isinstance(default, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"simulated option {key} must be a number of 0 or more, not {value!r}")
+        if key == "failure_rate" and value > 1:
+            raise ValueError(f"simulated option failure_rate is a share from 0 to 1, not {value!r}")
+        if isinstance(default, int) and not isinstance(value, int):
+            raise ValueError(f"simulated option {key} must be a whole number, not {value!r}")
+    elif key == "ban_rules":
+        if not isinstance(value, dict):
+            raise ValueError(f"simulated option ban_rules must be an object, not {value!r}")
+        rules = {f.name: f.default for f in fields(BanRules)}
+        unknown = sorted(set(value) - set(rules))
+        if unknown:
+            raise ValueError(f"unknown ban rule(s): {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
+        for rule, setting in value.items():
+            _check_option(f"ban_rules.{rule}", setting, rules[rule])
 
 
 class SimHub:

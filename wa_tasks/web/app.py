@@ -6,21 +6,30 @@ Run with ``wa-tasks web``; without ``WA_API_KEY`` the server refuses to listen b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from models.db import session_scope
-from wa_tasks.errors import InvalidRequest, MessageNotFound
+from wa_tasks.errors import InvalidRequest, WaTasksError
 from wa_tasks.redis_client import client_for
+from wa_tasks.session_control import CommandFailed, HostUnavailable
 from wa_tasks.settings import get_settings
 from wa_tasks.web import api, pages
-from wa_tasks.web.auth import LoginRequired, require_key, session_secret
+from wa_tasks.web.auth import LoginRequired, require_key, require_login, session_secret
 from wa_tasks.web.prometheus import WaCollector
 
 
@@ -41,9 +50,105 @@ def health() -> dict[str, Any]:
     return {"status": "ok" if all(checks.values()) else "degraded", **checks}
 
 
+#: Where the Swagger UI and ReDoc files are served from: shipped by the fastapi-offline package,
+#: because FastAPI's own /docs loads them from a CDN that operators' offline servers cannot reach.
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+
+
+def error_status(exc: WaTasksError) -> int:
+    """The HTTP status of an error raised on purpose by wa-tasks."""
+    if isinstance(exc, HostUnavailable):
+        return 503
+    if isinstance(exc, CommandFailed | api.Conflict):
+        return 409
+    if isinstance(exc, LookupError):
+        return 404
+    if isinstance(exc, InvalidRequest):
+        return 422
+    return 500
+
+
+def readable(errors: Sequence[Any]) -> str:
+    """Pydantic's validation errors as one line: ``body.to: Field required; query.limit: …``."""
+    parts = []
+    for error in errors:
+        loc = ".".join(str(p) for p in error.get("loc", ()))
+        if error.get("type") == "json_invalid":
+            why = (error.get("ctx") or {}).get("error") or "not valid JSON"
+            parts.append(f"body: malformed JSON ({why}, at character {error['loc'][-1]})")
+        else:
+            parts.append(f"{loc}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error answer is ``{"error": code, "detail": text}`` (validation errors add ``errors``)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg", "ctx")} for e in exc.errors()]
+        return JSONResponse(
+            status_code=422,
+            content={"error": "validation_error", "detail": readable(errors), "errors": jsonable_encoder(errors)},
+        )
+
+    @app.exception_handler(WaTasksError)
+    async def _wa(_request: Request, exc: WaTasksError) -> JSONResponse:
+        return JSONResponse(status_code=error_status(exc), content={"error": exc.code, "detail": str(exc)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_") if exc.status_code in _PHRASES else "error"
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": code, "detail": exc.detail}, headers=exc.headers
+        )
+
+
+_PHRASES = {s.value for s in HTTPStatus}
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/openapi.json`` (needs the key), ``/docs`` and ``/redoc`` (need a login) with local assets."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_key)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_login)])
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="wa-tasks API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[Depends(require_login)])
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="wa-tasks API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(title="wa-tasks", version="0.1.0", description="WhatsApp notifications for ISP billing")
+    app = FastAPI(
+        title="wa-tasks",
+        version="0.1.0",
+        description="WhatsApp notifications for ISP billing. Every route but /health needs the API key "
+        "(X-API-Key header, or a bearer token).",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_docs(app)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),
@@ -52,13 +157,7 @@ def create_app() -> FastAPI:
         https_only=False,
     )
 
-    @app.exception_handler(InvalidRequest)
-    async def _invalid(_request: Request, exc: InvalidRequest) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"error": exc.code, "detail": str(exc)})
-
-    @app.exception_handler(MessageNotFound)
-    async def _not_found(_request: Request, exc: MessageNotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"error": exc.code, "detail": str(exc)})
+    install_error_handlers(app)
 
     @app.exception_handler(LoginRequired)
     async def _login(_request: Request, exc: LoginRequired) -> RedirectResponse:

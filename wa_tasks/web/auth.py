@@ -14,7 +14,8 @@ import secrets
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Header, HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from wa_tasks.settings import Settings, get_settings, is_loopback
 
@@ -74,20 +75,19 @@ def logout(request: Request) -> None:
     request.session.clear()
 
 
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
+#: How programs send the key; declared as OpenAPI security schemes (Swagger UI's "Authorize").
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The WA_API_KEY")
+bearer = HTTPBearer(auto_error=False, description="The WA_API_KEY as a bearer token (Prometheus)")
 
 
 def require_key(
     request: Request,
-    x_api_key: Annotated[str | None, Header()] = None,
-    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Security(api_key_header)] = None,
+    authorization: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
 ) -> None:
     """Dependency of every API route: ``X-API-Key``, a bearer token (what Prometheus' scrape
     configuration sends), or a logged-in page session (the pages' own scripts call the API)."""
-    if key_matches(x_api_key if x_api_key is not None else _bearer(authorization)):
+    if key_matches(x_api_key if x_api_key is not None else (authorization.credentials if authorization else None)):
         return
     if request.session.get(SESSION_FLAG) is True:
         return

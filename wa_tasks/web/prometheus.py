@@ -36,8 +36,6 @@ from wa_tasks.settings import Settings
 LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 #: A message is observed this long after its ``sent_at``, once its row is surely committed.
 SETTLE = dt.timedelta(seconds=2)
-#: Redis priority steps of a queue (``name``, ``name:1`` … ``name:9``).
-PRIORITY_STEPS = 10
 #: The status shown for a session that no session host reports.
 OFFLINE = "offline"
 
@@ -69,15 +67,10 @@ class WaCollector(Collector):
             "Messages waiting on a session's queue, per Redis priority step.",
             labels=["session", "priority"],
         )
-        pipe = redis.pipeline(transaction=False)
+        lengths = live_state.step_lengths(redis, [keys.session_queue(sid) for sid in session_ids])
         for sid in session_ids:
-            queue = keys.session_queue(sid)
-            for step in range(PRIORITY_STEPS):
-                pipe.llen(queue if step == 0 else f"{queue}:{step}")
-        lengths = iter(pipe.execute())
-        for sid in session_ids:
-            for step in range(PRIORITY_STEPS):
-                depth.add_metric([sid, str(step)], float(next(lengths)))
+            for step, length in enumerate(lengths[keys.session_queue(sid)]):
+                depth.add_metric([sid, str(step)], float(length))
         yield depth
 
         states = live_state.read(redis, session_ids)

@@ -1,0 +1,479 @@
+"""The HTTP API over real HTTP: ``wa-tasks web`` as a child process, in front of a real worker and
+session host (``Stack``), a real Redis and a real database (SQLite and PostgreSQL).
+
+Each test drives a whole operator story through the API and checks the outcome where it
+happens: the recipient-side ledger of the simulated network, the rows, the broker's lists."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.stack import Stack
+from support.web import API_KEY, running_web
+from wa_tasks import keys, live_state
+from wa_tasks import qr as qr_codes
+from wa_tasks.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "/api/whatsapp"
+
+
+@pytest.fixture
+def web(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    # Same log folder as the stack's, so that a failing test prints web.log with the others.
+    with running_web(settings, tmp_path / "logs") as base:
+        yield base
+
+
+@pytest.fixture
+def api(web: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{web}{PREFIX}", headers={"X-API-Key": API_KEY}, timeout=30) as client:
+        yield client
+
+
+def _until(what: str, check: Callable[[], Any], timeout: float = 30.0, stack: Stack | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"not {what} within {timeout}s" + (f"\n{stack.logs()}" if stack else ""))
+
+
+def _status(api: httpx.Client, message_id: str) -> dict[str, Any]:
+    response = api.get(f"/message/{message_id}/status")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _wait_status(api: httpx.Client, stack: Stack, message_id: str, *statuses: str) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status = _status(api, message_id)
+        return status if status["status"] in statuses else None
+
+    return dict(_until(f"{message_id} {statuses}", reached, stack=stack))
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, f"{response.status_code} {response.text}"
+    body = dict(response.json())
+    assert isinstance(body["error"], str) and isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+# Auth --------------------------------------------------------------------------------------------
+
+
+def test_every_route_but_health_needs_the_key(settings: Settings, web: str, tmp_path: Path) -> None:
+    assert httpx.get(f"{web}/health").json()["status"] == "ok"
+    for path in (f"{PREFIX}/sessions", f"{PREFIX}/messages", f"{PREFIX}/queue", f"{PREFIX}/templates", "/openapi.json"):
+        assert httpx.get(f"{web}{path}").status_code == 401, path
+        assert httpx.get(f"{web}{path}", headers={"X-API-Key": "wrong"}).status_code == 401, path
+        assert httpx.get(f"{web}{path}", headers={"X-API-Key": API_KEY}).status_code == 200, path
+    refused = _error(httpx.post(f"{web}{PREFIX}/send", json={"to": "081234567890", "text": "x"}), 401)
+    assert "X-API-Key" in refused["detail"]
+    # A bearer token works too (what a Prometheus scrape sends)
+    assert httpx.get(f"{web}{PREFIX}/sessions", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
+    # The docs need a login: a browser is sent to the login page
+    docs = httpx.get(f"{web}/docs", follow_redirects=False)
+    assert docs.status_code == 303 and docs.headers["location"].startswith("/login")
+
+    # The schema lists every seed §8 path, with the key as its security scheme
+    schema = httpx.get(f"{web}/openapi.json", headers={"X-API-Key": API_KEY}).json()
+    for path in ("/sessions", "/sessions/{session_id}/qr", "/send", "/send-bulk", "/message/{message_id}/status",
+                 "/templates", "/templates/preview"):  # fmt: skip
+        assert f"{PREFIX}{path}" in schema["paths"], path
+    assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+
+    # Swagger UI's files are served by the process itself: no CDN
+    with running_web(settings, tmp_path / "open", api_key=None) as open_web:
+        page = httpx.get(f"{open_web}/docs")
+        assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+        assert "cdn" not in page.text.lower()
+        asset = httpx.get(f"{open_web}/docs-assets/swagger-ui-bundle.js")
+        assert asset.status_code == 200 and len(asset.content) > 100_000
+        redoc = httpx.get(f"{open_web}/redoc")
+        assert redoc.status_code == 200 and "/docs-assets/redoc.standalone.js" in redoc.text
+
+
+# Sessions ----------------------------------------------------------------------------------------
+
+
+def test_add_a_session_scan_its_qr_code_send_a_template_then_remove_it(stack: Stack, api: httpx.Client) -> None:
+    stack.start()
+
+    # Given a session added through the API that waits to be linked
+    created = api.post(
+        "/sessions",
+        json={"deviceId": "WA-1", "priority": 1, "sessionId": "wa-1", "options": {"auto_pair": False}},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] == "wa-1" and created.json()["deviceId"] == "WA-1"
+    assert created.json()["options"] == {"auto_pair": False}
+    assert [s["id"] for s in api.get("/sessions").json()["sessions"]] == ["wa-1"]
+    _error(api.post("/sessions", json={"deviceId": "WA-1", "priority": 1, "sessionId": "wa-1"}), 422)  # taken
+
+    # When its QR code is asked for, it is a PNG of the code the session shows
+    qr = _until("a QR code", lambda: (r := api.get("/sessions/wa-1/qr")).status_code == 200 and r.json(), stack=stack)
+    assert qr["qr"].startswith("data:image/png;base64,")
+    assert base64.b64decode(qr["qr"].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+    shown = stack.simnet.current_qr("wa-1")
+    assert shown is not None and qr["qr"] == qr_codes.png_data_url(shown)
+    assert 0 <= qr["expires"] <= 20
+
+    # And a pairing code can be asked for instead
+    paired = api.post("/sessions/wa-1/pair", json={"phone": "0812-3456-7890"})
+    assert paired.status_code == 200, paired.text
+    assert len(paired.json()["code"]) == 8 and paired.json()["code"].isalnum()
+    _error(api.post("/sessions/wa-1/pair", json={"phone": "12"}), 422)
+
+    # When the phone scans it, the session connects and there is nothing left to scan
+    stack.simnet.scan("wa-1")
+    stack.wait_connected("wa-1")
+    linked = _error(api.get("/sessions/wa-1/qr"), 409)
+    assert linked["error"] == "no_qr" and "connected" in linked["detail"]
+    session = api.get("/sessions/wa-1").json()
+    assert session["status"] == "connected" and session["isPrimary"] is True
+    refused = _error(api.post("/sessions/wa-1/pair", json={"phone": "081234567890"}), 409)
+    assert "pairing needs a session waiting for a QR scan" in refused["detail"]
+    probe = api.post("/sessions/wa-1/probe")
+    assert probe.status_code == 200 and probe.json()["latencyMs"] > 0
+
+    # Then a template created through the API reaches the customer, and the status endpoint follows it
+    template = api.post(
+        "/templates",
+        json={"name": "api_info", "content": "Halo {{ customer_name }}, tagihan {{ invoice_number }} terbit."},
+    )
+    assert template.status_code == 201, template.text
+    assert sorted(template.json()["variables"]) == ["customer_name", "invoice_number"]
+    sent = api.post(
+        "/send",
+        json={
+            "to": "6281234567890@s.whatsapp.net",
+            "template": "api_info",
+            "data": {"customer_name": "Budi", "invoice_number": "INV-001"},
+        },
+    )
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["status"] == "queued"
+    status = _wait_status(api, stack, sent.json()["id"], "delivered", "read")
+    assert status["sessionId"] == "wa-1" and status["sentAt"] and status["deliveredAt"]
+    assert [e.text for e in stack.ledger("6281234567890")] == ["Halo Budi, tagihan INV-001 terbit."]
+
+    # When it is logged out it needs a reconnect and a new scan
+    assert api.post("/sessions/wa-1/logout").status_code == 200
+    stack.wait_live(("wa-1",), lambda s: s is not None and s.status == "logged_out", "logged out", 15)
+    assert api.post("/sessions/wa-1/reconnect").status_code == 200
+    stack.wait_live(("wa-1",), lambda s: s is not None and s.status == "qr", "showing a new QR code", 30)
+    assert _until("a new QR code", lambda: api.get("/sessions/wa-1/qr").status_code == 200, stack=stack)
+
+    # And deleting it unlinks the device first, and it is gone
+    stack.simnet.scan("wa-1")
+    stack.wait_connected("wa-1")
+    deleted = api.delete("/sessions/wa-1")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["deleted"] is True and deleted.json()["deviceUnlinked"] is True
+    assert stack.simnet.device_number("wa-1") is None
+    _error(api.get("/sessions/wa-1"), 404)
+    _error(api.delete("/sessions/wa-1"), 404)
+    assert api.get("/sessions").json()["sessions"] == []
+
+
+def test_commands_to_a_session_no_host_runs_answer_503_and_unknown_ones_404(api: httpx.Client) -> None:
+    # Given a configured session and no session host running
+    assert api.post("/sessions", json={"deviceId": "WA 9", "priority": 9}).status_code == 201
+    assert api.get("/sessions/wa-9").json()["status"] == "offline"
+
+    started = time.monotonic()
+    for action in ("logout", "reconnect", "probe"):
+        down = _error(api.post(f"/sessions/wa-9/{action}"), 503)
+        assert down["error"] == "host_unavailable" and "wa-tasks sessions" in down["detail"]
+    _error(api.post("/sessions/wa-9/pair", json={"phone": "081234567890"}), 503)
+    assert time.monotonic() - started < 5  # refused at once, not after a timeout
+    offline = _error(api.get("/sessions/wa-9/qr"), 409)
+    assert "no session host runs it" in offline["detail"]
+
+    for method, path in (
+        ("GET", "/sessions/nope"),
+        ("GET", "/sessions/nope/qr"),
+        ("DELETE", "/sessions/nope"),
+        ("POST", "/sessions/nope/logout"),
+        ("POST", "/sessions/nope/reconnect"),
+        ("GET", "/message/msg_nope/status"),
+        ("POST", "/message/msg_nope/retry"),
+        ("POST", "/message/msg_nope/cancel"),
+        ("GET", "/jobs/job_nope"),
+        ("POST", "/jobs/job_nope/cancel"),
+        ("GET", "/templates/nope"),
+        ("PUT", "/templates/nope"),
+        ("DELETE", "/templates/nope"),
+    ):
+        response = api.request(method, path, json={} if method == "PUT" else None)
+        assert "nope" in _error(response, 404)["detail"], (method, path)
+
+    # A removed session's device is left as it is when no host runs it
+    deleted = api.delete("/sessions/wa-9")
+    assert deleted.status_code == 200 and deleted.json()["deviceUnlinked"] is False
+
+
+# Messages ----------------------------------------------------------------------------------------
+
+
+def test_bulk_send_progress_list_and_cancel(stack: Stack, api: httpx.Client) -> None:
+    # Given a slow session and a template
+    stack.add_session("wa-1", priority=1, pace_seconds=0.4)
+    stack.start()
+    stack.wait_connected("wa-1")
+    api.post("/templates", json={"name": "gangguan", "content": "Halo {{ name }}, {{ note }}"}).raise_for_status()
+
+    # When a bulk job is sent in the seed's shape
+    recipients = [{"whatsapp": f"6281234500{i:03d}@s.whatsapp.net", "data": {"name": f"P{i}"}} for i in range(20)]
+    queued = api.post(
+        "/send-bulk", json={"recipients": recipients, "template": "gangguan", "templateData": {"note": "maaf"}}
+    )
+    assert queued.status_code == 202, queued.text
+    job = queued.json()
+    assert job["jobId"] == job["id"] and job["total"] == 20 and job["queued"] + job["sent"] == 20
+
+    # Then its progress moves, and the job and its messages are listed
+    _until("2 sent", lambda: api.get(f"/jobs/{job['id']}").json()["sent"] >= 2, stack=stack)
+    listed = api.get("/jobs").json()["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]] and listed[0]["template"] == "gangguan"
+    messages = api.get("/messages", params={"job": job["id"], "limit": 100}).json()["messages"]
+    assert len(messages) == 20 and {m["bulkJobId"] for m in messages} == {job["id"]}
+    assert {m["template"] for m in messages} == {"gangguan"} and all("text" not in m for m in messages)
+
+    # When it is cancelled, what was not sent never is
+    cancelled = api.post(f"/jobs/{job['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    after = cancelled.json()
+    assert (
+        after["status"] == "cancelled" and after["cancelledNow"] >= 10 and after["cancelled"] == after["cancelledNow"]
+    )
+    time.sleep(1.5)
+    final = api.get(f"/jobs/{job['id']}").json()
+    assert final["sent"] + final["cancelled"] + final["queued"] == 20
+    assert len(stack.ledger()) == final["sent"] <= 20 - after["cancelledNow"]
+    assert all(e.text.startswith("Halo P") and e.text.endswith(", maaf") for e in stack.ledger())
+    by_status = api.get("/messages", params={"job": job["id"], "status": "cancelled", "limit": 100}).json()
+    assert len(by_status["messages"]) == final["cancelled"]
+
+    # And an invalid recipient queues nothing and is named
+    bad = _error(
+        api.post("/send-bulk", json={"recipients": [{"whatsapp": "081234567890"}, {"whatsapp": "0812"}], "text": "x"}),
+        422,
+    )
+    assert "1 of 2 recipients are invalid" in bad["detail"] and "#1" in bad["detail"]
+    assert len(api.get("/jobs").json()["jobs"]) == 1
+
+
+def test_message_lists_filters_retry_and_cancel(stack: Stack, api: httpx.Client) -> None:
+    # Given one connected session, one configured but down, and a number not on WhatsApp
+    stack.add_session("wa-1", priority=1)
+    stack.add_session("wa-2", priority=2)
+    stack.simnet.drop("wa-2")
+    stack.start()
+    stack.wait_connected("wa-1")
+    absent = "6281298765432"
+    stack.simnet.set_not_on_whatsapp(absent)
+
+    ok = [api.post("/send", json={"to": f"0812-3456-000{i}", "text": f"Tagihan {i}"}).json()["id"] for i in range(3)]
+    failed = api.post("/send", json={"to": absent, "text": "Tagihan gagal", "priority": "urgent"}).json()["id"]
+    waiting = api.post("/send", json={"to": "081234560009", "text": "Menunggu", "sessionId": "wa-2"}).json()["id"]
+    for message_id in ok:
+        _wait_status(api, stack, message_id, "sent", "delivered", "read")
+    failure = _wait_status(api, stack, failed, "failed")
+    assert "not on WhatsApp" in failure["error"]
+
+    # Then the list shows them newest first, filtered as asked
+    everything = api.get("/messages").json()
+    assert [m["id"] for m in everything["messages"]] == [waiting, failed, *reversed(ok)]
+    assert everything["next"] is None
+    assert [m["id"] for m in api.get("/messages", params={"status": "failed"}).json()["messages"]] == [failed]
+    failed_row = api.get("/messages", params={"to": "+62 812-9876-5432"}).json()["messages"]
+    assert [m["id"] for m in failed_row] == [failed] and failed_row[0]["to"] == absent
+    assert failed_row[0]["priority"] == 0 and failed_row[0]["error"]
+    on_wa1 = {m["id"] for m in api.get("/messages", params={"session": "wa-1"}).json()["messages"]}
+    assert on_wa1 == {*ok, failed}
+    # Pages of two, continued with `next`
+    page1 = api.get("/messages", params={"limit": 2}).json()
+    page2 = api.get("/messages", params={"limit": 2, "before": page1["next"]}).json()
+    page3 = api.get("/messages", params={"limit": 2, "before": page2["next"]}).json()
+    assert [m["id"] for p in (page1, page2, page3) for m in p["messages"]] == [m["id"] for m in everything["messages"]]
+    assert page3["next"] is None
+    bad = _error(api.get("/messages", params={"status": "lost"}), 422)
+    assert bad["detail"].startswith("query.status:")
+
+    # When the failed one is retried once the number is on WhatsApp, it is sent
+    _error(api.post(f"/message/{ok[0]}/retry"), 409)
+    stack.simnet.set_not_on_whatsapp(absent, absent=False)
+    retried = api.post(f"/message/{failed}/retry")
+    assert retried.status_code == 200 and retried.json()["status"] in ("queued", "routed", "sending", "sent")
+    _wait_status(api, stack, failed, "sent", "delivered", "read")
+    assert [e.text for e in stack.ledger(absent)] == ["Tagihan gagal"]
+
+    # And a message still waiting can be cancelled; a sent one cannot
+    assert _status(api, waiting)["status"] in ("queued", "routed")
+    cancelled = api.post(f"/message/{waiting}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert "only a queued or routed message" in _error(api.post(f"/message/{ok[0]}/cancel"), 409)["detail"]
+    stack.simnet.restore("wa-2")
+    stack.wait_connected("wa-2")
+    time.sleep(1.0)
+    assert stack.ledger("6281234560009") == []
+
+
+def test_queue_depth_per_session_and_priority(settings: Settings, stack: Stack, api: httpx.Client) -> None:
+    # Given deliver tasks waiting on two sessions' queues (no session host consumes them)
+    for sid in ("wa-1", "wa-2", "wa-3"):
+        stack.add_session(sid, priority=1)
+    waiting = {("wa-1", 0): 2, ("wa-1", 5): 1, ("wa-2", 9): 3}
+    for (sid, step), n in waiting.items():
+        for _ in range(n):
+            stack.app.send_task("wa.deliver", kwargs={"message_id": "x"}, queue=keys.session_queue(sid), priority=step)
+
+    # Then the queue endpoint shows each session's lists as the broker holds them
+    answer = api.get("/queue").json()
+    assert set(answer["sessions"]) == {"wa-1", "wa-2", "wa-3"}
+    for sid, depth in answer["sessions"].items():
+        assert depth["byPriority"] == {str(step): waiting.get((sid, step), 0) for step in range(10)}
+        assert depth["total"] == stack.queue_length(keys.session_queue(sid))
+    assert answer["total"] == 6
+    assert answer["dispatch"] == live_state.backlogs(stack.redis, [keys.DEFAULT_QUEUE])[keys.DEFAULT_QUEUE]
+
+
+# Templates ---------------------------------------------------------------------------------------
+
+
+def test_templates_create_get_update_preview_deactivate(api: httpx.Client) -> None:
+    created = api.post(
+        "/templates",
+        json={"name": "custom_template", "category": "notification", "type": "text",
+              "content": "Hello {{name}}, your order {{order_id}} is ready!"},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    assert _error(api.post("/templates", json={"name": "custom_template", "content": "x"}), 409)["error"] == (
+        "template_exists"
+    )
+    assert api.get("/templates/custom_template").json()["variables"] == ["name", "order_id"]
+
+    # Preview in the seed's shape, by templateId (a name), by name, by numeric id, and unsaved content
+    seed = api.post(
+        "/templates/preview", json={"templateId": "custom_template", "data": {"name": "Budi", "order_id": "7"}}
+    )
+    assert seed.status_code == 200, seed.text
+    assert seed.json()["text"] == "Hello Budi, your order 7 is ready!"
+    by_name = api.post("/templates/preview", json={"name": "custom_template", "data": {"name": "Ani"}}).json()
+    assert by_name["missing"] == ["order_id"]
+    by_id = api.post(
+        "/templates/preview", json={"templateId": created.json()["id"], "data": {"name": "A", "order_id": 1}}
+    )
+    assert by_id.json()["text"] == "Hello A, your order 1 is ready!"
+    unsaved = api.post("/templates/preview", json={"content": "Hai {{x}}", "data": {"x": "y"}}).json()
+    assert unsaved["text"] == "Hai y"
+    assert "unknown template" in _error(api.post("/templates/preview", json={"templateId": "nope"}), 422)["detail"]
+    _error(api.post("/templates/preview", json={"templateId": 999999}), 422)
+    _error(api.post("/templates/preview", json={"name": "custom_template", "content": "x"}), 422)
+
+    # Update some fields; the rest stay
+    updated = api.put("/templates/custom_template", json={"content": "Hi {{name}}", "category": "reminder"})
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["variables"] == ["name"] and updated.json()["type"] == "text"
+    assert "body.category" in _error(api.put("/templates/custom_template", json={"category": "spam"}), 422)["detail"]
+    _error(api.put("/templates/custom_template", json={"content": "Hi {{ name"}), 422)
+
+    # Deactivated: listed as inactive, refused for sending
+    gone = api.delete("/templates/custom_template")
+    assert gone.status_code == 200 and gone.json()["isActive"] is False
+    assert api.get("/templates", params={"active": "true"}).json()["templates"] == []
+    assert [t["name"] for t in api.get("/templates").json()["templates"]] == ["custom_template"]
+    refused = _error(api.post("/send", json={"to": "081234567890", "template": "custom_template"}), 422)
+    assert refused["error"] == "unknown_template" and "inactive" in refused["detail"]
+
+
+# Validation --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"text": "Halo"}, "body.to", "Field required"),
+        ({"to": 6281234567890, "text": "Halo"}, "body.to", "valid string"),
+        ({"to": "081234567890", "text": "x" * 4097}, "body.text", "at most 4096"),
+        ({"to": "081234567890", "text": ""}, "body.text", "at least 1"),
+        ({"to": "081234567890", "text": "Halo", "priority": "asap"}, "body.priority", ""),
+        ({"to": "081234567890", "text": "Halo", "priority": 12}, "body.priority", ""),
+        ({"to": "081234567890", "text": "Halo", "data": [1]}, "body.data", "valid dictionary"),
+        ({"to": "081234567890", "text": "Halo", "colour": "red"}, "body.colour", "Extra inputs"),
+        ({"to": "0812\x003456", "text": "Halo"}, "body.to", "NUL"),
+    ],
+)
+def test_bad_fields_answer_422_naming_the_field(
+    api: httpx.Client, body: dict[str, Any], field: str, words: str
+) -> None:
+    answer = _error(api.post("/send", json=body), 422)
+    assert answer["error"] == "validation_error"
+    assert answer["detail"].startswith(f"{field}:") and words in answer["detail"], answer["detail"]
+    assert answer["errors"][0]["loc"] == field.split(".")
+
+
+def test_bad_requests_answer_422_with_a_reason_never_500(settings: Settings, api: httpx.Client) -> None:
+    # Malformed and non-object JSON
+    malformed = _error(api.post("/send", content=b'{"to": "0812', headers={"Content-Type": "application/json"}), 422)
+    assert "malformed JSON" in malformed["detail"]
+    for value in ([1, 2], "text", 3, None):
+        assert _error(api.post("/send", json=value), 422)["error"] == "validation_error"
+    # Refused by the domain, with its reason and code
+    cases = [
+        ({"to": "0812", "text": "Halo"}, "invalid_phone_number", "not a valid phone number"),
+        ({"to": "081234567890", "template": "nope"}, "unknown_template", "unknown template 'nope'"),
+        ({"to": "081234567890", "text": "Halo", "sessionId": "nope"}, "unknown_session", "unknown session 'nope'"),
+        ({"to": "081234567890", "text": "Halo", "template": "x"}, "invalid_message", "exactly one of"),
+        ({"to": "081234567890"}, "invalid_message", "exactly one of"),
+        ({"to": "081234567890", "text": "   "}, "invalid_message", "text is empty"),
+    ]
+    for body, code, words in cases:
+        answer = _error(api.post("/send", json=body), 422)
+        assert answer["error"] == code and words in answer["detail"], answer
+
+    # Limits say what they are
+    too_many = [{"whatsapp": "081234567890"}] * 10_001
+    assert "at most 10000" in _error(api.post("/send-bulk", json={"recipients": too_many, "text": "x"}), 422)["detail"]
+    assert "body.recipients" in _error(api.post("/send-bulk", json={"recipients": [], "text": "x"}), 422)["detail"]
+    over = _error(api.get("/messages", params={"limit": 501}), 422)
+    assert over["detail"].startswith("query.limit:")
+    _error(api.get("/messages", params={"before": "msg_nope"}), 422)
+    _error(api.get("/messages/x"), 404)
+
+    # Sessions: bad options, ids and numbers are refused when configured, not when a host starts them
+    for body, words in (
+        ({"deviceId": "WA-1", "options": {"auto_pair": "no"}}, "auto_pair must be true or false"),
+        ({"deviceId": "WA-1", "options": {"colour": 1}}, "unknown simulated transport option"),
+        ({"deviceId": "WA-1", "sessionId": "Not Valid"}, "must be 1-63 characters"),
+        ({"deviceId": "WA-1", "priority": -1}, "body.priority"),
+        ({"deviceId": "WA-1", "transport": "telegram"}, "body.transport"),
+        ({"deviceId": "WA-1", "paceSeconds": 1e9}, "body.paceSeconds"),
+        ({"deviceId": "   "}, "device id is empty"),
+        ({"priority": 1}, "body.deviceId: Field required"),
+    ):
+        assert words in _error(api.post("/sessions", json=body), 422)["detail"], body
+    assert api.get("/sessions").json()["sessions"] == []
+    # Templates
+    for body, words in (
+        ({"name": "a b", "content": "x"}, "body.name"),
+        ({"name": "ok", "content": "x", "language": "english"}, "body.language"),
+        ({"name": "ok", "content": "{{ broken"}, "template 'ok'"),
+        ({"name": "ok", "content": "x\x00"}, "NUL"),
+    ):
+        assert words in _error(api.post("/templates", json=body), 422)["detail"], body
+    # A NUL in an id is refused, not sent to the database
+    assert "NUL" in _error(api.get("/sessions/a%00b"), 422)["detail"]
