@@ -7,6 +7,7 @@ happens: the recipient-side ledger of the simulated network, the rows, the broke
 from __future__ import annotations
 
 import base64
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,6 +104,25 @@ def test_every_route_but_health_needs_the_key(settings: Settings, web: str, tmp_
         assert asset.status_code == 200 and len(asset.content) > 100_000
         redoc = httpx.get(f"{open_web}/redoc")
         assert redoc.status_code == 200 and "/docs-assets/redoc.standalone.js" in redoc.text
+
+
+def test_an_unreachable_redis_or_database_is_a_503_that_says_so(settings: Settings, tmp_path: Path) -> None:
+    key = {"X-API-Key": API_KEY}
+    # Redis down: reads that need it say so; a send is stored and waits for the sweeper
+    no_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with running_web(no_redis, tmp_path / "no-redis") as base:
+        assert httpx.get(f"{base}/health").json() == {"status": "degraded", "database": True, "redis": False}
+        down = _error(httpx.get(f"{base}{PREFIX}/queue", headers=key, timeout=30), 503)
+        assert down["error"] == "redis_unavailable"
+        sent = httpx.post(f"{base}{PREFIX}/send", json={"to": "081234567890", "text": "x"}, headers=key, timeout=30)
+        assert sent.status_code == 202 and sent.json()["status"] == "queued"
+    # Database down
+    no_db = settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/none"})
+    with running_web(no_db, tmp_path / "no-db") as base:
+        assert httpx.get(f"{base}/health").json()["database"] is False
+        for path in ("/templates", "/messages", "/jobs"):
+            down = _error(httpx.get(f"{base}{PREFIX}{path}", headers=key, timeout=30), 503)
+            assert down["error"] == "database_unavailable" and "try again" in down["detail"], path
 
 
 # Sessions ----------------------------------------------------------------------------------------
@@ -223,6 +243,26 @@ def test_commands_to_a_session_no_host_runs_answer_503_and_unknown_ones_404(api:
     # A removed session's device is left as it is when no host runs it
     deleted = api.delete("/sessions/wa-9")
     assert deleted.status_code == 200 and deleted.json()["deviceUnlinked"] is False
+
+
+def test_a_host_that_stops_answering_is_a_503_not_a_hang(stack: Stack, api: httpx.Client) -> None:
+    # Given a connected session whose session host then freezes (still subscribed, never answers)
+    stack.add_session("wa-1", priority=1)
+    stack.start()
+    stack.wait_connected("wa-1")
+    host = stack.processes["sessions"]
+    host.send_signal(signal.SIGSTOP)
+    try:
+        # Then a command is answered 503 within the API's command timeout, with what to check
+        started = time.monotonic()
+        frozen = _error(api.post("/sessions/wa-1/reconnect"), 503)
+        assert frozen["error"] == "host_unavailable"
+        assert "no session host" in frozen["detail"] and "wa-1" in frozen["detail"]
+        assert time.monotonic() - started < 20
+    finally:
+        host.send_signal(signal.SIGCONT)
+    # And once it answers again, so does the API
+    _until("answers again", lambda: api.post("/sessions/wa-1/probe").status_code == 200, stack=stack)
 
 
 # Messages ----------------------------------------------------------------------------------------
@@ -432,6 +472,11 @@ def test_bad_requests_answer_422_with_a_reason_never_500(settings: Settings, api
     assert "malformed JSON" in malformed["detail"]
     for value in ([1, 2], "text", 3, None):
         assert _error(api.post("/send", json=value), 422)["error"] == "validation_error"
+    json_type = {"Content-Type": "application/json"}
+    for unreadable in (b"\xff\x00{", b'{"to": ' + b"9" * 5000 + b"}", b"[" * 100_000):
+        assert "malformed JSON" in _error(api.post("/send", content=unreadable, headers=json_type), 422)["detail"]
+    huge = _error(api.post("/send-bulk", content=b" " * (9 * 1024 * 1024), headers=json_type), 413)
+    assert huge["error"] == "payload_too_large"
     # Refused by the domain, with its reason and code
     cases = [
         ({"to": "0812", "text": "Halo"}, "invalid_phone_number", "not a valid phone number"),

@@ -136,6 +136,8 @@ def list_sessions() -> dict[str, Any]:
 
 
 class CreateSession(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"deviceId": "WA-2", "priority": 2}]})
+
     deviceId: Plain = Field(min_length=1, max_length=manage.MAX_DEVICE_ID, description="Device name, e.g. WA-2")
     priority: int = Field(default=999, ge=0, le=manage.MAX_PRIORITY, description="Lower = preferred")
     sessionId: Plain | None = Field(
@@ -221,6 +223,8 @@ def session_qr(session_id: SessionId) -> dict[str, Any]:
 
 
 class PairBody(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"phone": "0812-3456-7890"}]})
+
     phone: Plain = Field(max_length=64, description="Phone number of the WhatsApp account to link")
 
 
@@ -267,6 +271,19 @@ def probe_session(session_id: SessionId) -> dict[str, Any]:
 
 
 class SendBody(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "to": "6281234567890@s.whatsapp.net",
+                    "template": "payment_reminder",
+                    "data": {"customer_name": "John Doe", "invoice_number": "INV-001", "amount": "150000"},
+                }
+            ]
+        },
+    )
+
     to: Plain = Field(max_length=64, description="Phone number (0812-3456-7890, +62…, 62…) or WhatsApp JID")
     text: str | None = Field(default=None, min_length=1, max_length=templates.MAX_LENGTH)
     template: Plain | None = Field(default=None, max_length=100, description="Template name")
@@ -300,6 +317,22 @@ class Recipient(Body):
 
 
 class BulkBody(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "recipients": [
+                        {"whatsapp": "6281234567890@s.whatsapp.net", "data": {"customer_name": "Budi"}},
+                        {"whatsapp": "6289876543210@s.whatsapp.net", "data": {"customer_name": "Sari"}},
+                    ],
+                    "template": "expiry_warning",
+                    "templateData": {"remaining_time": 86400, "renewal_url": "https://billing.example/renew"},
+                }
+            ]
+        },
+    )
+
     recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     template: Plain | None = Field(default=None, max_length=100)
     text: str | None = Field(default=None, min_length=1, max_length=templates.MAX_LENGTH)
@@ -454,6 +487,20 @@ def list_templates(
 
 
 class CreateTemplate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "custom_template",
+                    "category": "notification",
+                    "type": "text",
+                    "content": "Hello {{name}}, your order {{order_id}} is ready!",
+                }
+            ]
+        },
+    )
+
     name: Plain = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     content: Content = Field(description="Text with {{variables}}")
     category: Category = "notification"
@@ -483,10 +530,39 @@ def create_template(body: CreateTemplate) -> dict[str, Any]:
     )
 
 
+def _template_ref(value: object) -> str | int:
+    if isinstance(value, str) and 0 < len(value) <= 100 and "\x00" not in value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**31:
+        return value
+    raise ValueError(f"templateId must be a template name (1-100 characters) or a numeric id, got {value!r}")
+
+
+#: The seed's ``templateId``: a template's name, or its numeric database id.
+TemplateRef = Annotated[
+    str | int,
+    PlainValidator(_template_ref),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 100},
+                {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+            ],
+            "description": "Template name (or its numeric id), as in the seed",
+        }
+    ),
+]
+
+
 class PreviewBody(Body):
-    templateId: Plain | Annotated[int, Field(ge=1, le=2**31 - 1)] | None = Field(
-        default=None, description="Template name (or its numeric id), as in the seed"
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"templateId": "payment_reminder", "data": {"customer_name": "John Doe", "amount": "150000"}}]
+        },
     )
+
+    templateId: TemplateRef | None = None
     name: Plain | None = Field(default=None, max_length=100, description="Template name (same as templateId)")
     content: Content | None = Field(default=None, description="Unsaved content to try instead of a template")
     type: TemplateType = "text"

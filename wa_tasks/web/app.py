@@ -6,12 +6,16 @@ Run with ``wa-tasks web``; without ``WA_API_KEY`` the server refuses to listen b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import fastapi_offline
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -49,6 +53,8 @@ def health() -> dict[str, Any]:
         checks["redis"] = False
     return {"status": "ok" if all(checks.values()) else "degraded", **checks}
 
+
+log = logging.getLogger(__name__)
 
 #: Where the Swagger UI and ReDoc files are served from: shipped by the fastapi-offline package,
 #: because FastAPI's own /docs loads them from a CDN that operators' offline servers cannot reach.
@@ -96,15 +102,74 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _wa(_request: Request, exc: WaTasksError) -> JSONResponse:
         return JSONResponse(status_code=error_status(exc), content={"error": exc.code, "detail": str(exc)})
 
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    @app.exception_handler(kombu.exceptions.OperationalError)
+    async def _redis_down(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("Redis unreachable: %s", exc)
+        return JSONResponse(
+            status_code=503,
+            content={"error": "redis_unavailable", "detail": "Redis (the broker) is not reachable; try again shortly"},
+        )
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database error: %s", exc)
+        return JSONResponse(
+            status_code=503,
+            content={
+                "error": "database_unavailable",
+                "detail": f"the database is not reachable or refused the query ({_first_line(exc)}); try again shortly",
+            },
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
+            # FastAPI's answer to a body json.loads could not even read: malformed JSON too.
+            return JSONResponse(
+                status_code=422,
+                content={
+                    "error": "validation_error",
+                    "detail": "body: malformed JSON (not UTF-8 text, nested too deeply, or a number too long)",
+                },
+            )
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_") if exc.status_code in _PHRASES else "error"
         return JSONResponse(
             status_code=exc.status_code, content={"error": code, "detail": exc.detail}, headers=exc.headers
         )
 
 
+def _first_line(exc: Exception) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+
+
 _PHRASES = {s.value for s in HTTPStatus}
+#: FastAPI's detail when it cannot decode a request body at all.
+UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+#: The largest request body accepted (a 10,000-recipient bulk request is about 2 MB).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def install_body_limit(app: FastAPI) -> None:
+    """Refuse a declared body over ``MAX_BODY_BYTES`` before reading it (413)."""
+
+    @app.middleware("http")
+    async def _limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "error": "payload_too_large",
+                    "detail": f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MB; split a bulk send into several",
+                },
+            )
+        return await call_next(request)
 
 
 def install_docs(app: FastAPI) -> None:
@@ -149,6 +214,7 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     install_docs(app)
+    install_body_limit(app)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),
