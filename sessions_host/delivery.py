@@ -148,7 +148,15 @@ class Deliverer:
             return Outcome.FAILED
         # The shared pace slot is taken last, right before the send, so that the sends themselves
         # (not the database writes before them) are spaced by the pace across every host.
-        if not self.gate.take_slot():
+        try:
+            granted = self.gate.take_slot()
+        except Exception:
+            # Redis unreachable before anything went out: the claim is taken back, so that the
+            # redelivered task sends it instead of finding an "ambiguous" send that never began.
+            with session_scope(db_url) as db:
+                lifecycle.unclaim(db, message_id, self.session_id)
+            raise
+        if not granted:
             with session_scope(db_url) as db:
                 lifecycle.unclaim(db, message_id, self.session_id)
             return Outcome.DEFERRED
@@ -195,8 +203,14 @@ class Deliverer:
             mlog.warning("attempt %d failed (%s); retrying in %.1fs", attempts, reason, delay)
             return Outcome.RETRY
 
-        self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)
+        # The send is recorded first: it happened, whatever fails next. Ban safety's counters live
+        # in Redis; if Redis is unreachable now, one send goes uncounted rather than a sent message
+        # being left "sending" and later failed as ambiguous.
         with session_scope(db_url) as db:
             lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at)
+        try:
+            self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)
+        except Exception as exc:
+            mlog.warning("sent, but not counted for ban safety: %s", exc)
         mlog.info("sent (attempt %d)", attempts)
         return Outcome.SENT
