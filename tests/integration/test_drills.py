@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from conftest import free_port
 from models import Message
+from models.db import create
 from support.stack import Stack
 from wa_tasks import lifecycle
 from wa_tasks.redis_server import EmbeddedRedis
@@ -198,3 +200,33 @@ def test_redis_restarted_mid_bulk(own_redis: tuple[Stack, EmbeddedRedis], sig: s
     # And a Redis restart interrupts no send for good: nothing failed, nothing is ambiguous
     assert outcome.ambiguous == 0 and not outcome.failed_by_error, outcome.line()
     assert restarts >= 2, "the bulk ended before Redis was restarted twice"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_connections_dropped_mid_bulk(stack: Stack) -> None:
+    admin = create(stack.settings.database).execution_options(isolation_level="AUTOCOMMIT")
+    dropped = 0
+
+    def drop() -> None:
+        # Every other backend of the test database: the worker's, the session host's and this
+        # process' own pooled connections, idle or in the middle of a transaction.
+        nonlocal dropped
+        with admin.connect() as conn:
+            dropped += len(
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+            )
+
+    try:
+        outcome = _drill(stack, "PostgreSQL connections dropped", drop, every=4.0, max_faults=MAX_FAULTS)
+    finally:
+        admin.dispose()
+    print(f"  {dropped} PostgreSQL connections terminated")
+
+    # And a dropped connection interrupts no send for good: nothing failed, nothing is ambiguous
+    assert outcome.ambiguous == 0 and not outcome.failed_by_error, outcome.line()
+    assert outcome.faults >= 3 and dropped > outcome.faults, "the drill dropped (almost) nothing"
