@@ -6,6 +6,8 @@ broker queues) and the simulated network received nothing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Message, QueueJob
-from support.stack import Stack
+from support.stack import Stack, settings_env
 from wa_tasks.client import Client
 from wa_tasks.errors import (
     InvalidMessage,
@@ -321,3 +323,71 @@ def test_the_public_tasks_record_each_bad_request_as_a_failed_message_and_send_n
     time.sleep(1.0)  # a dispatch that slipped through would reach the session in this time
     assert_nothing_queued(stack, refused=len(TASK_CASES))
     assert "Traceback" not in (stack.logdir / "worker.log").read_text()
+
+
+# The command line -------------------------------------------------------------------------------
+
+#: (arguments after ``wa-tasks``, what the error says). Each must exit non-zero without a traceback.
+CLI_CASES: list[Any] = [
+    pytest.param(["send", "abc", "--text", "x"], "is not a phone number", id="send-bad-number"),
+    pytest.param(["send", "12345", "--text", "x"], "is not a valid phone number", id="send-short-number"),
+    pytest.param(["send", OK_NUMBER], "give exactly one of text= or template=", id="send-no-content"),
+    pytest.param(["send", OK_NUMBER, "--text", ""], "text is empty", id="send-empty-text"),
+    pytest.param(["send", OK_NUMBER, "--text", HUGE], "the limit is 4096", id="send-huge-text"),
+    pytest.param(["send", OK_NUMBER, "--template", "nope"], "unknown template 'nope'", id="send-unknown-tpl"),
+    pytest.param(["send", OK_NUMBER, "--template", TEMPLATE], "needs data for: jatuh_tempo", id="send-no-data"),
+    pytest.param(["send", OK_NUMBER, "--template", TEMPLATE, "--data", "{bad json"], "not valid JSON", id="send-json"),
+    pytest.param(["send", OK_NUMBER, "--template", TEMPLATE, "--data", "[1]"], "got list", id="send-json-list"),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--priority", "99"], "0..9", id="send-priority-99"),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--priority", "asap"], "'asap'", id="send-priority-name"),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--priority", "-1"], "0..9", id="send-priority-negative"),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--session", "wa-9"], "unknown session 'wa-9'", id="send-session"),
+    pytest.param(["status", "msg_nope"], "no message with id 'msg_nope'", id="status-unknown"),
+    pytest.param(["templates", "create", "t1", "--content", ""], "content is empty", id="tpl-create-empty"),
+    pytest.param(["templates", "create", "t1"], "give the content with --content", id="tpl-create-no-content"),
+    pytest.param(["templates", "create", "bad name!", "--content", "x"], "is not valid", id="tpl-create-bad-name"),
+    pytest.param(["templates", "create", "t1", "--content", HUGE], "the limit is 4096", id="tpl-create-huge"),
+    pytest.param(["templates", "create", "t1", "--content", "{{ x"], "syntax error", id="tpl-create-syntax"),
+    pytest.param(["templates", "create", "t1", "--content", "x", "--category", "spam"], "'spam'", id="tpl-category"),
+    pytest.param(["templates", "create", TEMPLATE, "--content", "x"], "already exists", id="tpl-create-twice"),
+    pytest.param(["templates", "preview", TEMPLATE, "--data", "{bad json"], "not valid JSON", id="tpl-preview-json"),
+    pytest.param(["templates", "preview", TEMPLATE, "--data", '"x"'], "must be a JSON object", id="tpl-preview-str"),
+    pytest.param(["templates", "preview", "nope"], "unknown template 'nope'", id="tpl-preview-unknown"),
+    pytest.param(["templates", "show", "nope"], "unknown template 'nope'", id="tpl-show-unknown"),
+    pytest.param(["sessions", "add", "--device", ""], "device id is empty", id="session-empty-device"),
+    pytest.param(["sessions", "add", "--device", "WA-1"], "already exists", id="session-twice"),
+    pytest.param(
+        ["sessions", "add", "--device", "WA 2", "--id", "bad id!"], "must be 1-63 characters", id="session-id"
+    ),
+    pytest.param(
+        ["sessions", "add", "--device", "WA-2", "--priority", "first"], "'first' is not a valid integer", id="prio"
+    ),
+    pytest.param(["sessions", "add", "--device", "WA-2", "--pace", "-1"], "pace must be 0 or more", id="session-pace"),
+    pytest.param(
+        ["sessions", "add", "--device", "WA-2", "--transport", "carrier-pigeon"], "'carrier-pigeon'", id="transport"
+    ),
+    pytest.param(
+        ["sessions", "add", "--device", "WA-2", "--option", "latency"], "is not KEY=VALUE", id="session-option"
+    ),
+]
+
+
+# The command line goes through the thin client tested above on both databases; SQLite is enough here.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("args", "says"), CLI_CASES)
+def test_the_command_line_says_what_was_wrong_exits_non_zero_and_queues_nothing(
+    stack_with_template: Stack, args: list[str], says: str
+) -> None:
+    stack = stack_with_template
+    done = subprocess.run(
+        [sys.executable, "-m", "wa_tasks", *args],
+        env=settings_env(stack.settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert says in output, output
+    assert "Traceback" not in output, output
+    assert_nothing_queued(stack)
