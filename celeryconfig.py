@@ -73,6 +73,13 @@ beat_schedule = {
         "schedule": 60.0,
         "options": {"priority": 3},
     },
+    # The dashboard's queue-depth chart: a sample of every session's depth (kept 24 h in Redis).
+    "sample-depth": {
+        "task": "wa.sample_depth",
+        "schedule": 30.0,
+        # A stale sample is worthless: the next one supersedes it.
+        "options": {"priority": 4, "expires": 25.0},
+    },
     # Seed §13, daily at 02:00 WIB (19:00 UTC), a quiet hour for billing.
     "retention": {
         "task": "wa.retention",

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _engines: dict[tuple[int, str], Engine] = {}
@@ -82,3 +87,21 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def write_through_disconnects(url: str, write: Callable[[Session], object], attempts: int = 5) -> None:
+    """Run ``write`` in a transaction of its own; if the connection drops under it (a database
+    restart or failover, an administrator's ``pg_terminate_backend``), run it again on a new
+    connection, waiting 0.5, 1, 2 … s in between. For the few writes that must not be lost to a
+    dropped connection, such as the record that a message was sent: ``write`` must be safe to
+    run twice (a conditional update), as the commit of a dropped try may have happened."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(url) as session:
+                write(session)
+            return
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == attempts:
+                raise
+            log.warning("database connection lost (%s); writing again", str(exc.orig).strip())
+            time.sleep(0.5 * 2 ** (attempt - 1))

@@ -27,6 +27,8 @@ class Message(Base):
         Index("ix_whatsapp_messages_status_created", "status", "created_at"),
         Index("ix_whatsapp_messages_wa_message_id", "wa_message_id"),
         Index("ix_whatsapp_messages_session_id", "session_id"),
+        Index("ix_whatsapp_messages_created_at", "created_at"),
+        Index("ix_whatsapp_messages_sent_at", "sent_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_message_id)

@@ -13,7 +13,7 @@ from celery import Celery
 from sqlalchemy import select
 
 from models import SENT_OR_FINAL, Message, MessageStatus
-from models.db import session_scope
+from models.db import session_scope, write_through_disconnects
 from sessions_host.safety import Decision
 from sessions_host.transports.base import (
     AmbiguousSendError,
@@ -131,8 +131,14 @@ class Deliverer:
                 return Outcome.FAILED
             if not lifecycle.claim(db, message_id, self.session_id):
                 return Outcome.SKIPPED
-            db.commit()
-            attempts = db.scalar(select(Message.attempts).where(Message.id == message_id)) or 1
+            try:
+                db.commit()
+                attempts = db.scalar(select(Message.attempts).where(Message.id == message_id)) or 1
+            except Exception:
+                # The connection dropped at the commit (which may have happened) or right after:
+                # nothing was sent, so the claim is taken back and the redelivered task sends it.
+                self._unclaim(message_id)
+                raise
             to_jid = f"{message.to_number}@{USER_SERVER}"
             content = message.content or ""
             priority, max_attempts = message.priority, message.max_attempts
@@ -148,7 +154,14 @@ class Deliverer:
             return Outcome.FAILED
         # The shared pace slot is taken last, right before the send, so that the sends themselves
         # (not the database writes before them) are spaced by the pace across every host.
-        if not self.gate.take_slot():
+        try:
+            granted = self.gate.take_slot()
+        except Exception:
+            # Redis unreachable before anything went out: the claim is taken back, so that the
+            # redelivered task sends it instead of finding an "ambiguous" send that never began.
+            self._unclaim(message_id)
+            raise
+        if not granted:
             with session_scope(db_url) as db:
                 lifecycle.unclaim(db, message_id, self.session_id)
             return Outcome.DEFERRED
@@ -195,8 +208,19 @@ class Deliverer:
             mlog.warning("attempt %d failed (%s); retrying in %.1fs", attempts, reason, delay)
             return Outcome.RETRY
 
-        self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)
-        with session_scope(db_url) as db:
-            lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at)
+        # The send is recorded first, through a dropped database connection if need be: it
+        # happened, and a sent message left "sending" would later be failed as ambiguous. Ban
+        # safety's counters live in Redis; if Redis is unreachable now, one send goes uncounted.
+        write_through_disconnects(
+            db_url, lambda db: lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at)
+        )
+        try:
+            self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)
+        except Exception as exc:
+            mlog.warning("sent, but not counted for ban safety: %s", exc)
         mlog.info("sent (attempt %d)", attempts)
         return Outcome.SENT
+
+    def _unclaim(self, message_id: str) -> None:
+        """Take back a claim before anything was sent (see :func:`lifecycle.unclaim`)."""
+        write_through_disconnects(self.settings.database, lambda db: lifecycle.unclaim(db, message_id, self.session_id))

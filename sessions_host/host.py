@@ -56,7 +56,7 @@ class SessionHost:
         self.settings = settings
         self.hostname = hostname or f"sessions@{socket.gethostname()}.{os.getpid()}"
         self.redis = client_for(settings.redis)
-        self.hub = SimHub(SimNet(self.redis))
+        self.hub = SimHub(SimNet(client_for(settings.sim_redis)))
         self.limits = Limits(self.redis)
         self.safety_store = RedisSafetyStore(
             self.redis,

@@ -90,6 +90,10 @@ def beat_claim(entry_name: str) -> str:
     return f"{PREFIX}beat:{entry_name}"
 
 
+#: Sorted set: queue depth of every session over the last 24 h, one JSON member
+#: ``{"t": unix time, "d": {session: depth}}`` per sample, scored by time (``wa.sample_depth``).
+DEPTH_SAMPLES = f"{PREFIX}depth:samples"
+
 #: Pub/Sub channel on which session changes (added/removed) are announced to hosts.
 SESSIONS_CHANGED = f"{PREFIX}sessions:changed"
 

@@ -163,6 +163,10 @@ class Settings(BaseSettings):
     sim_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     sim_delivered_after_seconds: float = Field(default=1.0, ge=0)
     sim_read_after_seconds: float = Field(default=3.0, ge=0)
+    #: Redis of the simulated WhatsApp network (its recipient-side ledger, paired devices, replies).
+    #: Default: wa-tasks' own Redis. The fault drills restart wa-tasks' Redis and keep the network
+    #: on another one, as WhatsApp's servers do not restart with it.
+    sim_redis_url: str | None = None
 
     @field_validator("default_region")
     @classmethod
@@ -218,6 +222,11 @@ class Settings(BaseSettings):
         """URL for redis-py (``unix://`` for a Unix socket, such as the embedded Redis)."""
         socket = self._socket()
         return f"unix://{socket[0]}?db={socket[1]}" if socket else str(self.redis_url)
+
+    @property
+    def sim_redis(self) -> str:
+        """URL for redis-py of the simulated network's state (``sim_redis_url``, else :attr:`redis`)."""
+        return self.sim_redis_url or self.redis
 
     @property
     def broker_url(self) -> str:

@@ -7,8 +7,8 @@ of wa_tasks needed):
              (dict), ``priority`` ("urgent"|"high"|"normal"|"low"|0..9; default: the task
              message's own priority, else "normal"), ``idempotency_key`` (str), ``session`` (str).
              Returns the message id. A request the thin client would refuse (bad number, empty
-             text, unknown template or session, missing template data) is stored as a ``failed``
-             message whose error says why.
+             text, unknown template or session, missing template data, an unknown argument) is
+             stored as a ``failed`` message whose error says why.
 ``wa.status`` kwargs: ``message_id``. Returns the status dict (needs a result backend to read
              the return value; the thin client reads the database directly instead).
            ``email`` (str, optional; default ``data["customer_email"]``): the email fallback's address.
@@ -62,6 +62,7 @@ def send(
     idempotency_key: object = None,
     session: object = None,
     email: object = None,
+    **unknown: object,
 ) -> str:
     settings = get_settings()
     if priority is None:
@@ -69,6 +70,7 @@ def send(
     # A redelivered wa.send (worker died before its ack) must not create a second message.
     key = idempotency_key if idempotency_key is not None else f"task:{self.request.id}"
     try:
+        _refuse_unknown("wa.send", unknown, SEND_ARGUMENTS)
         with session_scope(settings.database) as db:
             prepared = submit.prepare(
                 db,
@@ -85,16 +87,34 @@ def send(
     except InvalidRequest as exc:
         step = priority if isinstance(priority, int) and 0 <= priority <= 9 else priorities.LEVELS["normal"]
         return submit.record_refusal(
-            settings,
-            to=to,
-            reason=f"{exc.code}: {exc}",
-            idempotency_key=key if isinstance(key, str) else None,
-            priority=step,
+            settings, to=to, reason=f"{exc.code}: {exc}", idempotency_key=_refusal_key(self, key), priority=step
         )
     message_id, created = submit.persist(settings, prepared)
     if created and not prepared.fail_reason:
         submit.publish_dispatch(app, message_id, prepared.priority)
     return message_id
+
+
+#: The keyword arguments of the public tasks (an unknown one is refused, not a worker traceback).
+SEND_ARGUMENTS = ("to", "text", "template", "data", "priority", "idempotency_key", "session", "email")
+NOTIFY_ARGUMENTS = ("event", "data", "idempotency_key", "template", "priority", "session")
+
+
+def _refuse_unknown(task: str, unknown: dict[str, object], known: tuple[str, ...]) -> None:
+    """A misspelt argument from another codebase (``txt=``) is a refused request with a reason,
+    recorded like any other, rather than a TypeError that only the worker's log shows."""
+    if unknown:
+        names = ", ".join(repr(name) for name in sorted(unknown))
+        plural = "s" if len(unknown) > 1 else ""
+        raise InvalidRequest(f"unknown argument{plural} {names} for {task}; it takes {', '.join(known)}")
+
+
+def _refusal_key(task: Task, key: object) -> str:
+    """The idempotency key a refusal is recorded under: the caller's if it is a usable one, else
+    the task id's, so that a redelivered refused task is recorded once."""
+    if isinstance(key, str) and key.strip() and len(key) <= 200:
+        return key
+    return f"task:{task.request.id}"
 
 
 @app.task(name="wa.status")
@@ -256,6 +276,7 @@ def notify(
     template: object = None,
     priority: object = None,
     session: object = None,
+    **unknown: object,
 ) -> str:
     """A billing event (``wa_tasks.triggers``) sends its template to ``data["customer_whatsapp"]``;
     returns the message id (a bulk job id for ``bulk.send``). A refused trigger (unknown event, no
@@ -269,6 +290,7 @@ def notify(
     # A redelivered wa.notify (worker died before its ack) must not send a second message.
     key = idempotency_key if idempotency_key is not None else f"task:{self.request.id}"
     try:
+        _refuse_unknown("wa.notify", unknown, NOTIFY_ARGUMENTS)
         return triggers.fire(
             Client(settings),
             event,
@@ -283,7 +305,7 @@ def notify(
             settings,
             to=triggers.refused_recipient(event, data),
             reason=f"{exc.code}: {exc}",
-            idempotency_key=key if isinstance(key, str) else None,
+            idempotency_key=_refusal_key(self, key),
             priority=triggers.refused_priority(event, priority),
         )
 
@@ -311,6 +333,15 @@ def metrics_rollup(day: str | None = None) -> dict[str, Any]:
     from wa_tasks import metrics
 
     return metrics.rollup(get_settings(), dt.date.fromisoformat(day) if day else None)
+
+
+@app.task(name="wa.sample_depth")
+def sample_depth() -> dict[str, int]:
+    """Beat, every 30 s: record every session's queue depth for the dashboard's depth chart
+    (``wa_tasks.dashboard``; kept 24 h in Redis)."""
+    from wa_tasks import dashboard
+
+    return dashboard.sample_all(get_settings())
 
 
 @app.task(name="wa.email_fallback")

@@ -6,8 +6,6 @@ recipient-side ledger."""
 from __future__ import annotations
 
 import datetime as dt
-import signal
-import threading
 import time
 from collections import Counter
 
@@ -15,12 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from models import Message
-from support.stack import Stack
+from support.stack import FINAL, Stack
 from wa_tasks import lifecycle, live_state
 
 pytestmark = pytest.mark.integration
-
-FINAL = ("sent", "delivered", "read", "failed")
 
 
 def _at(entry_at: str) -> float:
@@ -91,42 +87,21 @@ def test_kill_9_of_worker_and_host_mid_bulk_loses_nothing_and_sends_nothing_twic
     stack.start()
     stack.wait_connected("wa-1")
 
-    # And the sweeper runs every second, as beat would run it (beat's own period is a minute)
-    sweeping = threading.Event()
+    # When a 300-message bulk runs and the worker, then the session host, are killed with SIGKILL,
+    # while the sweeper runs every second (as beat would)
+    with stack.beat("wa.sweep", every=1.0):
+        stack.client.send_bulk([{"whatsapp": f"0812{i:08d}", "data": {"n": i}} for i in range(300)], text="x")
+        time.sleep(0.3)
+        stack.kill("worker")
+        kills = 0
+        for threshold in (60, 150):
+            stack.wait_ledger(threshold)
+            stack.kill("sessions")
+            kills += 1
 
-    def beat() -> None:
-        while not sweeping.wait(1.0):
-            stack.app.send_task("wa.sweep")
-
-    threading.Thread(target=beat, daemon=True).start()
-
-    # When a 300-message bulk runs and the worker, then the session host, are killed with SIGKILL
-    stack.client.send_bulk([{"whatsapp": f"0812{i:08d}", "data": {"n": i}} for i in range(300)], text="x")
-    time.sleep(0.3)
-    stack.processes["worker"].send_signal(signal.SIGKILL)
-    stack.processes.pop("worker").wait()
-    stack.start_process("worker")
-    kills = 0
-    for threshold in (60, 150):
-        _wait_ledger(stack, threshold)
-        stack.processes["sessions"].send_signal(signal.SIGKILL)
-        stack.processes.pop("sessions").wait()
-        kills += 1
-        stack.start_process("sessions")
-
-    # Then every message ends sent or failed (the sweeper covers lost dispatches)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with stack.db() as db:
-            statuses = Counter(db.scalars(select(Message.status)).all())
-        if sum(n for s, n in statuses.items() if s in FINAL) == 300:
-            break
-        time.sleep(1.0)
-    sweeping.set()
-    with stack.db() as db:
-        rows = db.scalars(select(Message)).all()
+        # Then every message ends sent or failed (the sweeper covers lost dispatches)
+        rows = stack.wait_final(300)
     statuses = Counter(m.status for m in rows)
-    assert sum(n for s, n in statuses.items() if s in FINAL) == 300, (statuses, stack.logs())
 
     # And nobody got a message twice; the only messages not sent are ambiguous sends (at most one
     # per host kill), which the rule leaves unsent rather than risk a duplicate
@@ -139,14 +114,6 @@ def test_kill_9_of_worker_and_host_mid_bulk_loses_nothing_and_sends_nothing_twic
     sent = {m.to_number for m in rows if m.status != "failed"}
     assert sent <= set(per_recipient)
     print(f"kill drill: {len(ledger)} received, {len(failed)} ambiguous (failed, not resent), statuses {statuses}")
-
-
-def _wait_ledger(stack: Stack, count: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(stack.ledger()) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"ledger stuck below {count}\n{stack.logs()}")
-        time.sleep(0.05)
 
 
 def test_transient_errors_retry_with_backoff_then_fail_and_permanent_ones_fail_at_once(stack: Stack) -> None:

@@ -166,6 +166,9 @@ def test_the_readme_run_command_comes_up_on_embedded_defaults_and_stops_cleanly(
         assert (tmp_path / "var" / "appendonlydir").exists() or (tmp_path / "var" / "appendonly.aof").exists()
         output = logs()
         assert f"http://127.0.0.1:{web}/" in output and f"http://127.0.0.1:{flower}/" in output
+        # And the printed address opens the management pages (open on loopback without a key)
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=10) as opened:
+            assert opened.url == f"http://127.0.0.1:{web}/dashboard" and b"Sends per number" in opened.read()
         for name in ("web", "worker", "beat", "sessions", "flower"):
             assert f"{name}" in output and "started (pid=" in output
     finally:

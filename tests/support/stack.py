@@ -8,20 +8,28 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import select
 
+from models import Message
 from models.db import session_scope
 from sessions_host.transports.simnet import LedgerEntry, SimNet
-from wa_tasks import live_state
+from wa_tasks import keys, live_state
 from wa_tasks import sessions as manage
 from wa_tasks.celery_app import make_app
 from wa_tasks.client import Client
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
+
+#: Statuses a message does not leave by itself.
+FINAL = ("sent", "delivered", "read", "failed")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -46,7 +54,7 @@ class Stack:
         self.client = Client(settings)
         self.app: Celery = make_app(settings)
         self.redis = client_for(settings.redis)
-        self.simnet = SimNet(self.redis)
+        self.simnet = SimNet(client_for(settings.sim_redis))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     # Processes -----------------------------------------------------------------------------------
@@ -95,6 +103,32 @@ class Stack:
                 proc.wait()
                 raise AssertionError(f"{name} did not stop within {timeout}s after signal {sig}") from None
         return proc.returncode
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill process ``name`` with ``sig`` (default SIGKILL: no cleanup at all) and start it again."""
+        proc = self.processes.pop(name)
+        proc.send_signal(sig)
+        proc.wait()
+        self.start_process(name)
+
+    @contextlib.contextmanager
+    def beat(self, task: str = "wa.sweep", every: float = 1.0) -> Iterator[None]:
+        """Send ``task`` every ``every`` seconds while the block runs, as beat would (beat's own
+        period for the sweeper is a minute). A broker outage skips beats; it does not end them."""
+        stopping = threading.Event()
+
+        def run() -> None:
+            while not stopping.wait(every):
+                with contextlib.suppress(Exception):
+                    self.app.send_task(task)
+
+        thread = threading.Thread(target=run, name=f"beat-{task}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stopping.set()
+            thread.join(timeout=30)
 
     def stop(self) -> None:
         for name in list(self.processes):
@@ -146,6 +180,32 @@ class Stack:
 
     def wait_all(self, ids: list[str], *statuses: str, timeout: float = 60.0) -> list[dict[str, Any]]:
         return [self.wait_status(i, *statuses, timeout=timeout) for i in ids]
+
+    def statuses(self) -> Counter[str]:
+        """How many messages are in each status."""
+        with self.db() as db:
+            return Counter(db.scalars(select(Message.status)).all())
+
+    def wait_final(self, total: int, timeout: float = 120.0) -> list[Message]:
+        """Wait until ``total`` messages are sent, delivered, read or failed; returns every row."""
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.statuses()
+            if sum(n for s, n in statuses.items() if s in FINAL) >= total:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not final after {timeout}s: {dict(statuses)}\n{self.logs()}")
+            time.sleep(0.5)
+        with self.db() as db:
+            return list(db.scalars(select(Message)).all())
+
+    def wait_ledger(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until the simulated network has accepted ``count`` messages."""
+        deadline = time.monotonic() + timeout
+        while self.simnet.redis.llen(keys.SIM_LEDGER) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ledger stuck below {count}\n{self.logs()}")
+            time.sleep(0.05)
 
     def ledger(self, number: str | None = None) -> list[LedgerEntry]:
         return self.simnet.ledger(number)

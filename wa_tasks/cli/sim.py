@@ -16,7 +16,7 @@ from wa_tasks.settings import get_settings
 
 
 def _simnet() -> SimNet:
-    return SimNet(client_for(get_settings().redis))
+    return SimNet(client_for(get_settings().sim_redis))
 
 
 @click.group()

@@ -30,6 +30,19 @@ def procfile_processes() -> dict[str, str]:
     return dict(parse_procfile(PROCFILE.read_text()).processes)
 
 
+def web_url(settings: Settings) -> str:
+    """The address to open the pages at: a wildcard bind (``0.0.0.0``, ``::``) is reached on
+    loopback from this machine; an IPv6 address is written in brackets."""
+    host = settings.web_host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.web_port}/"
+
+
 def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of child processes: absolute data dir, this interpreter's scripts first on PATH,
     and the encryption key."""
@@ -80,7 +93,8 @@ def up(only: str | None) -> None:
         for key, value in settings.describe().items():
             click.echo(f"  {key:15} {value}")
         if "web" in processes:
-            click.echo(f"  web            http://{settings.web_host}:{settings.web_port}/")
+            login = " (log in with WA_API_KEY)" if settings.api_key else ""
+            click.echo(f"  web            {web_url(settings)}{login}")
         if "flower" in processes:
             click.echo(f"  flower         http://127.0.0.1:{settings.flower_port}/")
         click.echo("  Ctrl-C stops every process")

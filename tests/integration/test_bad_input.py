@@ -1,0 +1,393 @@
+"""Bad input at every entry point but the HTTP API (tested with the API): the thin client, the
+public Celery tasks ``wa.send`` and ``wa.notify`` sent through the real broker to a real worker,
+and the command line. Each bad request gets a clear error that names what was wrong; afterwards
+nothing is queued (no message rows but the documented ``failed`` records of refused tasks, empty
+broker queues) and the simulated network received nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Message, QueueJob
+from support.stack import Stack, settings_env
+from wa_tasks.client import Client
+from wa_tasks.errors import (
+    InvalidMessage,
+    InvalidPhoneNumber,
+    InvalidPriority,
+    InvalidTemplate,
+    MessageNotFound,
+    MissingRecipient,
+    TemplateRenderError,
+    UnknownEvent,
+    UnknownSession,
+    UnknownTemplate,
+    WaTasksError,
+)
+
+pytestmark = pytest.mark.integration
+
+OK_NUMBER = "0812-3456-7890"
+TEMPLATE = "tagihan_uji"
+TEMPLATE_TEXT = "Halo {{nama}}, tagihan Anda Rp{{jumlah}} jatuh tempo {{jatuh_tempo}}."
+DATA = {"nama": "Budi", "jumlah": "150.000", "jatuh_tempo": "5 Desember"}
+HUGE = "x" * 4097
+QUEUES = ("wa.default", "wa.session.wa-1")
+
+
+@pytest.fixture
+def stack_with_template(stack: Stack) -> Stack:
+    """One configured session and one template with three variables; nothing started."""
+    stack.add_session("wa-1", priority=1)
+    stack.client.create_template(TEMPLATE, TEMPLATE_TEXT)
+    return stack
+
+
+def assert_nothing_queued(stack: Stack, refused: int = 0) -> None:
+    """No message but ``refused`` failed records, no bulk job, empty queues, an empty ledger."""
+    with stack.db() as db:
+        statuses = db.scalars(select(Message.status)).all()
+        jobs = db.scalar(select(func.count()).select_from(QueueJob))
+    assert sorted(statuses) == ["failed"] * refused, statuses
+    assert jobs == 0
+    assert {q: stack.queue_length(q) for q in QUEUES} == dict.fromkeys(QUEUES, 0)
+    assert stack.ledger() == []
+
+
+# The thin client -------------------------------------------------------------------------------
+
+Call = Callable[[Client], Any]
+
+CLIENT_CASES: list[Any] = [
+    # send(): numbers
+    pytest.param(
+        lambda c: c.send("12345", text="x"), InvalidPhoneNumber, "not a valid phone number", id="short-number"
+    ),
+    pytest.param(lambda c: c.send("abc", text="x"), InvalidPhoneNumber, "not a phone number", id="letters-number"),
+    pytest.param(lambda c: c.send("", text="x"), InvalidPhoneNumber, "phone number is empty", id="empty-number"),
+    pytest.param(lambda c: c.send(123, text="x"), InvalidPhoneNumber, "must be a string, got int", id="int-number"),
+    pytest.param(lambda c: c.send(None, text="x"), InvalidPhoneNumber, "got NoneType", id="none-number"),
+    pytest.param(lambda c: c.send("1" * 80, text="x"), InvalidPhoneNumber, "too long", id="long-number"),
+    pytest.param(lambda c: c.send("x@g.us", text="x"), InvalidPhoneNumber, "not a personal WhatsApp", id="group-jid"),
+    # send(): texts
+    pytest.param(lambda c: c.send(OK_NUMBER, text=""), InvalidMessage, "text is empty", id="empty-text"),
+    pytest.param(lambda c: c.send(OK_NUMBER, text="  \n "), InvalidMessage, "text is empty", id="blank-text"),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text=HUGE), InvalidMessage, "4097 characters; the limit is 4096", id="huge"
+    ),
+    pytest.param(lambda c: c.send(OK_NUMBER, text=42), InvalidMessage, "text must be a string, got int", id="int-text"),
+    pytest.param(lambda c: c.send(OK_NUMBER), InvalidMessage, "exactly one of text= or template=", id="no-content"),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", template=TEMPLATE, data=DATA),
+        InvalidMessage,
+        "exactly one of text= or template=",
+        id="text-and-template",
+    ),
+    # send(): templates and their data
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, template="nope"), UnknownTemplate, "unknown template 'nope'", id="unknown-tpl"
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, template=""), InvalidMessage, "template must be a template name", id="empty-tpl"
+    ),
+    pytest.param(lambda c: c.send(OK_NUMBER, template=TEMPLATE), TemplateRenderError, "jatuh_tempo", id="tpl-no-data"),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, template=TEMPLATE, data={"nama": "Budi"}),
+        TemplateRenderError,
+        "jumlah",
+        id="tpl-missing-data",
+    ),
+    pytest.param(lambda c: c.send(OK_NUMBER, template=TEMPLATE, data="x"), InvalidMessage, "got str", id="str-data"),
+    pytest.param(lambda c: c.send(OK_NUMBER, template=TEMPLATE, data=[1]), InvalidMessage, "got list", id="list-data"),
+    # send(): priority, session, idempotency key
+    pytest.param(lambda c: c.send(OK_NUMBER, text="x", priority=99), InvalidPriority, "0..9", id="priority-99"),
+    pytest.param(lambda c: c.send(OK_NUMBER, text="x", priority=-1), InvalidPriority, "0..9", id="priority-neg"),
+    pytest.param(lambda c: c.send(OK_NUMBER, text="x", priority="asap"), InvalidPriority, "'asap'", id="priority-name"),
+    pytest.param(lambda c: c.send(OK_NUMBER, text="x", priority=True), InvalidPriority, "True", id="priority-bool"),
+    pytest.param(lambda c: c.send(OK_NUMBER, text="x", session="wa-9"), UnknownSession, "'wa-9'", id="unknown-session"),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", session=1), UnknownSession, "unknown session 1", id="int-session"
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", idempotency_key=""), InvalidMessage, "idempotency_key", id="empty-key"
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", idempotency_key=7), InvalidMessage, "idempotency_key", id="int-key"
+    ),
+    # send_bulk()
+    pytest.param(lambda c: c.send_bulk([], text="x"), InvalidMessage, "non-empty list", id="bulk-empty"),
+    pytest.param(lambda c: c.send_bulk("0812", text="x"), InvalidMessage, "non-empty list", id="bulk-str"),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}, {"whatsapp": "abc"}, {"whatsapp": OK_NUMBER}], text="x"),
+        InvalidMessage,
+        "1 of 3 recipients are invalid, nothing was queued: #1: *** is not a phone number",
+        id="bulk-one-bad-number",
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}], text=HUGE), InvalidMessage, "at most 4096", id="bulk-huge"
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}], text=""), InvalidMessage, "non-empty", id="bulk-empty-text"
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}], template="nope"),
+        UnknownTemplate,
+        "'nope'",
+        id="bulk-unknown-tpl",
+    ),
+    pytest.param(
+        lambda c: c.send_bulk(
+            [{"whatsapp": OK_NUMBER, "data": DATA}, {"whatsapp": "0813-1111-2222", "data": {"nama": "Ani"}}],
+            template=TEMPLATE,
+        ),
+        InvalidMessage,
+        "#1: ",
+        id="bulk-missing-data",
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER, "data": "x"}], text="x"),
+        InvalidMessage,
+        "mapping",
+        id="bulk-str-data",
+    ),
+    pytest.param(
+        lambda c: c.send_bulk(["0812"], text="x"), InvalidMessage, "a recipient must be a mapping", id="bulk-str-item"
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}], text="x", priority=99),
+        InvalidPriority,
+        "0..9",
+        id="bulk-priority",
+    ),
+    # send_media()
+    pytest.param(lambda c: c.send_media(OK_NUMBER, 123, caption="x"), InvalidMessage, "URL or bytes", id="media-int"),
+    pytest.param(
+        lambda c: c.send_media(OK_NUMBER, "ftp://example.com/a.png", caption="x"),
+        InvalidMessage,
+        "http",
+        id="media-ftp",
+    ),
+    pytest.param(lambda c: c.send_media(OK_NUMBER, b"", caption="x"), InvalidMessage, "0 bytes", id="media-empty"),
+    pytest.param(
+        lambda c: c.send_media(OK_NUMBER, b"not an image", caption="x"),
+        InvalidMessage,
+        "not recognised",
+        id="media-unknown",
+    ),
+    pytest.param(
+        lambda c: c.send_media(OK_NUMBER, "https://example.com/a.png"), InvalidMessage, "caption", id="media-no-caption"
+    ),
+    pytest.param(
+        lambda c: c.send_media(OK_NUMBER, "https://example.com/a.png", caption=HUGE),
+        InvalidMessage,
+        "4096",
+        id="media-huge",
+    ),
+    # notify()
+    pytest.param(
+        lambda c: c.notify("invoice.nope", {"customer_whatsapp": OK_NUMBER}), UnknownEvent, "invoice.nope", id="event"
+    ),
+    pytest.param(
+        lambda c: c.notify("invoice.created", {}), MissingRecipient, "customer_whatsapp", id="notify-no-number"
+    ),
+    pytest.param(lambda c: c.notify("invoice.created", "x"), InvalidMessage, "got str", id="notify-str-data"),
+    pytest.param(
+        lambda c: c.notify("invoice.created", {"customer_whatsapp": 812}),
+        MissingRecipient,
+        "812",
+        id="notify-int-number",
+    ),
+    pytest.param(
+        lambda c: c.notify("invoice.created", {"customer_whatsapp": OK_NUMBER}, template="nope"),
+        UnknownTemplate,
+        "'nope'",
+        id="notify-unknown-tpl",
+    ),
+    # templates
+    pytest.param(lambda c: c.create_template("", "x"), InvalidTemplate, "name", id="tpl-create-no-name"),
+    pytest.param(lambda c: c.create_template("t1", ""), InvalidTemplate, "content is empty", id="tpl-create-empty"),
+    pytest.param(lambda c: c.create_template("t1", HUGE), InvalidTemplate, "the limit is 4096", id="tpl-create-huge"),
+    pytest.param(lambda c: c.create_template("t1", "x", category="spam"), InvalidTemplate, "'spam'", id="tpl-category"),
+    pytest.param(
+        lambda c: c.create_template("t1", "{{ nama", type="text"),
+        InvalidTemplate,
+        "syntax error on line 1",
+        id="tpl-syntax",
+    ),
+    pytest.param(lambda c: c.create_template(TEMPLATE, "x"), InvalidTemplate, "already exists", id="tpl-twice"),
+    pytest.param(lambda c: c.get_template("nope"), UnknownTemplate, "'nope'", id="tpl-get-unknown"),
+    pytest.param(lambda c: c.preview_template("nope", {}), UnknownTemplate, "'nope'", id="tpl-preview-unknown"),
+    pytest.param(lambda c: c.preview_template(TEMPLATE, "x"), InvalidTemplate, "got str", id="tpl-preview-str-data"),
+    pytest.param(lambda c: c.update_template("nope", content="x"), UnknownTemplate, "'nope'", id="tpl-update-unknown"),
+    # status, cancel, retry of a message that does not exist
+    pytest.param(lambda c: c.status("msg_nope"), MessageNotFound, "'msg_nope'", id="status-unknown"),
+    pytest.param(lambda c: c.cancel("msg_nope"), MessageNotFound, "'msg_nope'", id="cancel-unknown"),
+    pytest.param(lambda c: c.retry("msg_nope"), MessageNotFound, "'msg_nope'", id="retry-unknown"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "says"), CLIENT_CASES)
+def test_the_thin_client_refuses_bad_input_clearly_and_queues_nothing(
+    stack_with_template: Stack, call: Call, error: type[WaTasksError], says: str
+) -> None:
+    stack = stack_with_template
+    with pytest.raises(error) as raised:
+        call(stack.client)
+    assert says in str(raised.value), str(raised.value)
+    assert_nothing_queued(stack)
+
+
+# The public Celery tasks, through the broker to a real worker -----------------------------------
+
+#: (task, kwargs, what the failed record's error says). The key of each record is ``task:<task id>``.
+TASK_CASES: list[Any] = [
+    pytest.param(
+        "wa.send", {"to": 123, "text": "x"}, "invalid_phone_number: phone number must be a string", id="int-to"
+    ),
+    pytest.param("wa.send", {"to": "abc", "text": "x"}, "invalid_phone_number: ", id="letters-to"),
+    pytest.param("wa.send", {"text": "x"}, "invalid_phone_number: phone number must be a string", id="no-to"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "text": ""}, "invalid_message: text is empty", id="empty-text"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "text": HUGE}, "the limit is 4096", id="huge-text"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "text": ["x"]}, "text must be a string, got list", id="list-text"),
+    pytest.param("wa.send", {"to": OK_NUMBER}, "exactly one of text= or template=", id="no-content"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "template": "nope"}, "unknown_template: ", id="unknown-tpl"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "template": TEMPLATE}, "template_error: ", id="tpl-no-data"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "template": TEMPLATE, "data": "x"}, "got str", id="str-data"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "text": "x", "priority": 99}, "invalid_priority: ", id="priority-99"),
+    pytest.param(
+        "wa.send", {"to": OK_NUMBER, "text": "x", "priority": "asap"}, "invalid_priority: ", id="priority-name"
+    ),
+    pytest.param("wa.send", {"to": OK_NUMBER, "text": "x", "session": "wa-9"}, "unknown_session: ", id="session"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "text": "x", "idempotency_key": 5}, "idempotency_key", id="int-key"),
+    pytest.param("wa.send", {"to": OK_NUMBER, "txt": "x"}, "unknown argument 'txt'", id="unknown-kwarg"),
+    pytest.param(
+        "wa.notify", {"event": "nope", "data": {"customer_whatsapp": OK_NUMBER}}, "unknown_event: ", id="event"
+    ),
+    pytest.param("wa.notify", {"event": "invoice.created", "data": {}}, "missing_recipient: ", id="notify-no-to"),
+    pytest.param("wa.notify", {"event": "invoice.created", "data": "x"}, "got str", id="notify-str-data"),
+    pytest.param(
+        "wa.notify",
+        {"event": "invoice.created", "data": {"customer_whatsapp": "abc"}},
+        "invalid_phone_number: ",
+        id="notify-bad-number",
+    ),
+    pytest.param(
+        "wa.notify",
+        {"event": "invoice.created", "data": {"customer_whatsapp": OK_NUMBER}},
+        "template_error: ",
+        id="notify-missing-data",
+    ),
+    pytest.param("wa.notify", {"event": "invoice.created", "dat": {}}, "unknown argument 'dat'", id="notify-kwarg"),
+]
+
+
+def test_the_public_tasks_record_each_bad_request_as_a_failed_message_and_send_nothing(
+    stack_with_template: Stack,
+) -> None:
+    # Given a running worker and session host, with a connected session that would send anything
+    stack = stack_with_template
+    stack.client.install_default_templates()
+    stack.start()
+    stack.wait_connected("wa-1")
+
+    # When every bad request is sent as billing code would, without importing wa_tasks
+    sent = {}
+    for case in TASK_CASES:
+        task, kwargs, says = case.values
+        task_id = str(uuid.uuid4())
+        stack.app.send_task(task, kwargs=kwargs, task_id=task_id)
+        sent[case.id] = (f"task:{task_id}", says)
+
+    # Then each becomes one failed message whose error says what was wrong
+    deadline = time.monotonic() + 60
+    errors: dict[str, str | None] = {}
+    while time.monotonic() < deadline and len(errors) < len(sent):
+        with stack.db() as db:
+            found = dict(db.execute(select(Message.idempotency_key, Message.error_message)).all())
+        errors = {case: found[key] for case, (key, _) in sent.items() if key in found}
+        time.sleep(0.2)
+    missing = sorted(set(sent) - set(errors))
+    assert not missing, f"no record for {missing}\n{stack.logs()}"
+    wrong = {case: errors[case] for case, (_, says) in sent.items() if says not in (errors[case] or "")}
+    assert not wrong, wrong
+
+    # And nothing was queued or sent
+    time.sleep(1.0)  # a dispatch that slipped through would reach the session in this time
+    assert_nothing_queued(stack, refused=len(TASK_CASES))
+    assert "Traceback" not in (stack.logdir / "worker.log").read_text()
+
+
+# The command line -------------------------------------------------------------------------------
+
+#: (arguments after ``wa-tasks``, what the error says). Each must exit non-zero without a traceback.
+CLI_CASES: list[Any] = [
+    pytest.param(["send", "abc", "--text", "x"], "is not a phone number", id="send-bad-number"),
+    pytest.param(["send", "12345", "--text", "x"], "is not a valid phone number", id="send-short-number"),
+    pytest.param(["send", OK_NUMBER], "give exactly one of text= or template=", id="send-no-content"),
+    pytest.param(["send", OK_NUMBER, "--text", ""], "text is empty", id="send-empty-text"),
+    pytest.param(["send", OK_NUMBER, "--text", HUGE], "the limit is 4096", id="send-huge-text"),
+    pytest.param(["send", OK_NUMBER, "--template", "nope"], "unknown template 'nope'", id="send-unknown-tpl"),
+    pytest.param(["send", OK_NUMBER, "--template", TEMPLATE], "needs data for: jatuh_tempo", id="send-no-data"),
+    pytest.param(["send", OK_NUMBER, "--template", TEMPLATE, "--data", "{bad json"], "not valid JSON", id="send-json"),
+    pytest.param(["send", OK_NUMBER, "--template", TEMPLATE, "--data", "[1]"], "got list", id="send-json-list"),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--priority", "99"], "0..9", id="send-priority-99"),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--priority", "asap"], "'asap'", id="send-priority-name"),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--priority", "-1"], "0..9", id="send-priority-negative"),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--session", "wa-9"], "unknown session 'wa-9'", id="send-session"),
+    pytest.param(["status", "msg_nope"], "no message with id 'msg_nope'", id="status-unknown"),
+    pytest.param(["templates", "create", "t1", "--content", ""], "content is empty", id="tpl-create-empty"),
+    pytest.param(["templates", "create", "t1"], "give the content with --content", id="tpl-create-no-content"),
+    pytest.param(["templates", "create", "bad name!", "--content", "x"], "is not valid", id="tpl-create-bad-name"),
+    pytest.param(["templates", "create", "t1", "--content", HUGE], "the limit is 4096", id="tpl-create-huge"),
+    pytest.param(["templates", "create", "t1", "--content", "{{ x"], "syntax error", id="tpl-create-syntax"),
+    pytest.param(["templates", "create", "t1", "--content", "x", "--category", "spam"], "'spam'", id="tpl-category"),
+    pytest.param(["templates", "create", TEMPLATE, "--content", "x"], "already exists", id="tpl-create-twice"),
+    pytest.param(["templates", "preview", TEMPLATE, "--data", "{bad json"], "not valid JSON", id="tpl-preview-json"),
+    pytest.param(["templates", "preview", TEMPLATE, "--data", '"x"'], "must be a JSON object", id="tpl-preview-str"),
+    pytest.param(["templates", "preview", "nope"], "unknown template 'nope'", id="tpl-preview-unknown"),
+    pytest.param(["templates", "show", "nope"], "unknown template 'nope'", id="tpl-show-unknown"),
+    pytest.param(["sessions", "add", "--device", ""], "device id is empty", id="session-empty-device"),
+    pytest.param(["sessions", "add", "--device", "WA-1"], "already exists", id="session-twice"),
+    pytest.param(
+        ["sessions", "add", "--device", "WA 2", "--id", "bad id!"], "must be 1-63 characters", id="session-id"
+    ),
+    pytest.param(
+        ["sessions", "add", "--device", "WA-2", "--priority", "first"], "'first' is not a valid integer", id="prio"
+    ),
+    pytest.param(["sessions", "add", "--device", "WA-2", "--pace", "-1"], "pace must be 0 or more", id="session-pace"),
+    pytest.param(
+        ["sessions", "add", "--device", "WA-2", "--transport", "carrier-pigeon"], "'carrier-pigeon'", id="transport"
+    ),
+    pytest.param(
+        ["sessions", "add", "--device", "WA-2", "--option", "latency"], "is not KEY=VALUE", id="session-option"
+    ),
+]
+
+
+# The command line goes through the thin client tested above on both databases; SQLite is enough here.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("args", "says"), CLI_CASES)
+def test_the_command_line_says_what_was_wrong_exits_non_zero_and_queues_nothing(
+    stack_with_template: Stack, args: list[str], says: str
+) -> None:
+    stack = stack_with_template
+    done = subprocess.run(
+        [sys.executable, "-m", "wa_tasks", *args],
+        env=settings_env(stack.settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert says in output, output
+    assert "Traceback" not in output, output
+    assert_nothing_queued(stack)

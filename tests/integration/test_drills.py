@@ -1,0 +1,232 @@
+"""Fault drills (issue 8): a 2,000-recipient bulk over three simulated sessions while a fault is
+applied again and again — the worker killed with SIGKILL, the session host killed with SIGKILL,
+wa-tasks' Redis (AOF, everysec) stopped with SIGTERM or SIGKILL and started again, PostgreSQL's
+connections terminated. Each drill waits until every message is final and checks, on the simulated
+network's recipient-side ledger, that nobody got a message twice and that every message is
+accounted for; then it prints its counts.
+
+The rule the checks hold the system to (README, "Delivery guarantees"): every message ends
+``sent``/``delivered``/``read`` or ``failed``; each recipient is in the ledger at most once; a
+message in the ledger is one the database says was sent, or a ``failed`` ``ambiguous_send`` (the
+host died during that send: it may or may not have reached the phone, and it is never resent).
+
+``WA_DRILL_SOAK=1`` runs each drill longer (10,000 recipients, a fault every few seconds
+throughout); the default size keeps all drills within a few minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from conftest import free_port
+from models import Message
+from models.db import create
+from support.stack import Stack
+from wa_tasks import lifecycle
+from wa_tasks.redis_server import EmbeddedRedis
+from wa_tasks.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+SOAK = os.environ.get("WA_DRILL_SOAK", "").lower() in ("1", "true", "yes")
+#: Recipients per drill.
+RECIPIENTS = 10_000 if SOAK else 2_000
+#: The bulk's sessions (the balanced policy shares the bulk between them) and their pace.
+SESSIONS = ("wa-1", "wa-2", "wa-3")
+PACE_SECONDS = 0.01
+SENT = ("sent", "delivered", "read")
+
+
+@dataclass
+class Outcome:
+    """What a drill measured, checked by :func:`_check` and printed."""
+
+    drill: str
+    faults: int
+    seconds: float
+    statuses: Counter[str]
+    ambiguous: int
+    failed_by_error: Counter[str]
+    received: int
+    duplicates: int
+
+    def line(self) -> str:
+        sent = sum(self.statuses[s] for s in SENT)
+        other = ", ".join(f"{n} {e}" for e, n in self.failed_by_error.most_common()) or "none"
+        return (
+            f"drill {self.drill}: {RECIPIENTS} messages, {self.faults} faults, {self.seconds:.0f}s; "
+            f"sent {sent}, ambiguous {self.ambiguous}, other failures: {other}; "
+            f"ledger {self.received}, duplicates {self.duplicates}"
+        )
+
+
+def _error_kind(error: str | None) -> str:
+    return (error or "?").split(":", 1)[0].split(" (after", 1)[0]
+
+
+def _check(stack: Stack, drill: str, faults: int, started: float, rows: list[Message]) -> Outcome:
+    ledger = stack.ledger()
+    per_recipient = Counter(e.to for e in ledger)
+    ambiguous = {m.to_number for m in rows if m.status == "failed" and (m.error_message or "").startswith("ambiguous")}
+    others = [m for m in rows if m.status == "failed" and m.to_number not in ambiguous]
+    outcome = Outcome(
+        drill=drill,
+        faults=faults,
+        seconds=time.monotonic() - started,
+        statuses=Counter(m.status for m in rows),
+        ambiguous=len(ambiguous),
+        failed_by_error=Counter(_error_kind(m.error_message) for m in others),
+        received=len(ledger),
+        duplicates=sum(n - 1 for n in per_recipient.values() if n > 1),
+    )
+    print(outcome.line())
+    # Every message is final, and no recipient got one twice.
+    assert len(rows) == RECIPIENTS and sum(outcome.statuses[s] for s in (*SENT, "failed")) == RECIPIENTS
+    assert outcome.duplicates == 0, [to for to, n in per_recipient.items() if n > 1][:10]
+    # What the database calls sent reached the phone; what reached the phone was sent or ambiguous.
+    sent = {m.to_number for m in rows if m.status in SENT}
+    assert sent <= set(per_recipient), sorted(sent - set(per_recipient))[:10]
+    assert set(per_recipient) <= sent | ambiguous, sorted(set(per_recipient) - sent - ambiguous)[:10]
+    assert all(
+        m.error_message and m.error_message.startswith(lifecycle.AMBIGUOUS_SEND)
+        for m in rows
+        if m.to_number in ambiguous
+    )
+    return outcome
+
+
+def _drill(stack: Stack, name: str, fault: Callable[[], None], every: float, max_faults: int) -> Outcome:
+    """Run the bulk, apply ``fault`` every ``every`` seconds until the bulk is final (at most
+    ``max_faults`` times), then check the outcome."""
+    # Given three sessions sharing the bulk, and a sweeper that republishes stale messages quickly
+    stack.env["WA_SWEEP_AFTER_SECONDS"] = "2"
+    stack.env["WA_ROUTING_POLICY"] = "balanced"
+    for i, session_id in enumerate(SESSIONS, 1):
+        stack.add_session(session_id, priority=i, pace_seconds=PACE_SECONDS)
+    stack.start()
+    stack.wait_connected(*SESSIONS)
+
+    # When the bulk runs, with the sweeper running every second as beat would, and the fault
+    # applied every few seconds while messages are still on their way
+    started = time.monotonic()
+    faults = 0
+    with stack.beat("wa.sweep", every=1.0):
+        recipients = [{"whatsapp": f"0812{i:08d}", "data": {"n": i}} for i in range(RECIPIENTS)]
+        stack.client.send_bulk(recipients, text="Tagihan bulan ini sudah terbit")
+        while faults < max_faults:
+            time.sleep(every)
+            statuses = stack.statuses()
+            if sum(statuses[s] for s in (*SENT, "failed")) == RECIPIENTS:
+                break
+            fault()
+            faults += 1
+
+        # Then every message becomes final
+        rows = stack.wait_final(RECIPIENTS, timeout=150)
+    return _check(stack, name, faults, started, rows)
+
+
+MAX_FAULTS = 60 if SOAK else 12
+
+
+def test_worker_killed_every_3s_mid_bulk(stack: Stack) -> None:
+    outcome = _drill(stack, "worker SIGKILL", lambda: stack.kill("worker"), every=3.0, max_faults=MAX_FAULTS)
+
+    # And the worker never sends, so no send was interrupted: nothing is ambiguous, nothing failed
+    assert outcome.ambiguous == 0 and not outcome.failed_by_error, outcome.line()
+    assert outcome.faults >= 3, "the bulk ended before the drill killed anything"
+
+
+def test_session_host_killed_every_4s_mid_bulk(stack: Stack) -> None:
+    outcome = _drill(stack, "session host SIGKILL", lambda: stack.kill("sessions"), every=4.0, max_faults=MAX_FAULTS)
+
+    # And only sends interrupted by a kill are ambiguous: at most one per session per kill
+    assert outcome.ambiguous <= outcome.faults * len(SESSIONS), outcome.line()
+    assert not outcome.failed_by_error, outcome.line()
+    assert outcome.faults >= 3, "the bulk ended before the drill killed anything"
+
+
+@pytest.fixture
+def own_redis(settings: Settings, tmp_path: Path) -> Iterator[tuple[Stack, EmbeddedRedis]]:
+    """A stack whose broker is a Redis of its own, started the way ``wa-tasks up`` starts it (AOF,
+    appendfsync everysec, noeviction), so that the drill can stop it. The simulated WhatsApp
+    network stays on the tests' Redis: WhatsApp does not restart with wa-tasks' Redis."""
+    directory = Path(tempfile.mkdtemp(prefix="wa-drill-redis-"))  # short: a Unix socket lives here
+    server = EmbeddedRedis(directory, persistent=True, port=free_port())
+    server.start()
+    own = settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{server.port}/0", "sim_redis_url": settings.redis}
+    )
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    stack = Stack(own, logdir)
+    try:
+        yield stack, server
+    finally:
+        stack.stop()
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_redis_restarted_mid_bulk(own_redis: tuple[Stack, EmbeddedRedis], sig: signal.Signals) -> None:
+    stack, server = own_redis
+    restarts = 0
+
+    def restart() -> None:
+        # SIGTERM: Redis writes its AOF and exits, nothing is lost. SIGKILL: up to a second of
+        # writes (appendfsync everysec) is lost: publishes, acks, pace slots, live states.
+        nonlocal restarts
+        assert server.process is not None
+        server.process.send_signal(sig)
+        server.process.wait()
+        time.sleep(1.0)  # down for a second
+        server.start()
+        restarts += 1
+
+    outcome = _drill(stack, f"Redis {sig.name} restart", restart, every=5.0, max_faults=6 if not SOAK else 30)
+
+    # And a Redis restart interrupts no send for good: nothing failed, nothing is ambiguous
+    assert outcome.ambiguous == 0 and not outcome.failed_by_error, outcome.line()
+    assert restarts >= 2, "the bulk ended before Redis was restarted twice"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_connections_dropped_mid_bulk(stack: Stack) -> None:
+    admin = create(stack.settings.database).execution_options(isolation_level="AUTOCOMMIT")
+    dropped = 0
+
+    def drop() -> None:
+        # Every other backend of the test database: the worker's, the session host's and this
+        # process' own pooled connections, idle or in the middle of a transaction.
+        nonlocal dropped
+        with admin.connect() as conn:
+            dropped += len(
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+            )
+
+    try:
+        outcome = _drill(stack, "PostgreSQL connections dropped", drop, every=4.0, max_faults=MAX_FAULTS)
+    finally:
+        admin.dispose()
+    print(f"  {dropped} PostgreSQL connections terminated")
+
+    # And a dropped connection interrupts no send for good: nothing failed, nothing is ambiguous
+    assert outcome.ambiguous == 0 and not outcome.failed_by_error, outcome.line()
+    assert outcome.faults >= 3 and dropped > outcome.faults, "the drill dropped (almost) nothing"
