@@ -75,6 +75,12 @@ def _realistic(body: dict[str, Any]) -> None:
     for recipient in body.get("recipients") or []:
         if isinstance(recipient, dict):
             recipient["whatsapp"] = NUMBER
+    if body.get("template") is not None:
+        # Send the "info" template (text or template, not both) with the variables it needs
+        body.pop("text", None)
+        shared = "templateData" if "recipients" in body else "data"
+        given = body.get(shared) if isinstance(body.get(shared), dict) else {}
+        body[shared] = {**given, "customer_name": "Budi", "amount": 150000}
 
 
 def _check(case: schemathesis.Case, seen: Counter[tuple[str, int]], real: bool) -> None:
