@@ -97,6 +97,9 @@ DEPTH_SAMPLES = f"{PREFIX}depth:samples"
 #: Pub/Sub channel on which session changes (added/removed) are announced to hosts.
 SESSIONS_CHANGED = f"{PREFIX}sessions:changed"
 
+#: String: the broker Redis' ``run_id`` as the sweeper last saw it (a new one means a restart).
+BROKER_RUN_ID = f"{PREFIX}broker:run-id"
+
 # Simulated WhatsApp network -----------------------------------------------------------------
 
 #: List: every message the simulated network accepted (JSON), in order.

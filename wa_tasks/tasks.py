@@ -33,6 +33,7 @@ import random
 from typing import Any
 
 from celery import Task
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -246,8 +247,11 @@ def _publish_deliver(message_id: str, session_id: str, priority: int) -> None:
 @app.task(name="wa.sweep")
 def sweep(limit: int = 1000) -> int:
     """Republish ``dispatch`` for messages still ``queued`` long after their last dispatch (a crash
-    between commit and publish, or a broker outage). Returns how many were republished."""
+    between commit and publish, or a broker outage), and, after a broker restart, ``deliver`` for
+    every ``routed`` message (see :func:`_redeliver_after_broker_restart`). Returns how many
+    ``dispatch`` tasks were republished."""
     settings = get_settings()
+    _redeliver_after_broker_restart(settings)
     cutoff = utcnow() - dt.timedelta(seconds=settings.sweep_after_seconds)
     with session_scope(settings.database) as db:
         stale = db.execute(
@@ -265,6 +269,33 @@ def sweep(limit: int = 1000) -> int:
     if stale:
         log.warning("sweeper republished %d stale queued message(s)", count)
     return count
+
+
+def _redeliver_after_broker_restart(settings: Settings) -> None:
+    """A ``routed`` message's only trace in the broker is its ``deliver`` task. A Redis that
+    restarted may have lost it: everything without persistence, up to a second of writes with
+    ``appendfsync everysec`` after a power loss. The message would then stay ``routed`` for ever.
+    So when the broker's ``run_id`` changed since the last sweep, ``deliver`` is published again
+    for every routed message; a copy that was not lost is skipped by the host's conditional claim.
+    The new ``run_id`` is stored after the republishing, so a sweep that dies half-way is redone."""
+    redis = client_for(settings.redis)
+    try:
+        run_id = str(redis.info("server")["run_id"])
+        if redis.get(keys.BROKER_RUN_ID) == run_id:
+            return
+    except (RedisError, KeyError) as exc:  # INFO renamed away by a managed Redis: no detection
+        log.debug("broker restart check skipped: %s", exc)
+        return
+    with session_scope(settings.database) as db:
+        routed = db.execute(
+            select(Message.id, Message.session_id, Message.priority).where(Message.status == MessageStatus.ROUTED)
+        ).all()
+    for row in routed:
+        if row.session_id:
+            _publish_deliver(row.id, row.session_id, row.priority)
+    redis.set(keys.BROKER_RUN_ID, run_id)
+    if routed:
+        log.warning("broker restarted: deliver republished for %d routed message(s)", len(routed))
 
 
 @app.task(name="wa.notify", bind=True)
