@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="duration (pacing, priority)")
     parser.add_argument("--json-out", type=Path, default=None, help="default: bench/results/<name>.json")
     parser.add_argument("--profile", action="store_true", help="enqueue: also profile send_bulk")
+    parser.add_argument("--plain", action="store_true", help="enqueue: without encryption at rest")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) afterwards")
     args = parser.parse_args(argv)
 
@@ -35,7 +36,7 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
     if args.name == "enqueue":
         from bench import enqueue
 
-        return enqueue.run(env, args.n or 100_000, args.profile)
+        return enqueue.run(env, args.n or 100_000, args.profile, encrypted=not args.plain)
     if args.name == "pipeline":
         from bench import pipeline
 
