@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="duration (pacing, priority)")
     parser.add_argument("--json-out", type=Path, default=None, help="default: bench/results/<name>.json")
     parser.add_argument("--profile", action="store_true", help="enqueue: also profile send_bulk")
+    parser.add_argument("--urgent", type=int, default=None, help="priority: urgent messages (default 100)")
+    parser.add_argument("--no-urgent-worker", action="store_true", help="priority: without the urgent worker")
     parser.add_argument("--plain", action="store_true", help="enqueue: without encryption at rest")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) afterwards")
     args = parser.parse_args(argv)
@@ -48,7 +50,10 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
     if args.name == "priority":
         from bench import priority
 
-        return priority.run(env, args.n or 10_000, args.seconds or 60.0)
+        urgent = args.urgent or 100
+        return priority.run(
+            env, args.n or 10_000, args.seconds or 3.0 * urgent, urgent, urgent_worker=not args.no_urgent_worker
+        )
     if args.name == "failover":
         from bench import failover
 

@@ -87,7 +87,8 @@ def now() -> float:
 
 
 def backlogs(client: redis.Redis, queues: Iterable[str], steps: int = 10) -> dict[str, int]:
-    """Messages waiting on each queue, over all its priority lists (``name``, ``name:1`` … ``name:9``)."""
+    """Messages waiting on each queue, over its first ``steps`` priority lists (``name``, ``name:1``
+    … ``name:9``): with ``steps = p + 1``, the messages a new one of priority ``p`` waits behind."""
     names = list(queues)
     pipe = client.pipeline(transaction=False)
     for name in names:
@@ -95,6 +96,18 @@ def backlogs(client: redis.Redis, queues: Iterable[str], steps: int = 10) -> dic
             pipe.llen(name if step == 0 else f"{name}:{step}")
     lengths = pipe.execute()
     return {name: sum(lengths[i * steps : (i + 1) * steps]) for i, name in enumerate(names)}
+
+
+def ready_in(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, float]:
+    """Seconds until each session's shared pace slot opens (0 when open), on Redis' clock."""
+    ids = list(session_ids)
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for sid in ids:
+        pipe.get(keys.pace_slot(sid))
+    (seconds, micros), *slots = pipe.execute()
+    now_ms = seconds * 1000 + micros / 1000
+    return {sid: max(0.0, (float(slot) - now_ms) / 1000) if slot else 0.0 for sid, slot in zip(ids, slots, strict=True)}
 
 
 def new_contact_refusers(client: redis.Redis, states: dict[str, LiveState], number: str, now: float) -> list[str]:
