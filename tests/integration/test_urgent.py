@@ -46,6 +46,5 @@ def test_two_urgent_messages_a_moment_apart_go_to_two_sessions(stack: Stack) -> 
     stack.wait_status(first, "sent", "delivered", "read", timeout=30)
     second = stack.client.send("081234567891", text="Voucher aktif.", priority="urgent")
     # Then the second does not wait for the first one's session's pace slot: it goes to the other
-    assert stack.wait_status(second, "sent", "delivered", "read", timeout=30)["sessionId"] != (
-        stack.client.status(first)["sessionId"]
-    )
+    second_session = stack.wait_status(second, "sent", "delivered", "read", timeout=30)["sessionId"]
+    assert second_session != stack.client.status(first)["sessionId"]
