@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from models import SENT_OR_FINAL, Message, MessageStatus
 from models.db import session_scope
@@ -129,10 +129,10 @@ class Deliverer:
                 )
                 mlog.warning("not sent: the recipient's hourly cap is reached")
                 return Outcome.FAILED
-            if not lifecycle.claim(db, message_id, self.session_id):
+            attempts = lifecycle.claim_attempts(db, message_id, self.session_id)
+            if attempts is None:
                 return Outcome.SKIPPED
             db.commit()
-            attempts = db.scalar(select(Message.attempts).where(Message.id == message_id)) or 1
             to_jid = f"{message.to_number}@{USER_SERVER}"
             content = message.content or ""
             priority, max_attempts = message.priority, message.max_attempts
@@ -196,7 +196,17 @@ class Deliverer:
             return Outcome.RETRY
 
         self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)
-        with session_scope(db_url) as db:
-            lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at)
+        for last_try in (False, True):
+            # The message is out: recording it must survive one dropped database connection (the
+            # pool pings only connections idle for a while, models.db), or the row stays
+            # "sending" and is later failed as ambiguous although it was sent.
+            try:
+                with session_scope(db_url) as db:
+                    lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at, self.session_id)
+                break
+            except DBAPIError as exc:
+                if last_try or not exc.connection_invalidated:
+                    raise
+                mlog.warning("database connection lost while recording the send; trying again")
         mlog.info("sent (attempt %d)", attempts)
         return Outcome.SENT

@@ -219,19 +219,28 @@ def dispatch_batch(message_ids: list[str]) -> int:
             else:
                 backlog[chosen] += 1
                 routed.append((m.id, chosen, m.priority))
-        # As in dispatch: publish every deliver, then commit the routes.
-        for message_id, session_id, priority in routed:
-            _publish_deliver(message_id, session_id, priority)
+        # As in dispatch: publish every deliver (on one producer), then commit the routes (one
+        # UPDATE per session rather than one per message).
+        with app.producer_or_acquire() as producer:
+            for message_id, session_id, priority in routed:
+                _publish_deliver(message_id, session_id, priority, producer)
+        by_session: dict[str, list[str]] = {}
         for message_id, session_id, _priority in routed:
-            lifecycle.route(db, message_id, session_id)
+            by_session.setdefault(session_id, []).append(message_id)
+        for session_id, ids in by_session.items():
+            lifecycle.route_many(db, ids, session_id)
     for message_id, priority in waiting:
         submit.publish_dispatch(app, message_id, priority, countdown=1.0)
     return len(routed)
 
 
-def _publish_deliver(message_id: str, session_id: str, priority: int) -> None:
+def _publish_deliver(message_id: str, session_id: str, priority: int, producer: Any = None) -> None:
     app.send_task(
-        DELIVER_TASK, kwargs={"message_id": message_id}, queue=keys.session_queue(session_id), priority=priority
+        DELIVER_TASK,
+        kwargs={"message_id": message_id},
+        queue=keys.session_queue(session_id),
+        priority=priority,
+        producer=producer,
     )
 
 
