@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from wa_tasks.keys import DEFAULT_QUEUE
+from wa_tasks.keys import DEFAULT_QUEUE, URGENT_QUEUE
 from wa_tasks.settings import get_settings
 
 _settings = get_settings()
@@ -47,7 +47,11 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 
 task_default_queue = DEFAULT_QUEUE
-task_queues = [Queue(DEFAULT_QUEUE, Exchange(DEFAULT_QUEUE, "direct"), routing_key=DEFAULT_QUEUE)]
+task_queues = [
+    Queue(DEFAULT_QUEUE, Exchange(DEFAULT_QUEUE, "direct"), routing_key=DEFAULT_QUEUE),
+    # Urgent single dispatches (wa_tasks.submit.dispatch_queue): never behind a bulk's batches.
+    Queue(URGENT_QUEUE, Exchange(URGENT_QUEUE, "direct"), routing_key=URGENT_QUEUE),
+]
 task_create_missing_queues = True
 task_routes = {
     "wa.*": {"queue": DEFAULT_QUEUE},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench import harness
 
-BENCHMARKS = ("enqueue", "pipeline", "pacing", "priority", "failover", "takeover", "memory")
+BENCHMARKS = ("enqueue", "pipeline", "pacing", "priority", "failover", "takeover", "memory", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="duration (pacing, priority)")
     parser.add_argument("--json-out", type=Path, default=None, help="default: bench/results/<name>.json")
     parser.add_argument("--profile", action="store_true", help="enqueue: also profile send_bulk")
+    parser.add_argument("--urgent", type=int, default=None, help="priority: urgent messages (default 100)")
+    parser.add_argument("--no-urgent-worker", action="store_true", help="priority: without the urgent worker")
+    parser.add_argument("--hosts", type=int, default=None, help="pipeline, scale: session host processes")
+    parser.add_argument("--noop-n", type=int, default=None, help="pipeline: no-op tasks (default N)")
+    parser.add_argument(
+        "--transport", choices=("simulated", "neonize"), default="simulated", help="memory: which sessions"
+    )
+    parser.add_argument("--plain", action="store_true", help="enqueue: without encryption at rest")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) afterwards")
     args = parser.parse_args(argv)
 
@@ -35,11 +43,11 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
     if args.name == "enqueue":
         from bench import enqueue
 
-        return enqueue.run(env, args.n or 100_000, args.profile)
+        return enqueue.run(env, args.n or 100_000, args.profile, encrypted=not args.plain)
     if args.name == "pipeline":
         from bench import pipeline
 
-        return pipeline.run(env, args.n or 50_000)
+        return pipeline.run(env, args.n or 50_000, hosts=args.hosts or 1, noop_n=args.noop_n)
     if args.name == "pacing":
         from bench import pacing
 
@@ -47,7 +55,10 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
     if args.name == "priority":
         from bench import priority
 
-        return priority.run(env, args.n or 10_000, args.seconds or 60.0)
+        urgent = args.urgent or 100
+        return priority.run(
+            env, args.n or 10_000, args.seconds or 3.0 * urgent, urgent, urgent_worker=not args.no_urgent_worker
+        )
     if args.name == "failover":
         from bench import failover
 
@@ -56,8 +67,14 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
         from bench import takeover
 
         return takeover.run(env, args.n or 5)
+    if args.name == "scale":
+        from bench import scale
+
+        return scale.run(env, args.n or 1000, args.hosts or 4)
     from bench import memory
 
+    if args.transport == "neonize":
+        return memory.run_neonize(env, args.n or 3)
     return memory.run(env, args.n or 100)
 
 

@@ -10,10 +10,11 @@ import pstats
 import time
 from typing import Any
 
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from bench.harness import Environment, Report, numbers
-from models import Message
+from models import Message, encryption
 from models.db import session_scope
 from wa_tasks import keys
 from wa_tasks.client import Client
@@ -31,7 +32,9 @@ def _clear_queue(env: Environment, queue: str) -> None:
     env.redis.delete(queue, *(f"{queue}:{p}" for p in range(1, 10)))
 
 
-def run(env: Environment, n: int, profile: bool) -> Report:
+def run(env: Environment, n: int, profile: bool, encrypted: bool = True) -> Report:
+    # Encryption at rest on, as in production (the embedded default configures a key file too).
+    encryption.configure([Fernet.generate_key().decode()] if encrypted else [])
     settings = env.settings()
     client = Client(settings)
     app = client.app
@@ -62,7 +65,9 @@ def run(env: Environment, n: int, profile: bool) -> Report:
     batches = _queue_length(env, keys.DEFAULT_QUEUE)
     _clear_queue(env, keys.DEFAULT_QUEUE)
 
-    report = Report("enqueue", {"n": n, "database": settings.database.split("://", 1)[0]})
+    report = Report(
+        "enqueue", {"n": n, "database": settings.database.split("://", 1)[0], "encrypted_at_rest": encrypted}
+    )
     report.figures = {
         "send_bulk_seconds": bulk_seconds,
         "send_bulk_rows_persisted": rows,

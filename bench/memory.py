@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.harness import Environment, Report, running, wait_until
 from wa_tasks import live_state
@@ -55,4 +56,65 @@ def run(env: Environment, count: int) -> Report:
         "open_fds_with_sessions": loaded["fds"],
         "seconds_until_all_connected": connected_after,
     }
+    return report
+
+
+def run_neonize(env: Environment, count: int) -> Report:
+    """RSS of the child process of each of ``count`` neonize sessions (``isolate: true``, the
+    default), constructed offline: the child imports neonize (the Go runtime, whatsmeow), opens its
+    SQLite device store and creates the client; its connect then fails (no route to WhatsApp) and it
+    waits out the reconnect backoff. That is the idle floor of a neonize session, not what a
+    connected one holds (a websocket, Signal sessions, app-state sync: more)."""
+    from sessions_host.transports.neonize import NeonizeStore, NeonizeTransport
+
+    events: list[Any] = []
+    host_before = _status(os.getpid())
+    transports = [
+        NeonizeTransport(
+            f"mem{i}",
+            NeonizeStore.sqlite(env.workdir / "neonize" / f"mem{i}.db"),
+            reconnect_base=5.0,
+            reconnect_cap=5.0,
+            reconnect_attempts=100,
+        )
+        for i in range(count)
+    ]
+    started = time.monotonic()
+    try:
+        for transport in transports:
+            transport.start(events.append)
+        wait_until(
+            lambda: (
+                all(t.pid is not None for t in transports)
+                and sum(1 for e in events if getattr(e, "status", None) == "disconnected") >= count
+            ),
+            120,
+            0.2,
+            "every neonize child past its first (failing) connect",
+        )
+        first_failure = time.monotonic() - started
+        time.sleep(10)  # idle in the reconnect backoff
+        children = [_status(t.pid) for t in transports if t.pid is not None]
+        host_after = _status(os.getpid())
+        details = sorted(
+            {str(getattr(e, "detail", "")) for e in events if getattr(e, "status", None) == "disconnected"}
+        )
+    finally:
+        for transport in transports:
+            transport.stop()
+    rss = [c["VmRSS"] / 1024 for c in children]
+    report = Report("memory_neonize", {"sessions": count, "transport": "neonize", "isolate": True, "network": "none"})
+    report.figures = {
+        "child_rss_mib": rss,
+        "child_rss_mib_mean": sum(rss) / len(rss),
+        "child_peak_rss_mib": [c["VmHWM"] / 1024 for c in children],
+        "child_threads": [c["Threads"] for c in children],
+        "parent_rss_mib_delta": (host_after["VmRSS"] - host_before["VmRSS"]) / 1024,
+        "seconds_until_first_connect_failed": first_failure,
+        "connect_errors_seen": details[:3],
+    }
+    report.notes.append(
+        "offline: every connect fails (no route to WhatsApp); the child was measured idle in its "
+        "reconnect backoff with the client constructed. A connected client holds more."
+    )
     return report

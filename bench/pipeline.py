@@ -4,15 +4,20 @@ round trip (publish N no-op tasks, a worker with the same pool and concurrency r
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from collections import Counter
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from bench import noop_app
 from bench.harness import ROOT, Environment, Report, epoch, numbers, running, wait_until
 from models import Message
+from support.stack import Stack
+from wa_tasks import live_state
 from wa_tasks.celery_app import make_app
 
 SESSIONS = 10
@@ -71,8 +76,25 @@ def noop_round_trip(env: Environment, n: int) -> dict[str, float]:
     return {"publish_seconds": published, "seconds": total, "per_second": n / total}
 
 
-def run(env: Environment, n: int) -> Report:
-    noop = noop_round_trip(env, n)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spread(stack: Stack, sessions: list[str], hosts: int) -> bool:
+    """Every session connected, on ``hosts`` hosts, none with more than its fair share."""
+    states = live_state.read(stack.redis, sessions)
+    per_host = Counter(s.host for s in states.values() if s.connected)
+    return (
+        sum(per_host.values()) == len(sessions)
+        and len(per_host) == hosts
+        and max(per_host.values()) <= (-(-len(sessions) // hosts))
+    )
+
+
+def run(env: Environment, n: int, hosts: int = 1, noop_n: int | None = None) -> Report:
+    noop = noop_round_trip(env, noop_n or n)
 
     settings = env.settings(
         pace_seconds=0.0,
@@ -92,11 +114,17 @@ def run(env: Environment, n: int) -> Report:
         # 1 ms is the floor of the Redis pace slot anyway; a pace of exactly 0 would make the
         # balanced policy see every backlog as a wait of 0 and route everything to one session.
         stack.add_session(session_id, priority=1, options={"latency_ms": 0}, pace_seconds=0.001)
-    with running(stack):
+    # Several session host processes share the sessions by their leases (each takes a fair share),
+    # so that one process's GIL is not the ceiling.
+    host_names = ("sessions",) if hosts == 1 else tuple(f"sessions-{chr(ord('a') + i)}" for i in range(hosts))
+    with running(stack, "worker", *host_names):
         stack.wait_connected(*sessions, timeout=60)
+        if hosts > 1:
+            wait_until(lambda: _spread(stack, sessions, hosts), 120, 0.5, f"the sessions spread over {hosts} hosts")
         warm = stack.client.send_bulk([{"whatsapp": x} for x in numbers(20, start=90_000_000)], text=TEXT)
         wait_until(lambda: stack.client.bulk_status(warm)["sent"] == 20, 60, what="the warm-up messages sent")
 
+        cpu_before = {name: cpu_seconds(proc.pid) for name, proc in stack.processes.items()}
         started_wall = time.time()
         started = time.perf_counter()
         job = stack.client.send_bulk([{"whatsapp": x} for x in numbers(n)], text=TEXT, priority="high")
@@ -108,9 +136,12 @@ def run(env: Environment, n: int) -> Report:
             return progress["sent"] + progress["failed"] >= n
 
         wait_until(done, max(120.0, n / 50), 0.5, f"all {n} messages sent")
+        cpu = {name: cpu_seconds(proc.pid) - cpu_before.get(name, 0.0) for name, proc in stack.processes.items()}
         with stack.db() as db:
-            first_sent, last_sent = db.execute(
-                select(func.min(Message.sent_at), func.max(Message.sent_at)).where(Message.bulk_job_id == job)
+            first_sent, last_sent, last_routed = db.execute(
+                select(func.min(Message.sent_at), func.max(Message.sent_at), func.max(Message.routed_at)).where(
+                    Message.bulk_job_id == job
+                )
             ).one()
             per_session = dict(
                 db.execute(
@@ -124,13 +155,24 @@ def run(env: Environment, n: int) -> Report:
     rate = n / seconds
     report = Report(
         "pipeline",
-        {"n": n, "sessions": SESSIONS, "worker": "threads x2", "database": settings.database.split("://", 1)[0]},
+        {
+            "n": n,
+            "sessions": SESSIONS,
+            "session_hosts": hosts,
+            "worker": "threads x2",
+            "database": settings.database.split("://", 1)[0],
+            "noop_n": noop_n or n,
+        },
     )
     report.figures = {
         "send_bulk_seconds": enqueued,
         "seconds_send_to_last_sent": seconds,
         "messages_per_second": rate,
         "messages_per_second_while_sending": n / max(1e-9, epoch(last_sent) - epoch(first_sent)),
+        # Where the time goes: the worker's routing (dispatch_batch) ends before the last send only
+        # if routing keeps up; CPU seconds of each process over the run, against the 2 cores' wall time.
+        "seconds_send_to_last_routed": epoch(last_routed) - started_wall if last_routed else None,
+        "cpu_seconds_by_process": {k: round(v, 1) for k, v in cpu.items()},
         "sent": status["sent"],
         "failed": status["failed"],
         "per_session": {str(k): int(v) for k, v in sorted(per_session.items(), key=lambda kv: str(kv[0]))},

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,43 @@ def create(url: str) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
-    return create_engine(url, **kwargs)
+    kwargs.update(pool_size=10, max_overflow=20)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled connection unused for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for connections that sat idle in the pool: PostgreSQL drops
+    (a restart, an idle timeout, a failover) are still found before a connection is used, while a
+    connection handed back a moment ago (a session host's claim, then its ``sent``) is not pinged
+    again: that ping was ≈12 % of the session host's time. A drop in that moment surfaces as an
+    error with ``connection_invalidated`` set (the pool then replaces every connection); callers
+    whose write must not be lost retry it once (sessions_host.delivery)."""
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _handed_out(dbapi: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi)
+        except Exception:
+            alive = False
+        if not alive:
+            raise DisconnectionError("pooled connection found dead by the idle ping; reconnecting")
 
 
 def engine_for(url: str) -> Engine:

@@ -10,8 +10,11 @@ warns at start).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -47,9 +50,33 @@ def keyring() -> MultiFernet | None:
     return _keyring
 
 
+#: Inside ``same_token_for_same_text``: the tokens made so far, by plaintext.
+_tokens: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("tokens", default=None)
+
+
+@contextlib.contextmanager
+def same_token_for_same_text() -> Iterator[None]:
+    """Encrypt each distinct plaintext once while inside (one bulk insert): a bulk's 100,000 rows
+    of one text carry one token instead of 100,000 (≈6 µs each). Equal rows then show as equal
+    ciphertext, which tells a reader of the table nothing its ``bulk_job_id`` column does not."""
+    reset = _tokens.set({})
+    try:
+        yield
+    finally:
+        _tokens.reset(reset)
+
+
 def encrypt(plain: str) -> str:
     ring = keyring()
-    return plain if ring is None else PREFIX + ring.encrypt(plain.encode()).decode()
+    if ring is None:
+        return plain
+    tokens = _tokens.get()
+    if tokens is None:
+        return PREFIX + ring.encrypt(plain.encode()).decode()
+    token = tokens.get(plain)
+    if token is None:
+        token = tokens[plain] = PREFIX + ring.encrypt(plain.encode()).decode()
+    return token
 
 
 def decrypt(stored: str) -> str:

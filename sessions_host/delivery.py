@@ -10,7 +10,6 @@ from enum import StrEnum
 from typing import Protocol
 
 from celery import Celery
-from sqlalchemy import select
 
 from models import SENT_OR_FINAL, Message, MessageStatus
 from models.db import session_scope, write_through_disconnects
@@ -129,11 +128,11 @@ class Deliverer:
                 )
                 mlog.warning("not sent: the recipient's hourly cap is reached")
                 return Outcome.FAILED
-            if not lifecycle.claim(db, message_id, self.session_id):
+            attempts = lifecycle.claim_attempts(db, message_id, self.session_id)
+            if attempts is None:
                 return Outcome.SKIPPED
             try:
                 db.commit()
-                attempts = db.scalar(select(Message.attempts).where(Message.id == message_id)) or 1
             except Exception:
                 # The connection dropped at the commit (which may have happened) or right after:
                 # nothing was sent, so the claim is taken back and the redelivered task sends it.
@@ -212,7 +211,8 @@ class Deliverer:
         # happened, and a sent message left "sending" would later be failed as ambiguous. Ban
         # safety's counters live in Redis; if Redis is unreachable now, one send goes uncounted.
         write_through_disconnects(
-            db_url, lambda db: lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at)
+            db_url,
+            lambda db: lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at, self.session_id),
         )
         try:
             self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)

@@ -2,6 +2,10 @@
 
 - Events: ``worker-online``/``worker-heartbeat``/``worker-offline`` and, for every send,
   ``task-received``/``task-started``/``task-succeeded``/``task-failed`` named ``wa.deliver``.
+  Task events are buffered and published together (Celery's ``task.multi`` batch, which Flower's
+  event receiver reads like single events) every ``TASK_EVENT_FLUSH_SECONDS`` or
+  ``TASK_EVENT_BATCH`` events: three broker publishes a message cost the host more CPU than the
+  send itself at high rates; Flower sees a send at most that much later.
 - Remote control: answers Flower's ``inspect`` calls (``active_queues`` lists the session queues,
   so Flower's Broker page shows each queue's depth) and ``ping``.
 """
@@ -24,6 +28,10 @@ import wa_tasks
 log = logging.getLogger(__name__)
 
 SOFTWARE = "wa-tasks-sessions"
+#: Task events buffered before they are published in one message ...
+TASK_EVENT_BATCH = 100
+#: ... or after this long, whichever comes first.
+TASK_EVENT_FLUSH_SECONDS = 0.5
 
 
 class Monitor:
@@ -43,16 +51,20 @@ class Monitor:
         self._stop = threading.Event()
         self._last_warning = -1e9
         self._thread = threading.Thread(target=self._control_loop, name="monitor-control", daemon=True)
+        self._flusher = threading.Thread(target=self._flush_loop, name="monitor-flush", daemon=True)
 
     # Events ------------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
+        self._flusher.start()
         self._send("worker-online", **self._worker_fields())
 
     def stop(self) -> None:
-        self._send("worker-offline", **self._worker_fields())
         self._stop.set()
+        self._flusher.join(timeout=5)
+        self.flush()
+        self._send("worker-offline", **self._worker_fields())
         self._thread.join(timeout=5)
         with self._lock:
             if self._connection is not None:
@@ -113,18 +125,40 @@ class Monitor:
                 if self._dispatcher is None:
                     self._connection = self.app.connection_for_write()
                     self._dispatcher = self.app.events.Dispatcher(
-                        self._connection, hostname=self.hostname, enabled=True
+                        self._connection,
+                        hostname=self.hostname,
+                        enabled=True,
+                        buffer_group=["task"],
+                        buffer_limit=TASK_EVENT_BATCH,
                     )
                 self._dispatcher.send(type_, **fields)
             except Exception as exc:  # events are best effort; a send must not fail because of them
-                now = time.monotonic()
-                if now - self._last_warning > 60:  # say it, but not once per message in an outage
-                    self._last_warning = now
-                    log.warning("Flower event %s not sent: %s", type_, exc)
-                self._dispatcher = None
-                if self._connection is not None:
-                    self._connection.release()
-                    self._connection = None
+                self._event_failed(type_, exc)
+
+    def flush(self) -> None:
+        """Publish the buffered task events now."""
+        with self._lock:
+            if self._dispatcher is None:
+                return
+            try:
+                self._dispatcher.flush()
+            except Exception as exc:
+                self._event_failed("task events", exc)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(TASK_EVENT_FLUSH_SECONDS):
+            self.flush()
+
+    def _event_failed(self, type_: str, exc: Exception) -> None:
+        """Called with the lock held: drop the dispatcher (its buffered events with it)."""
+        now = time.monotonic()
+        if now - self._last_warning > 60:  # say it, but not once per message in an outage
+            self._last_warning = now
+            log.warning("Flower event %s not sent: %s", type_, exc)
+        self._dispatcher = None
+        if self._connection is not None:
+            self._connection.release()
+            self._connection = None
 
     # Remote control ----------------------------------------------------------------------------
 

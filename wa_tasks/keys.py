@@ -8,6 +8,11 @@ PREFIX = "wa:"
 #: The Celery queue of the worker (dispatch, public tasks, beat jobs).
 DEFAULT_QUEUE = "wa.default"
 
+#: The Celery queue of urgent single dispatches (``wa.dispatch`` at priority 0): consumed by the
+#: worker and by a worker kept for it alone (Procfile ``urgent``), so that an urgent message is
+#: routed at once even while every thread of the main worker routes a bulk's batches.
+URGENT_QUEUE = "wa.urgent"
+
 #: Prefix of the per-session queues consumed by the session hosts.
 SESSION_QUEUE_PREFIX = "wa.session."
 

@@ -46,24 +46,41 @@ def route(db: Session, message_id: str, session_id: str) -> bool:
     )
 
 
+def route_many(db: Session, message_ids: list[str], session_id: str) -> int:
+    """``route`` for many messages to one session in one statement; returns how many moved."""
+    now = utcnow()
+    result = db.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.status == S.QUEUED)
+        .values(status=S.ROUTED, session_id=session_id, routed_at=now, updated_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def claim(db: Session, message_id: str, session_id: str) -> bool:
     """``routed`` (to this session) or ``queued`` → ``sending`` by the host of ``session_id``; counts
     an attempt. ``queued`` is accepted because dispatch publishes ``deliver`` before it commits
     ``routed``: a deliver may arrive first, and a crash between the two must not strand the row."""
-    return _update(
-        db,
-        message_id,
-        [
+    return claim_attempts(db, message_id, session_id) is not None
+
+
+def claim_attempts(db: Session, message_id: str, session_id: str) -> int | None:
+    """``claim`` in one statement that also returns the attempts counted so far (this one
+    included); None if the message was not claimable."""
+    now = utcnow()
+    attempts = db.scalar(
+        update(Message)
+        .where(
+            Message.id == message_id,
             or_(
                 and_(Message.status == S.ROUTED, Message.session_id == session_id),
                 Message.status == S.QUEUED,
-            )
-        ],
-        status=S.SENDING,
-        session_id=session_id,
-        sending_at=utcnow(),
-        attempts=Message.attempts + 1,
+            ),
+        )
+        .values(status=S.SENDING, session_id=session_id, sending_at=now, attempts=Message.attempts + 1, updated_at=now)
+        .returning(Message.attempts)
     )
+    return None if attempts is None else int(attempts)
 
 
 def unclaim(db: Session, message_id: str, session_id: str) -> bool:
@@ -78,7 +95,11 @@ def unclaim(db: Session, message_id: str, session_id: str) -> bool:
     )
 
 
-def mark_sent(db: Session, message_id: str, wa_message_id: str, sent_at: dt.datetime) -> bool:
+def mark_sent(
+    db: Session, message_id: str, wa_message_id: str, sent_at: dt.datetime, session_id: str | None = None
+) -> bool:
+    """``sending → sent``; counts the send on its session (``session_id`` if the caller knows it,
+    which saves a query)."""
     done = _update(
         db,
         message_id,
@@ -89,7 +110,8 @@ def mark_sent(db: Session, message_id: str, wa_message_id: str, sent_at: dt.date
         error_message=None,
     )
     if done:
-        session_id = db.scalar(select(Message.session_id).where(Message.id == message_id))
+        if session_id is None:
+            session_id = db.scalar(select(Message.session_id).where(Message.id == message_id))
         db.execute(
             update(WhatsAppSession)
             .where(WhatsAppSession.session_id == session_id)

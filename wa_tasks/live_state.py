@@ -102,8 +102,21 @@ def step_lengths(client: redis.Redis, queues: Iterable[str], steps: int = PRIORI
 
 
 def backlogs(client: redis.Redis, queues: Iterable[str], steps: int = PRIORITY_STEPS) -> dict[str, int]:
-    """Messages waiting on each queue, over all its priority lists."""
+    """Messages waiting on each queue, over its first ``steps`` priority lists (all by default): with
+    ``steps = p + 1``, the messages a new one of priority ``p`` waits behind."""
     return {name: sum(per_step) for name, per_step in step_lengths(client, queues, steps).items()}
+
+
+def ready_in(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, float]:
+    """Seconds until each session's shared pace slot opens (0 when open), on Redis' clock."""
+    ids = list(session_ids)
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for sid in ids:
+        pipe.get(keys.pace_slot(sid))
+    (seconds, micros), *slots = pipe.execute()
+    now_ms = seconds * 1000 + micros / 1000
+    return {sid: max(0.0, (float(slot) - now_ms) / 1000) if slot else 0.0 for sid, slot in zip(ids, slots, strict=True)}
 
 
 def new_contact_refusers(client: redis.Redis, states: dict[str, LiveState], number: str, now: float) -> list[str]:

@@ -6,7 +6,9 @@ all mean the recipient ``6281234567890`` (default region Indonesia).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cache
 
 import phonenumbers
 
@@ -45,6 +47,14 @@ def normalize(raw: object, region: str = "ID") -> Recipient:
         raise InvalidPhoneNumber("phone number is empty")
     if len(text) > 64:
         raise InvalidPhoneNumber("phone number is too long to be one (over 64 characters)")
+    fast = _fast(text, region)
+    if fast is not None:
+        return Recipient(number=fast)
+    return _parse(text, region)
+
+
+def _parse(text: str, region: str) -> Recipient:
+    """The full parse (``phonenumbers.parse``) of any form ``normalize`` accepts."""
     if "@" in text:
         user, _, server = text.partition("@")
         if server not in _ACCEPTED_SERVERS:
@@ -68,6 +78,65 @@ def normalize(raw: object, region: str = "ID") -> Recipient:
         )
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return Recipient(number=e164.lstrip("+"))
+
+
+#: The shapes the fast path takes (ASCII digits only, the significant number never starting with 0):
+#: "0812…" (national, with the trunk prefix) and "62812…", "+62812…", "62812…@s.whatsapp.net"
+#: (international, the default region's own country code).
+_NATIONAL = re.compile(r"0([1-9][0-9]{5,16})")
+_SIGNIFICANT = re.compile(r"[1-9][0-9]{5,16}")
+
+
+@cache
+def _region_code(region: str) -> str | None:
+    """The region's country code when the fast path's reasoning holds for it: its trunk prefix is a
+    plain "0" that parsing strips without a transform rule, and its international prefix starts with
+    "00" (so "0" followed by 1-9 is never read as one). None: always take the full parse."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.national_prefix_for_parsing != "0" or metadata.national_prefix_transform_rule:
+        return None
+    if not (metadata.international_prefix or "").startswith("00"):
+        return None
+    return str(metadata.country_code)
+
+
+def _valid(country_code: str, significant: str) -> bool:
+    number = phonenumbers.PhoneNumber(country_code=int(country_code), national_number=int(significant))
+    return bool(phonenumbers.is_valid_number(number))
+
+
+def _fast(text: str, region: str) -> str | None:
+    """The E.164 digits ``normalize`` returns for ``text``, without ``phonenumbers.parse``, when
+    ``text`` has one of the plain shapes above and the number is valid; None: take the full parse
+    (which also words the error). The same check (``is_valid_number``) decides; only the parsing is
+    skipped. Why each shape gives what the full parse gives (region country code C, the rest N,
+    N starting with 1-9):
+
+    - "0" + N: no "+", no international prefix ("00…"), not starting with C; parsing strips the
+      trunk prefix "0" whenever N is a viable national number, which a valid N is: (C, N).
+    - "+" + C + N, or the JID C + N: the country code is read off the front; N does not start with
+      the trunk prefix "0", so nothing more is stripped: (C, N).
+    - C + N as bare digits: ``normalize`` first tries the whole as a national number, (C, C+N),
+      and keeps it when valid (parsing does not strip C from a whole that is itself viable); else
+      it parses "+" + digits: (C, N).
+    ``tests/unit/test_phone_fast.py`` checks these against the full parse on many numbers.
+    """
+    code = _region_code(region)
+    if code is None:
+        return None
+    match = _NATIONAL.fullmatch(text)
+    if match is not None:
+        return f"{code}{match.group(1)}" if _valid(code, match.group(1)) else None
+    plus = text.startswith("+")
+    digits, at, server = text[1 if plus else 0 :].partition("@")
+    if (at and (plus or server != USER_SERVER)) or not digits.startswith(code):
+        return None
+    rest = digits[len(code) :]
+    if not _SIGNIFICANT.fullmatch(rest):
+        return None
+    if not plus and not at and _valid(code, digits):
+        return f"{code}{digits}"
+    return f"{code}{rest}" if _valid(code, rest) else None
 
 
 def _valid_in_region(digits: str, region: str) -> bool:

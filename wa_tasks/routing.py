@@ -26,11 +26,13 @@ class Candidate:
     backlog: int = 0
     #: Seconds between sends on the session.
     pace_seconds: float = 1.0
+    #: Seconds until the session's pace slot opens (the send in progress); 0 when unknown.
+    ready_in_seconds: float = 0.0
 
     @property
     def wait_seconds(self) -> float:
         """How long a message queued now would wait."""
-        return self.backlog * self.pace_seconds
+        return self.ready_in_seconds + self.backlog * self.pace_seconds
 
 
 def primary(candidates: Iterable[Candidate]) -> Candidate | None:

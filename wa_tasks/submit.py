@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks import compose, contacts, fallback, optout, priorities, templates
+from wa_tasks import compose, contacts, fallback, keys, optout, priorities, templates
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate
 from wa_tasks.logs import MessageLog
 from wa_tasks.media import Media
@@ -210,6 +210,11 @@ def record_refusal(settings: Settings, *, to: object, reason: str, idempotency_k
     return message_id
 
 
+def dispatch_queue(priority: int) -> str:
+    """Where a ``dispatch`` goes: urgent ones to their own queue (see ``keys.URGENT_QUEUE``)."""
+    return keys.URGENT_QUEUE if priority <= priorities.LEVELS["urgent"] else keys.DEFAULT_QUEUE
+
+
 def publish_dispatch(
     app: Celery, message_id: str, priority: int, *, countdown: float | None = None, exclude: list[str] | None = None
 ) -> bool:
@@ -222,6 +227,7 @@ def publish_dispatch(
         app.send_task(
             DISPATCH_TASK,
             kwargs=kwargs,
+            queue=dispatch_queue(priority),
             priority=priority,
             countdown=countdown,
             retry=True,

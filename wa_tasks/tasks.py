@@ -131,21 +131,33 @@ def _backoff(retries: int, cap: float) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-def _candidates(settings: Settings, db: Session) -> tuple[list[routing.Candidate], dict[str, live_state.LiveState]]:
-    """Every configured session with its live state (and backlog, when the policy needs it)."""
+def _candidates(
+    settings: Settings, db: Session, priority: int | None = None
+) -> tuple[list[routing.Candidate], dict[str, live_state.LiveState]]:
+    """Every configured session with its live state (and backlog, when the policy needs it).
+
+    With ``priority`` (one message's), the backlog is what that message would wait behind: the
+    messages of the same or a higher priority, plus the time until the session's pace slot opens.
+    An urgent message so goes to the session that sends it soonest, not to the one with the
+    smaller bulk backlog, and two urgent ones a moment apart go to two sessions."""
     rows = db.execute(select(WhatsAppSession.session_id, WhatsAppSession.priority, WhatsAppSession.pace_seconds)).all()
     redis = client_for(settings.redis)
     states = live_state.read(redis, [r.session_id for r in rows])
     now = live_state.now()
     backlog: dict[str, int] = {}
+    ready: dict[str, float] = {}
     if settings.routing_policy != "failover":
-        backlog = live_state.backlogs(redis, [keys.session_queue(r.session_id) for r in rows])
+        steps = 10 if priority is None else priority + 1
+        backlog = live_state.backlogs(redis, [keys.session_queue(r.session_id) for r in rows], steps)
+        if priority is not None:
+            ready = live_state.ready_in(redis, [r.session_id for r in rows])
     return [
         routing.Candidate(
             session_id=r.session_id,
             priority=r.priority,
             connected=r.session_id in states and states[r.session_id].usable(now),
             backlog=backlog.get(keys.session_queue(r.session_id), 0),
+            ready_in_seconds=ready.get(r.session_id, 0.0),
             pace_seconds=r.pace_seconds if r.pace_seconds is not None else settings.pace_seconds,
         )
         for r in rows
@@ -181,7 +193,7 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
             return message.session_id
         if message.status != MessageStatus.QUEUED:
             return None
-        candidates, states = _candidates(settings, db)
+        candidates, states = _candidates(settings, db, message.priority)
         refusers = live_state.new_contact_refusers(
             client_for(settings.redis), states, message.to_number, live_state.now()
         )
@@ -228,19 +240,28 @@ def dispatch_batch(message_ids: list[str]) -> int:
             else:
                 backlog[chosen] += 1
                 routed.append((m.id, chosen, m.priority))
-        # As in dispatch: publish every deliver, then commit the routes.
-        for message_id, session_id, priority in routed:
-            _publish_deliver(message_id, session_id, priority)
+        # As in dispatch: publish every deliver (on one producer), then commit the routes (one
+        # UPDATE per session rather than one per message).
+        with app.producer_or_acquire() as producer:
+            for message_id, session_id, priority in routed:
+                _publish_deliver(message_id, session_id, priority, producer)
+        by_session: dict[str, list[str]] = {}
         for message_id, session_id, _priority in routed:
-            lifecycle.route(db, message_id, session_id)
+            by_session.setdefault(session_id, []).append(message_id)
+        for session_id, ids in by_session.items():
+            lifecycle.route_many(db, ids, session_id)
     for message_id, priority in waiting:
         submit.publish_dispatch(app, message_id, priority, countdown=1.0)
     return len(routed)
 
 
-def _publish_deliver(message_id: str, session_id: str, priority: int) -> None:
+def _publish_deliver(message_id: str, session_id: str, priority: int, producer: Any = None) -> None:
     app.send_task(
-        DELIVER_TASK, kwargs={"message_id": message_id}, queue=keys.session_queue(session_id), priority=priority
+        DELIVER_TASK,
+        kwargs={"message_id": message_id},
+        queue=keys.session_queue(session_id),
+        priority=priority,
+        producer=producer,
     )
 
 

@@ -9,8 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Message, Template
+from models.db import session_scope
 from support.stack import Stack
 from wa_tasks import errors, optout
+from wa_tasks.client import Client
+from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +117,25 @@ def test_a_bulk_promotion_skips_customers_who_opted_out(stack: Stack) -> None:
     with stack.db() as db:
         refused = db.scalar(select(Message).where(Message.to_number == "6281234000001"))
         assert refused is not None and refused.error_message.startswith("opted_out")
+
+
+def test_bulk_rows_keep_every_character_and_their_data_exactly(settings: Settings) -> None:
+    # Given texts and template data with what a COPY must escape (quotes, commas, new lines,
+    # backslashes, tabs, non-ASCII) and nested data, sent as one bulk through a template
+    client = Client(settings)
+    client.create_template("tricky", 'Halo {{ nama }}, tagihan "{{ paket }}" Rp{{ harga }}.\n\\ selesai\tya')
+    names = ['Budi, "Bos"', "Siti\\n", "Ñoño — 李", ""]
+    recipients = [
+        {"whatsapp": f"08123456780{i}", "data": {"nama": n or "-", "paket": 'A,"B"', "harga": i, "x": {"y": [n]}}}
+        for i, n in enumerate(names)
+    ]
+    job = client.send_bulk(recipients, template="tricky")
+    # Then every row reads back as rendered and with the data as given, byte for byte
+    with session_scope(settings.database) as db:
+        rows = db.execute(select(Message).where(Message.bulk_job_id == job).order_by(Message.to_number)).scalars()
+        stored = [(m.content, m.data, m.status, m.attempts, m.message_type) for m in rows]
+    for (content, data, status, attempts, message_type), recipient in zip(stored, recipients, strict=True):
+        assert data == recipient["data"]
+        nama = recipient["data"]["nama"]
+        assert content == f'Halo {nama}, tagihan "A,"B"" Rp{recipient["data"]["harga"]}.\n\\ selesai\tya'
+        assert (status, attempts, message_type) == ("queued", 0, "text")

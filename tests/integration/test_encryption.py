@@ -52,6 +52,22 @@ def test_message_texts_and_template_data_are_not_readable_in_the_database(settin
         assert db.get(Message, message_id).content == SECRET_TEXT  # type: ignore[union-attr]
 
 
+def test_a_bulk_encrypts_each_distinct_text_once_and_every_row_reads_back(settings: Settings) -> None:
+    # Given a bulk of one shared text and two per-recipient texts (a template with data)
+    client = Client(settings)
+    client.send_bulk([{"whatsapp": f"08123456789{i}"} for i in range(3)], text=SECRET_TEXT)
+    client.send_bulk([{"whatsapp": "081234567890"}], text=SECRET_TEXT)
+    # Then no text is readable in the database, one bulk's equal texts share one token (encrypted
+    # once), another bulk's do not, and every row decrypts to its text
+    tokens = [content for content, _data in _raw(settings)]
+    assert all(t.startswith("enc:v1:") and "Budi" not in t for t in tokens)
+    assert len(set(tokens)) == 2
+    with session_scope(settings.database) as db:
+        assert set(db.execute(select(Message.content)).scalars()) == {SECRET_TEXT}
+    # And outside a bulk each encryption is its own token
+    assert encryption.encrypt(SECRET_TEXT) != encryption.encrypt(SECRET_TEXT)
+
+
 def test_rotation_re_encrypts_everything_with_the_new_key_and_keeps_it_readable(settings: Settings) -> None:
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     # Given rows written with the old key, and one written before encryption was switched on

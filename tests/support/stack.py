@@ -69,6 +69,8 @@ class Stack:
         log = (self.logdir / f"{name}.log").open("ab")
         if name == "worker":
             sub = ["worker", "-c", "2"]
+        elif name == "urgent":  # the Procfile's worker kept for urgent dispatches
+            sub = ["worker", "--queues", "wa.urgent", "-c", "1", "--name", "urgent"]
         elif name.startswith("sessions"):
             sub = ["sessions", "--hostname", f"{name}@test"]
         else:

@@ -117,3 +117,12 @@ def test_balanced_breaks_ties_by_priority():
 def test_an_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown routing policy 'random'"):
         choose([B_IDLE], policy="random")
+
+
+def test_balanced_counts_the_time_until_a_sessions_pace_slot_opens():
+    # Given two idle sessions, one of which has just sent (its slot opens in 0.9 s)
+    just_sent = Candidate("a", priority=1, connected=True, backlog=0, ready_in_seconds=0.9)
+    idle = Candidate("b", priority=2, connected=True, backlog=0)
+    # Then the other one sends a new message sooner, whatever the priority tie-break says
+    assert choose([just_sent, idle], policy="balanced") == "b"
+    assert just_sent.wait_seconds == pytest.approx(0.9)

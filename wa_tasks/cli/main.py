@@ -48,9 +48,16 @@ def _exec(args: list[str]) -> None:
 @cli.command()
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker threads (default WA_WORKER_CONCURRENCY).")
 @click.option("--pool", default="threads", show_default=True, help="Celery pool (threads, prefork, solo).")
-def worker(concurrency: int | None, pool: str) -> None:
-    """Run the Celery worker on wa.default (dispatch, public tasks, beat jobs)."""
-    from wa_tasks.keys import DEFAULT_QUEUE
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Queues to consume (default wa.default,wa.urgent; the Procfile's urgent worker: wa.urgent).",
+)
+@click.option("--name", "-n", "node", default="worker", show_default=True, help="Node name (NAME@host).")
+def worker(concurrency: int | None, pool: str, queues: str | None, node: str) -> None:
+    """Run the Celery worker on wa.default and wa.urgent (dispatch, public tasks, beat jobs)."""
+    from wa_tasks.keys import DEFAULT_QUEUE, URGENT_QUEUE
 
     settings = get_settings()
     _require_redis()
@@ -63,14 +70,14 @@ def worker(concurrency: int | None, pool: str) -> None:
             "wa_tasks.celery_app:app",
             "worker",
             "-Q",
-            DEFAULT_QUEUE,
+            queues or f"{DEFAULT_QUEUE},{URGENT_QUEUE}",
             "-c",
             str(concurrency or settings.worker_concurrency),
             "-P",
             pool,
             "-E",
             "-n",
-            "worker@%h",
+            f"{node}@%h",
             "--without-gossip",
             "--without-mingle",
             "-l",

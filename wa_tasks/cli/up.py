@@ -16,6 +16,7 @@ PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
 DEFAULT_PROCESSES = {
     "web": "wa-tasks web",
     "worker": "wa-tasks worker",
+    "urgent": "wa-tasks worker --queues wa.urgent --concurrency 1 --name urgent",
     "beat": "wa-tasks beat",
     "sessions": "wa-tasks sessions",
     "flower": "wa-tasks flower",

@@ -1,0 +1,111 @@
+"""Scale: many simulated sessions shared by several session host processes on one machine, through
+the leases. Measured: the time until every session is connected and owned by exactly one host (a
+fair share each), then, idle for a minute, what keeping them costs: CPU seconds per host process
+per minute (leases, heartbeats, live state, one broker consumer per session) and Redis commands
+per second."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+
+from bench.harness import Environment, Report, running, wait_until
+from bench.memory import _status
+from bench.pipeline import cpu_seconds
+from sessions_host.leases import Leases
+from support.stack import Stack
+from wa_tasks import live_state
+
+IDLE_SECONDS = 60.0
+
+
+def _ownership(stack: Stack, leases: Leases, sessions: list[str]) -> dict[str, object]:
+    """Who owns each session (its lease) and who reports it connected (its live state)."""
+    owners = {s: leases.owner(s) for s in sessions}
+    states = live_state.read(stack.redis, sessions)
+    connected = {s: st.host for s, st in states.items() if st.connected}
+    return {
+        "unowned": sum(1 for o in owners.values() if not o),
+        "connected": len(connected),
+        # A session served by a host other than its lease holder would be owned twice.
+        "served_by_other_than_owner": sum(1 for s, h in connected.items() if owners.get(s) != h),
+        "per_host": dict(Counter(o for o in owners.values() if o)),
+    }
+
+
+def run(env: Environment, count: int, hosts: int) -> Report:
+    settings = env.settings(safety_enabled=False, sim_latency_ms=20, log_level="WARNING")
+    stack = env.stack(settings, "scale")
+    names = tuple(f"sessions-{chr(ord('a') + i)}" for i in range(hosts))
+    sessions = [f"x{i:04d}" for i in range(count)]
+    leases = Leases(stack.redis, "bench", settings.lease_ttl_seconds)  # decodes replies
+    share = math.ceil(count / hosts)
+    with running(stack, *names):
+        # Every host registered first, so that each takes a fair share from the start.
+        wait_until(lambda: len(leases.hosts()) == hosts, 60, 0.2, f"{hosts} session hosts registered")
+        first_added = time.monotonic()
+        for session_id in sessions:
+            stack.add_session(session_id, priority=1)
+        started = time.monotonic()
+        adding_seconds = started - first_added
+
+        def settled() -> bool:
+            stack.check_alive()
+            o = _ownership(stack, leases, sessions)
+            per_host = o["per_host"]
+            assert isinstance(per_host, dict)
+            return (
+                o["unowned"] == 0
+                and o["connected"] == count
+                and o["served_by_other_than_owner"] == 0
+                and len(per_host) == hosts
+                and max(per_host.values()) <= share
+            )
+
+        wait_until(settled, 600, 1.0, f"{count} sessions connected, each owned once, over {hosts} hosts")
+        settle_seconds = time.monotonic() - started
+        from_first_added = time.monotonic() - first_added
+        pids = {name: stack.processes[name].pid for name in names}
+        info = env.redis.info("stats")
+        cpu = env.redis.info("cpu")
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        commands_before, redis_cpu_before = (
+            int(info["total_commands_processed"]),
+            cpu["used_cpu_sys"] + cpu["used_cpu_user"],
+        )
+        idle_started = time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        elapsed = time.monotonic() - idle_started
+        after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        info, cpu = env.redis.info("stats"), env.redis.info("cpu")
+        commands = int(info["total_commands_processed"]) - commands_before
+        redis_cpu = cpu["used_cpu_sys"] + cpu["used_cpu_user"] - redis_cpu_before
+        final = _ownership(stack, leases, sessions)
+        memory = {name: _status(pid) for name, pid in pids.items()}
+        clients = int(env.redis.info("clients")["connected_clients"])
+    per_minute = {name: (after[name] - before[name]) * 60.0 / elapsed for name in names}
+    report = Report("scale", {"sessions": count, "hosts": hosts, "transport": "simulated", "idle_seconds": elapsed})
+    report.figures = {
+        # Sessions are added one by one (one database transaction each); the hosts pick them up
+        # on their heartbeats meanwhile.
+        "seconds_adding_sessions": adding_seconds,
+        "seconds_from_first_added_until_all_connected_and_owned_once": from_first_added,
+        "seconds_after_last_added_until_all_connected_and_owned_once": settle_seconds,
+        "cpu_seconds_per_host_per_minute": per_minute,
+        "cpu_seconds_per_minute_all_hosts": sum(per_minute.values()),
+        "redis_commands_per_second": commands / elapsed,
+        "redis_cpu_seconds_per_minute": redis_cpu * 60.0 / elapsed,
+        "redis_connected_clients": clients,
+        "rss_mib_per_host": {name: m["VmRSS"] / 1024 for name, m in memory.items()},
+        "threads_per_host": {name: m["Threads"] for name, m in memory.items()},
+        "ownership_after_idle": final,
+    }
+    ok = (
+        final["unowned"] == 0
+        and final["connected"] == count
+        and final["served_by_other_than_owner"] == 0
+        and len(final["per_host"]) == hosts  # type: ignore[arg-type]
+    )
+    report.targets = {"every session connected and owned exactly once": "met" if ok else "missed"}
+    return report
