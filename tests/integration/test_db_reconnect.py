@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from conftest import postgres_url
 from models import db as models_db
 from models.db import create, engine_for, session_scope
 
@@ -30,10 +31,9 @@ def _backend(url: str) -> int:
 
 
 @pytest.fixture
-def postgres(database: str) -> str:
-    if not database.startswith("postgresql"):
-        pytest.skip("connection drops are a PostgreSQL matter")
-    return database
+def postgres() -> str:
+    """Connection drops are a PostgreSQL matter: these tests run on PostgreSQL only."""
+    return postgres_url()
 
 
 def test_an_idle_connection_that_was_dropped_is_replaced_before_use(
