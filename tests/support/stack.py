@@ -116,13 +116,17 @@ class Stack:
     @contextlib.contextmanager
     def beat(self, task: str = "wa.sweep", every: float = 1.0) -> Iterator[None]:
         """Send ``task`` every ``every`` seconds while the block runs, as beat would (beat's own
-        period for the sweeper is a minute). A broker outage skips beats; it does not end them."""
+        period for the sweeper is a minute), with the options of its beat entry: without its
+        priority a task lands on Redis' highest step, and sweeps sent every second would starve
+        the dispatches they republish. A broker outage skips beats; it does not end them."""
         stopping = threading.Event()
+        entry = next((e for e in self.app.conf.beat_schedule.values() if e["task"] == task), {})
+        options = dict(entry.get("options", {}))
 
         def run() -> None:
             while not stopping.wait(every):
                 with contextlib.suppress(Exception):
-                    self.app.send_task(task)
+                    self.app.send_task(task, **options)
 
         thread = threading.Thread(target=run, name=f"beat-{task}", daemon=True)
         thread.start()
