@@ -362,7 +362,11 @@ CLI_CASES: list[Any] = [
     pytest.param(
         ["sessions", "add", "--device", "WA-2", "--priority", "first"], "'first' is not a valid integer", id="prio"
     ),
-    pytest.param(["sessions", "add", "--device", "WA-2", "--pace", "-1"], "pace must be 0 or more", id="session-pace"),
+    pytest.param(
+        ["sessions", "add", "--device", "WA-2", "--pace", "-1"],
+        "pace must be from 0 to 3600 seconds",
+        id="session-pace",
+    ),
     pytest.param(
         ["sessions", "add", "--device", "WA-2", "--transport", "carrier-pigeon"], "'carrier-pigeon'", id="transport"
     ),
