@@ -14,23 +14,23 @@ from models.db import session_scope
 from wa_tasks import errors
 from wa_tasks import sessions as manage
 from wa_tasks.client import Client
-from wa_tasks.keys import DEFAULT_QUEUE
+from wa_tasks.keys import DEFAULT_QUEUE, URGENT_QUEUE
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
 def _queued_dispatches(settings: Settings) -> list[dict[str, object]]:
-    """The wa.dispatch tasks waiting on wa.default, in every priority list."""
+    """The wa.dispatch tasks waiting on wa.default and wa.urgent, in every priority list."""
     r = redis_lib.Redis.from_url(settings.redis)
     found = []
-    for p in range(10):
-        key = DEFAULT_QUEUE if p == 0 else f"{DEFAULT_QUEUE}:{p}"
-        for raw in r.lrange(key, 0, -1):
-            message = json.loads(raw)
-            found.append(
-                {"task": message["headers"]["task"], "priority": p, "kwargs": message["headers"]["kwargsrepr"]}
-            )
+    for queue in (DEFAULT_QUEUE, URGENT_QUEUE):
+        for p in range(10):
+            key = queue if p == 0 else f"{queue}:{p}"
+            for raw in r.lrange(key, 0, -1):
+                message = json.loads(raw)
+                headers = message["headers"]
+                found.append({"queue": queue, "task": headers["task"], "priority": p, "kwargs": headers["kwargsrepr"]})
     return found
 
 
@@ -50,6 +50,8 @@ def test_send_stores_a_queued_row_and_publishes_dispatch_with_its_priority(setti
     dispatches = _queued_dispatches(settings)
     assert len(dispatches) == 1
     assert dispatches[0]["task"] == "wa.dispatch" and dispatches[0]["priority"] == 0
+    # An urgent message is not routed behind bulk dispatches: it has a queue of its own.
+    assert dispatches[0]["queue"] == URGENT_QUEUE
     assert message_id in str(dispatches[0]["kwargs"])
 
 
