@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import keys, lifecycle, live_state, routing, submit
+from wa_tasks import keys, lifecycle, live_state, routing, session_control, submit
 from wa_tasks.errors import InvalidRequest, UnknownSession
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -108,6 +109,32 @@ def remove(settings: Settings, session_id: str) -> int:
     for m in moved:
         submit.publish_dispatch(app_for(settings), m.id, m.priority, exclude=[session_id])
     return len(moved)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What removing a session did."""
+
+    #: Messages routed to it and not yet sent, moved back to dispatch.
+    moved: int
+    #: Its device was unlinked from the phone.
+    unlinked: bool
+    #: Why the device could not be unlinked (the operator then removes it on the phone).
+    unlink_error: str | None
+
+
+def unlink_and_remove(settings: Settings, session_id: str, *, unlink: bool = True, timeout: float = 20.0) -> Removal:
+    """Unlink the session's device from the phone through its host (unless ``unlink`` is false), then
+    delete the session (:func:`remove`). A device that cannot be unlinked does not stop the removal:
+    the reason is returned, for the CLI, the API and the pages to tell the operator."""
+    unlinked, error = False, None
+    if unlink:
+        try:
+            session_control.request(settings, session_id, "logout", timeout=timeout)
+            unlinked = True
+        except session_control.CommandFailed as exc:
+            error = str(exc)
+    return Removal(remove(settings, session_id), unlinked, error)
 
 
 def listing(settings: Settings) -> list[dict[str, Any]]:

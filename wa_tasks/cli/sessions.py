@@ -99,20 +99,17 @@ def add(
 def remove(session_id: str, keep_device: bool) -> None:
     """Unlink SESSION_ID's device, delete the session; its unsent messages move to other sessions."""
     from wa_tasks import sessions as manage
-    from wa_tasks.session_control import CommandFailed, request
 
-    settings = get_settings()
-    if not keep_device:
-        try:
-            request(settings, session_id, "logout", timeout=20)
-            click.echo(f"device of {session_id} unlinked")
-        except CommandFailed as exc:
-            click.echo(
-                f"warning: could not unlink the device ({exc}); remove it on the phone "
-                "(Linked devices) if it is still listed",
-                err=True,
-            )
-    moved = manage.remove(settings, session_id)
+    removal = manage.unlink_and_remove(get_settings(), session_id, unlink=not keep_device, timeout=20)
+    if removal.unlinked:
+        click.echo(f"device of {session_id} unlinked")
+    elif removal.unlink_error:
+        click.echo(
+            f"warning: could not unlink the device ({removal.unlink_error}); remove it on the phone "
+            "(Linked devices) if it is still listed",
+            err=True,
+        )
+    moved = removal.moved
     click.echo(f"removed {session_id}; {moved} queued message(s) moved to other sessions")
 
 

@@ -179,17 +179,18 @@ def delete_session(
     """Unlink the session's device (unless ``keepDevice``), delete the session; its unsent
     messages move to other sessions."""
     session = _session(session_id)
-    unlinked, warning = False, None
-    if not keepDevice and session["status"] != "offline":
-        try:
-            session_control.request(settings(), session_id, "logout", timeout=UNLINK_TIMEOUT)
-            unlinked = True
-        except session_control.CommandFailed as exc:
-            warning = f"the device was not unlinked ({exc}); remove it on the phone (Linked devices)"
     try:
-        moved = manage.remove(settings(), session_id)
+        removal = manage.unlink_and_remove(
+            settings(), session_id, unlink=not keepDevice and session["status"] != "offline", timeout=UNLINK_TIMEOUT
+        )
     except UnknownSession as exc:  # removed meanwhile by someone else
         raise NotFound(str(exc)) from None
+    unlinked, moved = removal.unlinked, removal.moved
+    warning = (
+        f"the device was not unlinked ({removal.unlink_error}); remove it on the phone (Linked devices)"
+        if removal.unlink_error
+        else None
+    )
     return {"id": session_id, "deleted": True, "deviceUnlinked": unlinked, "movedMessages": moved, "warning": warning}
 
 

@@ -339,17 +339,15 @@ def session_reconnect(request: Request, session_id: str) -> RedirectResponse:
 
 @pages.post("/sessions/{session_id}/remove")
 def session_remove(request: Request, session_id: str) -> RedirectResponse:
-    settings = get_settings()
-    note = ""
-    try:
-        # As `wa-tasks sessions remove`: unlink the device from the phone first.
-        session_control.request(settings, session_id, "logout", timeout=COMMAND_TIMEOUT)
-    except WaTasksError:
-        note = " (its device could not be unlinked: remove it on the phone under Linked devices)"
-
     def run() -> str:
-        moved = manage.remove(settings, session_id)
-        return f"session {session_id} removed; {moved} waiting message(s) moved to other sessions{note}"
+        # As `wa-tasks sessions remove`: unlink the device from the phone first.
+        removal = manage.unlink_and_remove(get_settings(), session_id, timeout=COMMAND_TIMEOUT)
+        note = (
+            " (its device could not be unlinked: remove it on the phone under Linked devices)"
+            if removal.unlink_error
+            else ""
+        )
+        return f"session {session_id} removed; {removal.moved} waiting message(s) moved to other sessions{note}"
 
     return attempt(request, run, "/sessions")
 
