@@ -161,8 +161,7 @@ class Deliverer:
             self._unclaim(message_id)
             raise
         if not granted:
-            with session_scope(db_url) as db:
-                lifecycle.unclaim(db, message_id, self.session_id)
+            self._unclaim(message_id)
             return Outcome.DEFERRED
         try:
             if payload is None:
