@@ -6,8 +6,11 @@ import importlib
 
 from celery import Celery, signals
 
+from wa_tasks import broker_fix
 from wa_tasks.logs import configure_logging
 from wa_tasks.settings import Settings, get_settings
+
+broker_fix.apply()
 
 
 def make_app(settings: Settings | None = None) -> Celery:
