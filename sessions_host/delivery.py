@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Protocol
 
 from celery import Celery
+from sqlalchemy.orm import Session
 
 from models import SENT_OR_FINAL, Message, MessageStatus
 from models.db import session_scope, write_through_disconnects
@@ -146,8 +148,8 @@ class Deliverer:
         try:  # a media URL is fetched now, bounded in time and size (wa_tasks.media)
             payload = payload_of(media) if media is not None else None
         except MediaError as exc:
-            with session_scope(db_url) as db:
-                lifecycle.mark_failed(db, message_id, f"media_download_failed: {exc}")
+            error = f"media_download_failed: {exc}"
+            self._record(lambda db: lifecycle.mark_failed(db, message_id, error))
             fallback.maybe_queue(self.app, self.settings, message_id)
             mlog.warning("not sent: the media could not be fetched: %s", exc)
             return Outcome.FAILED
@@ -172,36 +174,37 @@ class Deliverer:
             if isinstance(exc, (RestrictedError, BannedError)):
                 until = exc.until.timestamp() if isinstance(exc, BannedError) and exc.until else None
                 self.gate.restricted(str(exc), until)
-            with session_scope(db_url) as db:
-                lifecycle.requeue(db, message_id, error=f"session {self.session_id}: {exc}", refund_attempt=True)
-                lifecycle.session_error(db, self.session_id, str(exc))
+            reason = str(exc)
+            self._record(
+                lambda db: lifecycle.requeue(
+                    db, message_id, error=f"session {self.session_id}: {reason}", refund_attempt=True
+                )
+            )
+            self._record(lambda db: lifecycle.session_error(db, self.session_id, reason))
             submit.publish_dispatch(self.app, message_id, priority, exclude=[self.session_id])
             mlog.warning("session could not send (%s): moved to another session", exc)
             return Outcome.REROUTED
         except AmbiguousSendError as exc:
-            with session_scope(db_url) as db:
-                lifecycle.mark_failed(db, message_id, f"{lifecycle.AMBIGUOUS_SEND} ({exc})")
+            error = f"{lifecycle.AMBIGUOUS_SEND} ({exc})"
+            self._record(lambda db: lifecycle.mark_failed(db, message_id, error))
             mlog.error("ambiguous send: %s; marked failed, not resent", exc)
             return Outcome.AMBIGUOUS
         except RecipientError as exc:
-            with session_scope(db_url) as db:
-                lifecycle.mark_failed(db, message_id, f"recipient: {exc}")
+            error = f"recipient: {exc}"
+            self._record(lambda db: lifecycle.mark_failed(db, message_id, error))
             fallback.maybe_queue(self.app, self.settings, message_id)
             mlog.warning("failed for this recipient, not retried: %s", exc)
             return Outcome.FAILED
         except Exception as exc:  # TransientSendError and anything unexpected: retry with backoff
             reason = str(exc) if isinstance(exc, TransientSendError) else f"{type(exc).__name__}: {exc}"
-            with session_scope(db_url) as db:
-                lifecycle.session_error(db, self.session_id, reason)
+            self._record(lambda db: lifecycle.session_error(db, self.session_id, reason))
             if attempts >= max_attempts:
-                with session_scope(db_url) as db:
-                    lifecycle.mark_failed(db, message_id, f"{reason} (after {attempts} attempts)")
+                self._record(lambda db: lifecycle.mark_failed(db, message_id, f"{reason} (after {attempts} attempts)"))
                 fallback.maybe_queue(self.app, self.settings, message_id)
                 mlog.error("failed after %d attempts: %s", attempts, reason)
                 return Outcome.FAILED
             delay = retry_delay(attempts)
-            with session_scope(db_url) as db:
-                lifecycle.requeue(db, message_id, error=reason)
+            self._record(lambda db: lifecycle.requeue(db, message_id, error=reason))
             submit.publish_dispatch(self.app, message_id, priority, countdown=delay)
             mlog.warning("attempt %d failed (%s); retrying in %.1fs", attempts, reason, delay)
             return Outcome.RETRY
@@ -209,9 +212,8 @@ class Deliverer:
         # The send is recorded first, through a dropped database connection if need be: it
         # happened, and a sent message left "sending" would later be failed as ambiguous. Ban
         # safety's counters live in Redis; if Redis is unreachable now, one send goes uncounted.
-        write_through_disconnects(
-            db_url,
-            lambda db: lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at, self.session_id),
+        self._record(
+            lambda db: lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at, self.session_id)
         )
         try:
             self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)
@@ -220,6 +222,14 @@ class Deliverer:
         mlog.info("sent (attempt %d)", attempts)
         return Outcome.SENT
 
+    def _record(self, write: Callable[[Session], object]) -> None:
+        """Write what became of a claimed message, through a dropped database connection if need
+        be: a message left ``sending`` is failed as an ambiguous send when its task comes back, so
+        losing this write would turn a sent message, a retry or a reroute into a failure. Each
+        such write is a conditional update, safe to run twice (``write_through_disconnects``);
+        a session's error count alone may count one error twice."""
+        write_through_disconnects(self.settings.database, write)
+
     def _unclaim(self, message_id: str) -> None:
         """Take back a claim before anything was sent (see :func:`lifecycle.unclaim`)."""
-        write_through_disconnects(self.settings.database, lambda db: lifecycle.unclaim(db, message_id, self.session_id))
+        self._record(lambda db: lifecycle.unclaim(db, message_id, self.session_id))

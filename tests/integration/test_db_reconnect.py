@@ -11,8 +11,22 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from conftest import postgres_url
+from models import Message
 from models import db as models_db
 from models.db import create, engine_for, session_scope
+from sessions_host.delivery import Deliverer, Outcome
+from sessions_host.safety import Decision
+from sessions_host.transports.base import (
+    AmbiguousSendError,
+    RecipientError,
+    SendResult,
+    SessionError,
+    TransientSendError,
+)
+from wa_tasks import lifecycle
+from wa_tasks import sessions as manage
+from wa_tasks.celery_app import app_for
+from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +74,87 @@ def test_a_connection_dropped_right_after_use_fails_once_flagged_then_recovers(p
     assert raised.value.connection_invalidated
     # And the next use gets a new connection
     assert _backend(postgres) != pid
+
+
+class _DroppingTransport:
+    """A connected transport whose send drops the session host's pooled database connection (as a
+    PostgreSQL restart would, in the middle of a send), then gives ``outcome``: the write that
+    records what became of the message is the first to meet the dead connection."""
+
+    connected = True
+    #: The backend of the one pooled connection, which the claim and then the record use.
+    backend = 0
+
+    def __init__(self, url: str, outcome: Exception | None) -> None:
+        self.url = url
+        self.outcome = outcome
+
+    def send_text(self, to_jid: str, text: str) -> SendResult:
+        _kill(self.url, self.backend)
+        if self.outcome is not None:
+            raise self.outcome
+        return SendResult(wa_message_id="WA-1")
+
+
+class _OpenGate:
+    """Pacing, caps and ban safety all allow the send (they are not what is tested here)."""
+
+    def recipient_wait(self, number: str, message_id: str) -> float:
+        return 0.0
+
+    def take_slot(self) -> bool:
+        return True
+
+    def safety_check(self, number: str) -> tuple[Decision, bool]:
+        return Decision(True), False
+
+    def safety_sent(self, number: str, is_new: bool) -> None:
+        pass
+
+    def restricted(self, reason: str, until: float | None) -> None:
+        pass
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    ("outcome", "expected_outcome", "expected_status", "error"),
+    [
+        (None, Outcome.SENT, "sent", None),
+        (RecipientError("not on WhatsApp"), Outcome.FAILED, "failed", "recipient: not on WhatsApp"),
+        (TransientSendError("timeout"), Outcome.RETRY, "queued", "timeout"),
+        (SessionError("logged out"), Outcome.REROUTED, "queued", "session wa-1: logged out"),
+        (AmbiguousSendError("lost"), Outcome.AMBIGUOUS, "failed", f"{lifecycle.AMBIGUOUS_SEND} (lost)"),
+    ],
+    ids=["sent", "recipient", "transient", "session", "ambiguous"],
+)
+def test_the_outcome_of_a_send_is_recorded_through_a_dropped_connection(
+    settings: Settings,
+    outcome: Exception | None,
+    expected_outcome: Outcome,
+    expected_status: str,
+    error: str | None,
+) -> None:
+    # Given a message routed to wa-1, and a send during which the database drops the connection
+    url = settings.database
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    with session_scope(url) as db:
+        message = Message(to_number="6281200000001", content="Tagihan", status="routed", session_id="wa-1")
+        db.add(message)
+        db.flush()
+        message_id = message.id
+    transport = _DroppingTransport(url, outcome)
+    engine_for(url).dispose()
+    transport.backend = _backend(url)
+    deliverer = Deliverer(app_for(settings), settings, "wa-1", transport, _OpenGate())  # type: ignore[arg-type]
+
+    # When it is delivered
+    result = deliverer.deliver(message_id)
+
+    # Then what became of it is written, not lost with the connection (which would leave it
+    # "sending", to be failed later as an ambiguous send)
+    assert result == expected_outcome
+    with session_scope(url) as db:
+        row = db.get(Message, message_id)
+        assert row is not None
+        assert (row.status, row.error_message) == (expected_status, error)
+        assert row.attempts == (0 if isinstance(outcome, SessionError) else 1)
