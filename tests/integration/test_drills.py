@@ -199,11 +199,7 @@ def _describe_keys(stack: Stack) -> dict[str, object]:
     return found
 
 
-#: ``WA_DRILL_LOST_SECOND=1`` adds the power-loss variant. It is opt-in because it still fails (see
-#: the README, "Fault drills"): after the restore the sweeper republishes faster than the worker
-#: drains, and in some runs the worker's consumer dies in kombu's reconnect and never comes back.
-LOST_SECOND = os.environ.get("WA_DRILL_LOST_SECOND", "").lower() in ("1", "true", "yes")
-LOSSES = ["sigterm", *(["sigkill-lost-second"] if LOST_SECOND else []), "sigkill-data-lost"]
+LOSSES = ["sigterm", "sigkill-lost-second", "sigkill-data-lost"]
 
 
 @pytest.mark.parametrize("loss", LOSSES)
