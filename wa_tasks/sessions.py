@@ -49,15 +49,13 @@ def add(
         raise InvalidRequest("device id is empty")
     if len(device_id.strip()) > MAX_DEVICE_ID or "\x00" in device_id:
         raise InvalidRequest(f"device id must be at most {MAX_DEVICE_ID} characters of text")
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
-        raise InvalidRequest(f"priority must be a whole number from 0 to {MAX_PRIORITY} (lower = preferred)")
+    _check_priority(priority)
     session_id = session_id or slug(device_id)
     if not SESSION_ID.match(session_id):
         raise InvalidRequest(f"session id {session_id!r} must be 1-63 characters of a-z, 0-9, '-' or '_'")
     if transport not in transports.AVAILABLE:
         raise InvalidRequest(f"transport {transport!r} is not available; use one of {', '.join(transports.AVAILABLE)}")
-    if pace_seconds is not None and not 0 <= pace_seconds <= MAX_PACE_SECONDS:
-        raise InvalidRequest(f"pace must be from 0 to {MAX_PACE_SECONDS:.0f} seconds")
+    _check_pace(pace_seconds)
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("options must be an object of transport options")
     try:
@@ -86,6 +84,49 @@ def add(
     except IntegrityError:
         raise InvalidRequest(f"a session {session_id!r} already exists") from None
     return session_id
+
+
+def _check_priority(priority: object) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+        raise InvalidRequest(f"priority must be a whole number from 0 to {MAX_PRIORITY} (lower = preferred)")
+
+
+def _check_pace(pace_seconds: object) -> None:
+    if pace_seconds is None:
+        return
+    if (
+        isinstance(pace_seconds, bool)
+        or not isinstance(pace_seconds, int | float)
+        or not 0 <= pace_seconds <= MAX_PACE_SECONDS
+    ):
+        raise InvalidRequest(f"pace must be from 0 to {MAX_PACE_SECONDS:.0f} seconds")
+
+
+#: For :func:`update`: leave the pace as it is (``None`` means "back to WA_PACE_SECONDS").
+KEEP = object()
+
+
+def update(settings: Settings, session_id: str, *, priority: int | None = None, pace_seconds: object = KEEP) -> None:
+    """Change a session's priority (lower = preferred: the way to make another number the primary,
+    without scanning a QR again) and its pace (seconds between sends; ``None``: WA_PACE_SECONDS).
+
+    The worker routes by the new priority from its next dispatch. A session host running the
+    session restarts it with the new pace on its next heartbeat (its connection comes back at
+    once; nothing queued on it is lost: the messages wait in its queue)."""
+    if priority is None and pace_seconds is KEEP:
+        raise InvalidRequest("nothing to change: give a priority, a pace, or both")
+    if priority is not None:
+        _check_priority(priority)
+    if pace_seconds is not KEEP:
+        _check_pace(pace_seconds)
+    with session_scope(settings.database) as db:
+        row = db.scalar(select(WhatsAppSession).where(WhatsAppSession.session_id == session_id))
+        if row is None:
+            raise UnknownSession(f"unknown session {session_id!r}")
+        if priority is not None:
+            row.priority = priority
+        if pace_seconds is not KEEP:
+            row.pace_seconds = None if pace_seconds is None else float(pace_seconds)  # type: ignore[arg-type]
 
 
 def remove(settings: Settings, session_id: str) -> int:

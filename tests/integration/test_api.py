@@ -7,6 +7,7 @@ happens: the recipient-side ledger of the simulated network, the rows, the broke
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -206,6 +207,55 @@ def test_add_a_session_scan_its_qr_code_send_a_template_then_remove_it(stack: St
     _error(api.get("/sessions/wa-1"), 404)
     _error(api.delete("/sessions/wa-1"), 404)
     assert api.get("/sessions").json()["sessions"] == []
+
+
+def test_change_the_primary_and_the_pace_without_linking_again(stack: Stack, api: httpx.Client) -> None:
+    # Given two connected sessions, wa-1 the primary
+    for i in (1, 2):
+        created = api.post("/sessions", json={"deviceId": f"WA-{i}", "priority": i, "sessionId": f"wa-{i}"})
+        assert created.status_code == 201, created.text
+    stack.start()
+    stack.wait_connected("wa-1", "wa-2")
+    first = api.post("/send", json={"to": "081200000001", "text": "Tagihan 1"}).json()["id"]
+    assert _wait_status(api, stack, first, "sent", "delivered", "read")["sessionId"] == "wa-1"
+
+    # When wa-2 is given the lowest priority
+    changed = api.patch("/sessions/wa-2", json={"priority": 0})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["priority"] == 0 and changed.json()["isPrimary"] is True
+
+    # Then it is the primary at once, and the next message goes through it
+    assert [s["isPrimary"] for s in api.get("/sessions").json()["sessions"] if s["id"] == "wa-1"] == [False]
+    second = api.post("/send", json={"to": "081200000002", "text": "Tagihan 2"}).json()["id"]
+    assert _wait_status(api, stack, second, "sent", "delivered", "read")["sessionId"] == "wa-2"
+
+    # When wa-2's pace is set to 3 s, Then its host sends by it: two messages at least 3 s apart
+    saved = time.time()
+    changed = api.patch("/sessions/wa-2", json={"paceSeconds": 3})
+    assert changed.status_code == 200 and changed.json()["paceSeconds"] == 3.0, changed.text
+    # (the host restarts the session with its new pace)
+    stack.wait_live(("wa-2",), lambda s: s is not None and s.connected and s.since > saved, "restarted", 30)
+    ids = [
+        api.post("/send", json={"to": f"08120000001{i}", "text": "Voucher", "sessionId": "wa-2"}).json()["id"]
+        for i in range(2)
+    ]
+    for message_id in ids:
+        _wait_status(api, stack, message_id, "sent", "delivered", "read")
+    sent_at = sorted(dt.datetime.fromisoformat(e.at) for e in stack.ledger() if e.text == "Voucher")
+    assert len(sent_at) == 2
+    assert (sent_at[1] - sent_at[0]).total_seconds() >= 2.9, sent_at
+
+    # And the device stayed linked throughout; null puts the pace back to the default
+    assert stack.simnet.device_number("wa-2") is not None
+    reset = api.patch("/sessions/wa-2", json={"paceSeconds": None})
+    assert reset.status_code == 200 and reset.json()["paceSeconds"] is None and reset.json()["priority"] == 0
+
+    # And bad changes say what was wrong
+    assert "nothing to change" in _error(api.patch("/sessions/wa-2", json={}), 422)["detail"]
+    assert "priority" in _error(api.patch("/sessions/wa-2", json={"priority": -1}), 422)["detail"]
+    assert "paceSeconds" in _error(api.patch("/sessions/wa-2", json={"paceSeconds": "fast"}), 422)["detail"]
+    _error(api.patch("/sessions/wa-2", json={"priority": 1, "bogus": 1}), 422)
+    _error(api.patch("/sessions/wa-9", json={"priority": 1}), 404)
 
 
 def test_commands_to_a_session_no_host_runs_answer_503_and_unknown_ones_404(api: httpx.Client) -> None:

@@ -373,6 +373,11 @@ CLI_CASES: list[Any] = [
     pytest.param(
         ["sessions", "add", "--device", "WA-2", "--option", "latency"], "is not KEY=VALUE", id="session-option"
     ),
+    pytest.param(["sessions", "set", "wa-9", "--priority", "1"], "unknown session 'wa-9'", id="set-unknown"),
+    pytest.param(["sessions", "set", "wa-1"], "nothing to change", id="set-nothing"),
+    pytest.param(["sessions", "set", "wa-1", "--priority", "-1"], "priority must be a whole number", id="set-prio"),
+    pytest.param(["sessions", "set", "wa-1", "--pace", "9999"], "pace must be from 0 to 3600", id="set-pace"),
+    pytest.param(["sessions", "set", "wa-1", "--pace", "2", "--default-pace"], "not both", id="set-pace-and-default"),
 ]
 
 

@@ -179,6 +179,22 @@ def test_log_in_add_a_session_link_it_by_qr_and_code_then_operate_it(stack: Stac
     expect(row.locator(".tag.primary")).to_be_visible()
     shot(page, "session-linked", docs=False)
 
+    # When the operator changes its priority and pace, the table shows them and it stays linked
+    change = page.locator("#update-session")
+    change.locator("input[name=priority]").fill("4")
+    change.locator("input[name=pace_seconds]").fill("2")
+    change.locator("button:has-text('Save')").click()
+    expect(page.locator(".notice.ok")).to_contain_text("session wa-1: priority 4, pace 2 s")
+    expect(row.locator("td[data-label=Priority]")).to_have_text("4")
+    assert manage.view(stack.settings, "wa-1")["paceSeconds"] == 2.0
+    saved = time.time()
+    change.locator("input[name=default_pace]").check()
+    change.locator("button:has-text('Save')").click()
+    expect(page.locator(".notice.ok")).to_contain_text("pace the default")
+    # (the host restarts the session with its new pace; the device stays linked)
+    stack.wait_live(("wa-1",), lambda s: s is not None and s.connected and s.since > saved, "restarted", 30)
+    assert stack.simnet.device_number("wa-1") is not None
+
     # When the operator logs it out (confirming), it turns logged out (red) without a reload
     page.on("dialog", lambda dialog: dialog.accept())
     row.locator("button:has-text('Log out')").click()

@@ -133,6 +133,15 @@ def test_cli_manages_sessions_sends_and_reads_the_simulated_inbox(stack: Stack) 
     assert bad.returncode != 0 and "not a valid phone number" in bad.stderr
     assert "Traceback" not in bad.stderr
 
+    # A session's priority and pace change in place; the default pace comes back with --default-pace
+    changed = _cli(env, "sessions", "set", "wa-1", "--priority", "3", "--pace", "1.5")
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.strip() == "session wa-1: priority 3, pace 1.5s"
+    listed = json.loads(_cli(env, "sessions", "list", "--json").stdout)["sessions"]
+    assert [(s["id"], s["priority"]) for s in listed] == [("wa-1", 3)]
+    reset = _cli(env, "sessions", "set", "wa-1", "--default-pace")
+    assert reset.stdout.strip() == "session wa-1: priority 3, pace WA_PACE_SECONDS", reset.stderr
+
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a fresh machine: no WA_* settings at all."""

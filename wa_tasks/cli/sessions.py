@@ -93,6 +93,24 @@ def add(
     )
 
 
+@sessions.command("set")
+@click.argument("session_id")
+@click.option("--priority", type=int, help="Lower = preferred: the lowest connected one is the primary.")
+@click.option("--pace", "pace_seconds", type=float, help="Seconds between sends.")
+@click.option("--default-pace", is_flag=True, help="Back to WA_PACE_SECONDS.")
+def set_(session_id: str, priority: int | None, pace_seconds: float | None, default_pace: bool) -> None:
+    """Change SESSION_ID's priority or pace, keeping its device linked (no new QR scan)."""
+    from wa_tasks import sessions as manage
+
+    if pace_seconds is not None and default_pace:
+        raise click.UsageError("give --pace or --default-pace, not both")
+    pace: object = None if default_pace else manage.KEEP if pace_seconds is None else pace_seconds
+    manage.update(get_settings(), session_id, priority=priority, pace_seconds=pace)
+    row = manage.view(get_settings(), session_id)
+    shown = "WA_PACE_SECONDS" if row["paceSeconds"] is None else f"{row['paceSeconds']:g}s"
+    click.echo(f"session {session_id}: priority {row['priority']}, pace {shown}")
+
+
 @sessions.command()
 @click.argument("session_id")
 @click.option("--keep-device", is_flag=True, help="Do not unlink the device from the phone first.")

@@ -171,6 +171,41 @@ def get_session(session_id: SessionId) -> dict[str, Any]:
     return _session(session_id)
 
 
+class UpdateSession(Body):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"priority": 1}, {"paceSeconds": 1.5}, {"paceSeconds": None}]}
+    )
+
+    priority: int | None = Field(
+        default=None, ge=0, le=manage.MAX_PRIORITY, description="Lower = preferred: the lowest connected is the primary"
+    )
+    paceSeconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=manage.MAX_PACE_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds between sends; null: back to WA_PACE_SECONDS",
+    )
+
+
+@router.patch("/sessions/{session_id}", responses=NOT_FOUND, response_model=schemas.SessionDetail)
+def update_session(session_id: SessionId, body: UpdateSession) -> dict[str, Any]:
+    """Change a session's priority (make another number the primary) or pace, keeping its device
+    linked. Routing uses the new priority at once; a new pace takes effect within a heartbeat."""
+    if "paceSeconds" not in body.model_fields_set and body.priority is None:
+        raise InvalidRequest("nothing to change: give priority, paceSeconds, or both")
+    try:
+        manage.update(
+            settings(),
+            session_id,
+            priority=body.priority,
+            pace_seconds=body.paceSeconds if "paceSeconds" in body.model_fields_set else manage.KEEP,
+        )
+    except UnknownSession as exc:
+        raise NotFound(str(exc)) from None
+    return _session(session_id)
+
+
 @router.delete("/sessions/{session_id}", responses=NOT_FOUND, response_model=schemas.SessionDeleted)
 def delete_session(
     session_id: SessionId,

@@ -286,6 +286,33 @@ def sessions_add(
     return back(request, "/sessions", f"session {new_id} added; it pairs automatically (simulated)")
 
 
+@pages.post("/sessions/update")
+def sessions_update(
+    request: Request,
+    session_id: Annotated[str, Form()] = "",
+    priority: Annotated[str, Form()] = "",
+    pace_seconds: Annotated[str, Form()] = "",
+    default_pace: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        step = int(priority) if priority.strip() else None
+        pace: object = float(pace_seconds) if pace_seconds.strip() else manage.KEEP
+    except ValueError:
+        return back(request, "/sessions", "priority must be a whole number and pace a number of seconds", "bad")
+    if default_pace:
+        if pace is not manage.KEEP:
+            return back(request, "/sessions", "give a pace or tick 'back to the default pace', not both", "bad")
+        pace = None
+
+    def run() -> str:
+        manage.update(get_settings(), session_id, priority=step, pace_seconds=pace)
+        row = manage.view(get_settings(), session_id)
+        shown = "the default" if row["paceSeconds"] is None else f"{row['paceSeconds']:g} s"
+        return f"session {session_id}: priority {row['priority']}, pace {shown}"
+
+    return attempt(request, run, "/sessions")
+
+
 def _link_state(session_id: str) -> dict[str, Any]:
     settings = get_settings()
     row = next((s for s in manage.listing(settings) if s["id"] == session_id), None)
