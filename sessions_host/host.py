@@ -43,11 +43,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Config:
-    """What, in a session's row, requires restarting its runner when it changes."""
+    """What, in a session's row, the runner is started with. A new transport or new options
+    restart the runner; a new pace is applied to the running one (its next slot), so that pacing a
+    number differently does not reconnect it."""
 
     transport: str
     options: str
     pace_seconds: float
+
+    def same_connection(self, other: _Config) -> bool:
+        return (self.transport, self.options) == (other.transport, other.options)
 
 
 class SessionHost:
@@ -168,7 +173,17 @@ class SessionHost:
             # The number's age drives ban safety's warm-up; it counts from when it was added.
             since = {r.session_id: r.created_at.timestamp() for r in rows}
         for session_id in list(self.runners):
-            if session_id not in wanted or wanted[session_id] != self._configs.get(session_id):
+            new, old = wanted.get(session_id), self._configs.get(session_id)
+            if new is not None and old is not None and new != old and new.same_connection(old):
+                self.runners[session_id].pace_seconds = new.pace_seconds
+                self._configs[session_id] = new
+                log.info(
+                    "session %s: now %.2fs between sends",
+                    session_id,
+                    new.pace_seconds,
+                    extra={"session_id": session_id},
+                )
+            elif new is None or new != old:
                 self._stop_runner(session_id)
         if self.settings.session_leases:
             self.leases.heartbeat()

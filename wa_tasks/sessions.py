@@ -111,8 +111,7 @@ def update(settings: Settings, session_id: str, *, priority: int | None = None, 
     without scanning a QR again) and its pace (seconds between sends; ``None``: WA_PACE_SECONDS).
 
     The worker routes by the new priority from its next dispatch. A session host running the
-    session restarts it with the new pace on its next heartbeat (its connection comes back at
-    once; nothing queued on it is lost: the messages wait in its queue)."""
+    session applies the new pace on its next heartbeat, without reconnecting it."""
     if priority is None and pace_seconds is KEEP:
         raise InvalidRequest("nothing to change: give a priority, a pace, or both")
     if priority is not None:

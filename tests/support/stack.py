@@ -148,6 +148,11 @@ class Stack:
             out.append(f"==== {path.name}\n" + "\n".join(lines))
         return "\n".join(out)
 
+    def log_text(self, name: str) -> str:
+        """The whole log of one process (``worker``, ``sessions``, …); empty before it starts."""
+        path = self.logdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     # Sessions ------------------------------------------------------------------------------------
 
     def add_session(self, session_id: str, priority: int, **kwargs: Any) -> str:
