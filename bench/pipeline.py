@@ -173,6 +173,8 @@ def run(env: Environment, n: int, hosts: int = 1, noop_n: int | None = None) -> 
         # if routing keeps up; CPU seconds of each process over the run, against the 2 cores' wall time.
         "seconds_send_to_last_routed": epoch(last_routed) - started_wall if last_routed else None,
         "cpu_seconds_by_process": {k: round(v, 1) for k, v in cpu.items()},
+        # The figure to compare across runs on a shared machine: it moves less with the load than msg/s.
+        "cpu_ms_per_message_by_process": {k: round(1000 * v / n, 2) for k, v in cpu.items()},
         "sent": status["sent"],
         "failed": status["failed"],
         "per_session": {str(k): int(v) for k, v in sorted(per_session.items(), key=lambda kv: str(kv[0]))},

@@ -11,10 +11,11 @@ from enum import StrEnum
 from typing import Protocol
 
 from celery import Celery
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from models import SENT_OR_FINAL, Message, MessageStatus
-from models.db import session_scope, write_through_disconnects
+from models.db import engine_for, write_through_disconnects
 from sessions_host.safety import Decision
 from sessions_host.transports.base import (
     AmbiguousSendError,
@@ -68,6 +69,33 @@ class Gate(Protocol):
         ...
 
 
+#: What delivering reads of a message, as one prepared statement: the columns it needs and no
+#: more (not the encrypted ``data`` and ``email``, which would be decrypted for nothing), read as a
+#: row rather than loaded as an ORM object (the object and its identity-map bookkeeping were
+#: ≈15 % of the host's CPU a message at high rates).
+READ_MESSAGE = select(
+    Message.status,
+    Message.session_id,
+    Message.to_number,
+    Message.content,
+    Message.priority,
+    Message.max_attempts,
+    Message.message_type,
+    Message.media_url,
+    Message.media_data,
+    Message.media_mimetype,
+    Message.media_filename,
+).where(Message.id == bindparam("message_id"))
+
+
+def _without_synchronizing(state: ORMExecuteState) -> None:
+    """The checks and the claim read the message as a row, so their session holds no ORM object
+    for an UPDATE to bring up to date: skip the ORM's evaluation of each UPDATE's criteria in Python
+    (``synchronize_session``), done for nothing on every claim."""
+    if state.is_update:
+        state.update_execution_options(synchronize_session=False)
+
+
 def retry_delay(attempt: int, cap: float = 60.0) -> float:
     """Backoff before attempt ``attempt + 1``: 2, 4, 8 … s, capped, with ±25 % jitter."""
     return min(cap, 2.0 ** min(attempt, 32)) * random.uniform(0.75, 1.25)
@@ -87,11 +115,14 @@ class Deliverer:
         self.settings = settings
         self.session_id = session_id
         self.transport = transport
+        #: The sessions of the checks and the claim, made by one factory for the runner's life
+        #: (a ``sessionmaker`` per message built a Session class and its event dispatch each time).
+        self._sessions = sessionmaker(bind=engine_for(settings.database), expire_on_commit=False)
+        event.listen(self._sessions, "do_orm_execute", _without_synchronizing)
 
     def deliver(self, message_id: str) -> Outcome:
-        db_url = self.settings.database
-        with session_scope(db_url) as db:
-            message = db.get(Message, message_id)
+        with self._sessions.begin() as db:  # commits at the end, rolls back on an error
+            message = db.connection().execute(READ_MESSAGE, {"message_id": message_id}).one_or_none()
             if message is None:
                 log.warning("deliver: unknown message %s", message_id)
                 return Outcome.SKIPPED
