@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _engines: dict[tuple[int, str], Engine] = {}
+_factories: dict[tuple[int, str], sessionmaker[Session]] = {}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -107,13 +108,25 @@ def dispose_all() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _factories.clear()
+
+
+def _factory_for(url: str) -> sessionmaker[Session]:
+    """The session factory for ``url`` in this process: made once, as building one (a Session
+    class and its event dispatch) cost a measurable part of each short transaction."""
+    key = (os.getpid(), url)
+    factory = _factories.get(key)
+    if factory is None:
+        factory = sessionmaker(bind=engine_for(url), expire_on_commit=False)
+        with _lock:
+            factory = _factories.setdefault(key, factory)
+    return factory
 
 
 @contextmanager
 def session_scope(url: str) -> Iterator[Session]:
     """A database session that commits on success and rolls back on error."""
-    factory = sessionmaker(bind=engine_for(url), expire_on_commit=False)
-    session = factory()
+    session = _factory_for(url)()
     try:
         yield session
         session.commit()
