@@ -143,9 +143,13 @@ class SessionHost:
 
     def renew_leases(self) -> None:
         """Renew every lease held (before anything that may be slow, such as the database); stop the
-        sessions whose lease another host took."""
-        for session_id, runner in list(self.runners.items()):
-            if runner.lost or (runner.lease is not None and not self.leases.renew(runner.lease)):
+        sessions whose lease another host took. One script call renews them all: a call per session
+        was a quarter of an idle host's CPU with 250 sessions."""
+        runners = list(self.runners.items())
+        held = [r.lease for _, r in runners if r.lease is not None and not r.lost]
+        lost = {lease.session_id for lease in self.leases.renew_all(held)}
+        for session_id, runner in runners:
+            if runner.lost or session_id in lost:
                 log.warning(
                     "session %s: lease lost to another host; stopping it here",
                     session_id,
