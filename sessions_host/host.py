@@ -155,14 +155,19 @@ class SessionHost:
         runners = list(self.runners.items())
         held = [r.lease for _, r in runners if r.lease is not None and not r.lost]
         lost = {lease.session_id for lease in self.leases.renew_all(held)}
-        for session_id, runner in runners:
-            if runner.lost or session_id in lost:
-                log.warning(
-                    "session %s: lease lost to another host; stopping it here",
-                    session_id,
-                    extra={"session_id": session_id},
-                )
-                self._stop_runner(session_id, lost=True)
+        gone = [(session_id, runner) for session_id, runner in runners if runner.lost or session_id in lost]
+        for session_id, runner in gone:
+            log.warning(
+                "session %s: lease lost to another host; stopping it here",
+                session_id,
+                extra={"session_id": session_id},
+            )
+            # All stop taking messages at once, then each is waited for: stopped one after the other,
+            # each took up to its 0.5 s broker poll, so a host that lost many leases at once (paused
+            # under load) held up its next renewal by minutes and lost the rest of them too.
+            runner.request_stop()
+        for session_id, _ in gone:
+            self._stop_runner(session_id, lost=True)
 
     def reload(self) -> None:
         """Read the session list and bring the runners in line with it: start (up to a fair share),
