@@ -114,6 +114,7 @@ class SessionHost:
 
     def tick(self) -> None:
         """One heartbeat: reload the session list, publish live states, tell Flower we are alive."""
+        started = time.monotonic()
         try:
             self.renew_leases()
         except Exception as exc:
@@ -127,6 +128,13 @@ class SessionHost:
         except Exception as exc:
             log.warning("could not publish live session state to Redis: %s", exc)
         self.monitor.heartbeat()
+        took = time.monotonic() - started
+        if took > self.settings.lease_ttl_seconds / 2:
+            log.warning(
+                "heartbeat took %.1fs (lease TTL %.0fs): sessions may be lost to other hosts",
+                took,
+                self.settings.lease_ttl_seconds,
+            )
 
     def shutdown(self) -> None:
         log.info("session host %s stopping", self.hostname)
@@ -183,11 +191,18 @@ class SessionHost:
             share = len(wanted)
         if self.settings.session_leases and len(self.runners) > share:
             self._hand_over_one(list(wanted), share)
+        renew_at = time.monotonic() + self.settings.heartbeat_seconds
         for session_id, config in wanted.items():
             if session_id in self.runners:
                 continue
             if len(self.runners) >= share:
                 break
+            if self.settings.session_leases and time.monotonic() >= renew_at:
+                # Starting hundreds of sessions can outlast the lease TTL on a loaded machine (each
+                # new runner's thread competes for the GIL): renew the leases of those already
+                # started now, rather than lose them before the next heartbeat and start over.
+                self.renew_leases()
+                renew_at = time.monotonic() + self.settings.heartbeat_seconds
             lease = None
             if self.settings.session_leases:
                 lease = self.leases.acquire(session_id)
