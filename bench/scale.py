@@ -2,7 +2,7 @@
 the leases. Measured: the time until every session is connected and owned by exactly one host (a
 fair share each), then, idle for a minute, what keeping them costs: CPU seconds per host process
 per minute (leases, heartbeats, live state, one broker consumer per session) and Redis commands
-per second."""
+per second; and how many leases each host lost on the way (a heartbeat late past the TTL)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,9 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         final = _ownership(stack, leases, sessions)
         memory = {name: _status(pid) for name, pid in pids.items()}
         clients = int(env.redis.info("clients")["connected_clients"])
+        # Sessions a host stopped because its lease was gone (it renewed too late): each is a
+        # restart of that session elsewhere, the churn a slow heartbeat causes under load.
+        logs = {name: (stack.logdir / f"{name}.log").read_text(errors="replace") for name in names}
     per_minute = {name: (after[name] - before[name]) * 60.0 / elapsed for name in names}
     report = Report("scale", {"sessions": count, "hosts": hosts, "transport": "simulated", "idle_seconds": elapsed})
     report.figures = {
@@ -100,6 +103,10 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         "rss_mib_per_host": {name: m["VmRSS"] / 1024 for name, m in memory.items()},
         "threads_per_host": {name: m["Threads"] for name, m in memory.items()},
         "ownership_after_idle": final,
+        "leases_lost_per_host": {name: log.count("lease lost to another host") for name, log in logs.items()},
+        "heartbeats_longer_than_half_the_lease_ttl_per_host": {
+            name: log.count("heartbeat took") for name, log in logs.items()
+        },
     }
     ok = (
         final["unowned"] == 0

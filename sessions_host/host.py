@@ -9,6 +9,7 @@ their queues.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -19,10 +20,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 
 from models import SessionStatus, WhatsAppSession
-from models.db import session_scope
+from models.db import engine_for
 from sessions_host import transports
 from sessions_host.commands import CommandListener
 from sessions_host.events import EventProcessor
@@ -75,6 +76,12 @@ class SessionHost:
         self._configs: dict[str, _Config] = {}
         #: Sessions whose transport could not be built, with the config that failed (logged once).
         self._failed: dict[str, _Config] = {}
+        #: Each session's row as last read (the columns of its configuration) and its configuration.
+        self._stored: dict[str, tuple[object, _Config]] = {}
+        #: Each session's transport options, parsed from the row last read.
+        self._options: dict[str, dict[str, object]] = {}
+        #: When each session was added (unix time), read once.
+        self._since: dict[str, float] = {}
         self.leases = Leases(self.redis, self.hostname, settings.lease_ttl_seconds)
         self.monitor = Monitor(
             app, self.hostname, lambda: [r.queue_name for r in list(self.runners.values())], settings.heartbeat_seconds
@@ -112,6 +119,7 @@ class SessionHost:
 
     def tick(self) -> None:
         """One heartbeat: reload the session list, publish live states, tell Flower we are alive."""
+        started = time.monotonic()
         try:
             self.renew_leases()
         except Exception as exc:
@@ -125,6 +133,13 @@ class SessionHost:
         except Exception as exc:
             log.warning("could not publish live session state to Redis: %s", exc)
         self.monitor.heartbeat()
+        took = time.monotonic() - started
+        if took > self.settings.lease_ttl_seconds / 2:
+            log.warning(
+                "heartbeat took %.1fs (lease TTL %.0fs): sessions may be lost to other hosts",
+                took,
+                self.settings.lease_ttl_seconds,
+            )
 
     def shutdown(self) -> None:
         log.info("session host %s stopping", self.hostname)
@@ -148,30 +163,29 @@ class SessionHost:
 
     def renew_leases(self) -> None:
         """Renew every lease held (before anything that may be slow, such as the database); stop the
-        sessions whose lease another host took."""
-        for session_id, runner in list(self.runners.items()):
-            if runner.lost or (runner.lease is not None and not self.leases.renew(runner.lease)):
-                log.warning(
-                    "session %s: lease lost to another host; stopping it here",
-                    session_id,
-                    extra={"session_id": session_id},
-                )
-                self._stop_runner(session_id, lost=True)
+        sessions whose lease another host took. One script call renews them all: a call per session
+        was a quarter of an idle host's CPU with 250 sessions."""
+        runners = list(self.runners.items())
+        held = [r.lease for _, r in runners if r.lease is not None and not r.lost]
+        lost = {lease.session_id for lease in self.leases.renew_all(held)}
+        gone = [(session_id, runner) for session_id, runner in runners if runner.lost or session_id in lost]
+        for session_id, runner in gone:
+            log.warning(
+                "session %s: lease lost to another host; stopping it here",
+                session_id,
+                extra={"session_id": session_id},
+            )
+            # All stop taking messages at once, then each is waited for: stopped one after the other,
+            # each took up to its 0.5 s broker poll, so a host that lost many leases at once (paused
+            # under load) held up its next renewal by minutes and lost the rest of them too.
+            runner.request_stop()
+        for session_id, _ in gone:
+            self._stop_runner(session_id, lost=True)
 
     def reload(self) -> None:
-        with session_scope(self.settings.database) as db:
-            rows = db.execute(select(WhatsAppSession)).scalars().all()
-            wanted = {
-                r.session_id: _Config(
-                    r.transport,
-                    repr(sorted((r.transport_options or {}).items())),
-                    r.pace_seconds if r.pace_seconds is not None else self.settings.pace_seconds,
-                )
-                for r in rows
-            }
-            options = {r.session_id: dict(r.transport_options or {}) for r in rows}
-            # The number's age drives ban safety's warm-up; it counts from when it was added.
-            since = {r.session_id: r.created_at.timestamp() for r in rows}
+        """Read the session list and bring the runners in line with it: start (up to a fair share),
+        stop the removed ones, restart those whose configuration changed."""
+        wanted = self._read_configs()
         for session_id in list(self.runners):
             new, old = wanted.get(session_id), self._configs.get(session_id)
             if new is not None and old is not None and new != old and new.same_connection(old):
@@ -192,17 +206,64 @@ class SessionHost:
             share = len(wanted)
         if self.settings.session_leases and len(self.runners) > share:
             self._hand_over_one(list(wanted), share)
+        renew_at = time.monotonic() + self.settings.heartbeat_seconds
         for session_id, config in wanted.items():
             if session_id in self.runners:
                 continue
             if len(self.runners) >= share:
                 break
+            if self.settings.session_leases and time.monotonic() >= renew_at:
+                # Starting hundreds of sessions can outlast the lease TTL on a loaded machine (each
+                # new runner's thread competes for the GIL): renew the leases of those already
+                # started now, rather than lose them before the next heartbeat and start over.
+                self.renew_leases()
+                renew_at = time.monotonic() + self.settings.heartbeat_seconds
             lease = None
             if self.settings.session_leases:
                 lease = self.leases.acquire(session_id)
                 if lease is None:
                     continue  # another host owns it
-            self._start_runner(session_id, config, options[session_id], since[session_id], lease)
+            self._start_runner(session_id, config, self._options[session_id], self._number_since(session_id), lease)
+
+    def _read_configs(self) -> dict[str, _Config]:
+        """Every session's configuration, read from the database on every heartbeat so that a
+        session added, removed or changed in any way (by hand in ``psql`` too, which no
+        ``updated_at`` would show) reaches the host within one heartbeat. Cheaply, as it runs every
+        2 s on every host: only the columns a configuration is made of, the options as their stored
+        text (parsed again only when it changed), on a plain connection rather than ORM objects;
+        loading every row as an object was a fifth of an idle host's CPU with a thousand sessions."""
+        table = WhatsAppSession
+        query = select(table.session_id, table.transport, cast(table.transport_options, String), table.pace_seconds)
+        with engine_for(self.settings.database).connect() as conn:
+            rows = conn.execute(query).all()
+        seen: dict[str, tuple[object, _Config]] = {}
+        for session_id, transport, options_text, pace_seconds in rows:
+            stored = (transport, options_text, pace_seconds)
+            known = self._stored.get(session_id)
+            if known is None or known[0] != stored:
+                options = dict(json.loads(options_text) or {}) if options_text else {}
+                pace = pace_seconds if pace_seconds is not None else self.settings.pace_seconds
+                known = (stored, _Config(transport, repr(sorted(options.items())), pace))
+                self._options[session_id] = options
+            seen[session_id] = known
+        self._stored = seen
+        for session_id in set(self._options) - set(seen):
+            self._options.pop(session_id, None)
+            self._since.pop(session_id, None)
+        return {session_id: config for session_id, (_, config) in seen.items()}
+
+    def _number_since(self, session_id: str) -> float:
+        """When the session was added (unix time): its number's age drives ban safety's warm-up.
+        Read once per session, for every session not yet known in one query, when one starts."""
+        if session_id not in self._since:
+            missing = [s for s in self._stored if s not in self._since]
+            table = WhatsAppSession
+            with engine_for(self.settings.database).connect() as conn:
+                for sid, created_at in conn.execute(
+                    select(table.session_id, table.created_at).where(table.session_id.in_(missing))
+                ):
+                    self._since[sid] = created_at.timestamp()
+        return self._since.get(session_id, time.time())
 
     def _hand_over_one(self, sessions: list[str], share: int) -> None:
         """Owning more than a fair share while another live host owns less (it started later, or came

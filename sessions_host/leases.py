@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
@@ -35,15 +36,25 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
 return token
 """
 
-#: KEYS: [1] the lease. ARGV: [1] the value held ("host|token"), [2] TTL in ms.
-#: Returns 1 if renewed, 0 if the lease is no longer this value.
+#: KEYS: [1..n] the leases of one host. ARGV: [1] TTL in ms, [2..n+1] the value held ("host|token")
+#: of each lease, in the order of KEYS.
+#: Returns n integers in that order: 1 renewed, 0 no longer this value (expired, or another host's).
 RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
 end
-return 0
+return renewed
 """
+
+#: Leases renewed by one call of ``RENEW``: Redis runs a script without serving anyone else, so a
+#: host with thousands of sessions renews them in a few short calls rather than one long one.
+RENEW_BATCH = 500
 
 #: KEYS: [1] the lease. ARGV: [1] the value held. Deletes it only if still held.
 RELEASE = """
@@ -80,8 +91,19 @@ class Leases:
         )
         return Lease(session_id, self.host, token) if token else None
 
-    def renew(self, lease: Lease) -> bool:
-        return bool(self._renew(keys=[keys.lease(lease.session_id)], args=[lease.value, self.ttl_ms]))
+    def renew_all(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Renew every lease in ``leases`` that this host still holds, in one script call per
+        ``RENEW_BATCH``; return those it no longer holds (taken by another host, or expired), whose
+        sessions it must stop serving."""
+        lost: list[Lease] = []
+        for start in range(0, len(leases), RENEW_BATCH):
+            batch = leases[start : start + RENEW_BATCH]
+            renewed = self._renew(
+                keys=[keys.lease(lease.session_id) for lease in batch],
+                args=[self.ttl_ms, *(lease.value for lease in batch)],
+            )
+            lost.extend(lease for lease, ok in zip(batch, renewed, strict=True) if not int(ok))
+        return lost
 
     def release(self, lease: Lease) -> None:
         self._release(keys=[keys.lease(lease.session_id)], args=[lease.value])

@@ -9,12 +9,14 @@ import time
 from collections import Counter
 
 import pytest
+import redis
 from sqlalchemy import select
 
 from models import Message
+from sessions_host import leases as leases_module
 from sessions_host.leases import Leases
 from support.stack import Stack
-from wa_tasks import lifecycle
+from wa_tasks import keys, lifecycle
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +111,56 @@ def test_a_host_whose_lease_was_taken_cannot_send(stack: Stack) -> None:
     assert "lease lost to another host" in log or "no longer holds its lease" in log, stack.logs()
     with stack.db() as db:
         assert len(db.scalars(select(Message.id)).all()) == 30
+
+
+# One script call renews all of a host's leases (against a real Redis, no host process) ------------
+
+
+def test_renewing_all_leases_renews_those_held_and_reports_those_another_host_took(redis_clean: str) -> None:
+    # Given host a holding the leases of five sessions (TTL 3 s), two of which host b took after
+    # they expired (a was paused past its TTL), and one that expired and nobody took
+    client = redis.Redis.from_url(redis_clean, decode_responses=True)
+    a, b = Leases(client, "a", 3.0), Leases(client, "b", 3.0)
+    held = [a.acquire(f"wa-{i}") for i in range(5)]
+    assert all(held)
+    for session_id in ("wa-1", "wa-3", "wa-4"):
+        client.delete(keys.lease(session_id))
+    taken = {s: b.acquire(s) for s in ("wa-1", "wa-3")}
+    client.pexpire(keys.lease("wa-0"), 500)  # a's own lease, close to expiring
+    b_ttl = client.pttl(keys.lease("wa-1"))
+
+    # When a renews all it believes it holds, in one call
+    lost = a.renew_all([lease for lease in held if lease is not None])
+
+    # Then it is told it lost wa-1, wa-3 and wa-4, and only those; its other leases run for a full
+    # TTL again; b's leases are still b's with b's TTL; the expired one was not brought back
+    assert sorted(lease.session_id for lease in lost) == ["wa-1", "wa-3", "wa-4"]
+    assert client.pttl(keys.lease("wa-0")) > 2500
+    assert client.pttl(keys.lease("wa-2")) > 2500
+    assert a.owner("wa-0") == a.owner("wa-2") == "a"
+    assert a.owner("wa-1") == a.owner("wa-3") == "b"
+    assert client.get(keys.lease("wa-1")) == taken["wa-1"].value  # type: ignore[union-attr]
+    assert client.pttl(keys.lease("wa-1")) <= b_ttl
+    assert client.exists(keys.lease("wa-4")) == 0
+
+
+def test_renewing_more_leases_than_one_call_takes_reports_each_lost_one(redis_clean: str) -> None:
+    # Given a host holding more leases than one script call renews, and losing one in each call's
+    # batch (the first, one at a batch's end, one in the last batch)
+    client = redis.Redis.from_url(redis_clean, decode_responses=True)
+    a, b = Leases(client, "a", 3.0), Leases(client, "b", 3.0)
+    count = leases_module.RENEW_BATCH * 2 + 7
+    held = [a.acquire(f"s{i}") for i in range(count)]
+    gone = {"s0", f"s{leases_module.RENEW_BATCH - 1}", f"s{count - 1}"}
+    for session_id in gone:
+        client.delete(keys.lease(session_id))
+        assert b.acquire(session_id)
+
+    # When it renews them all
+    lost = a.renew_all([lease for lease in held if lease is not None])
+
+    # Then exactly those are reported lost, and every other one is still its own
+    assert {lease.session_id for lease in lost} == gone
+    owners = client.mget([keys.lease(f"s{i}") for i in range(count)])
+    assert sum(1 for value in owners if value and value.startswith("a|")) == count - len(gone)
+    assert a.renew_all([]) == []
