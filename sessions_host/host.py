@@ -184,7 +184,8 @@ class SessionHost:
 
     def reload(self) -> None:
         """Read the session list and bring the runners in line with it: start (up to a fair share),
-        stop the removed ones, restart those whose configuration changed."""
+        stop the removed ones, give a running one its new pace, restart one whose transport or
+        options changed."""
         wanted = self._read_configs()
         for session_id in list(self.runners):
             new, old = wanted.get(session_id), self._configs.get(session_id)
