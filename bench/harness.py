@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_lib
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from models.db import create, dispose_all
 from models.migrate import upgrade
@@ -50,9 +50,23 @@ def database_url() -> str:
     return url
 
 
+def _create_database_if_missing(url: str) -> None:
+    """A fresh machine has no ``bench`` database: create it, from the server's ``postgres`` one."""
+    target = make_url(url)
+    admin = create(target.set(database="postgres").render_as_string(hide_password=False))
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database})
+            if exists.scalar() is None:
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
+
+
 def reset_database(url: str) -> None:
     """Drop everything in ``url`` and migrate it to the latest schema."""
     if url.startswith("postgresql"):
+        _create_database_if_missing(url)
         engine = create(url)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
