@@ -192,9 +192,7 @@ class UpdateSession(Body):
 def update_session(session_id: SessionId, body: UpdateSession) -> dict[str, Any]:
     """Change a session's priority (make another number the primary) or pace, keeping its device
     linked. Routing uses the new priority at once; a new pace takes effect within a heartbeat."""
-    if "paceSeconds" not in body.model_fields_set and body.priority is None:
-        raise InvalidRequest("nothing to change: give priority, paceSeconds, or both")
-    try:
+    try:  # nothing given at all is manage.update's 422 ("nothing to change")
         manage.update(
             settings(),
             session_id,
