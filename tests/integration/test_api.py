@@ -233,8 +233,7 @@ def test_change_the_primary_and_the_pace_without_linking_again(stack: Stack, api
     connected_since = live_state.read(stack.redis, ["wa-2"])["wa-2"].since
     changed = api.patch("/sessions/wa-2", json={"paceSeconds": 3})
     assert changed.status_code == 200 and changed.json()["paceSeconds"] == 3.0, changed.text
-    applied = "session wa-2: now 3.00s between sends"
-    _until("the host to apply the pace", lambda: applied in stack.log_text("sessions"), stack=stack)
+    stack.wait_for_log("sessions", "session wa-2: now 3.00s between sends", timeout=30)
     assert live_state.read(stack.redis, ["wa-2"])["wa-2"].since == connected_since
     # And sends by it: two messages at least 3 s apart
     ids = [

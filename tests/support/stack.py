@@ -153,6 +153,14 @@ class Stack:
         path = self.logdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def wait_for_log(self, name: str, text: str, timeout: float = 20.0) -> None:
+        """Wait until process ``name`` has logged ``text``."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text(name):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} did not log {text!r} within {timeout}s\n{self.logs()}")
+            time.sleep(0.1)
+
     # Sessions ------------------------------------------------------------------------------------
 
     def add_session(self, session_id: str, priority: int, **kwargs: Any) -> str:
