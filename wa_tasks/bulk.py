@@ -35,7 +35,6 @@ MAX_KEY_LENGTH = 190
 ERRORS_SHOWN = 5
 
 DISPATCH_BATCH_TASK = "wa.dispatch_batch"
-OPTED_OUT_ERROR = "opted_out: the customer replied STOP; promotions are not sent to them"
 
 
 class UnknownJob(WaTasksError, LookupError):
@@ -143,7 +142,7 @@ def create(
                         **(
                             {
                                 "status": MessageStatus.FAILED,
-                                "error_message": OPTED_OUT_ERROR,
+                                "error_message": optout.OPTED_OUT_ERROR,
                                 "failed_at": now,
                                 "dispatched_at": None,
                             }

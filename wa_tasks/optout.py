@@ -4,7 +4,9 @@ UNSUBSCRIBE) receives no more ``promotion``-category messages; transactional one
 The word must be the whole reply (case-insensitive; surrounding spaces and a trailing ``.`` or
 ``!`` are ignored), so "stop" opts out but "jangan stop internet saya" does not. The session host
 calls :func:`handle_incoming` for every incoming message; sending a promotion template to an
-opted-out number is refused when the message is requested (``OptedOut``).
+opted-out number is refused when the message is requested (``OptedOut``), and promotions to the
+number still waiting when the opt-out arrives (``queued`` or ``routed``, a bulk promotion behind the
+pace) are cancelled with it, in the same transaction: the host's claim of a cancelled message fails.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import OptOut
+from models import Message, MessageStatus, OptOut, Template, utcnow
 from models.db import session_scope
 from wa_tasks.errors import InvalidPhoneNumber, OptedOut
 from wa_tasks.phone import mask, normalize
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: The category that opted-out customers no longer receive.
 PROMOTION = "promotion"
+
+#: Error text of a promotion not sent because its recipient opted out.
+OPTED_OUT_ERROR = "opted_out: the customer replied STOP; promotions are not sent to them"
 
 
 def words(settings: Settings) -> frozenset[str]:
@@ -50,9 +55,15 @@ def handle_incoming(
     except InvalidPhoneNumber as exc:
         log.warning("opt-out from an unusable sender ignored: %s", exc, extra={"session_id": session_id})
         return False
-    created = record(settings, number, keyword=text.strip()[:50], session_id=session_id, wa_message_id=wa_message_id)
-    if created:
-        log.info("%s opted out of promotions (%r)", mask(number), text.strip()[:50], extra={"session_id": session_id})
+    cancelled = record(settings, number, keyword=text.strip()[:50], session_id=session_id, wa_message_id=wa_message_id)
+    if cancelled is not None:
+        log.info(
+            "%s opted out of promotions (%r); %d waiting promotion(s) to them cancelled",
+            mask(number),
+            text.strip()[:50],
+            cancelled,
+            extra={"session_id": session_id},
+        )
     return True
 
 
@@ -63,16 +74,34 @@ def record(
     keyword: str,
     session_id: str | None = None,
     wa_message_id: str | None = None,
-) -> bool:
-    """Store an opt-out of ``number`` (E.164 digits); False if it was already opted out."""
+) -> int | None:
+    """Store an opt-out of ``number`` (E.164 digits) and cancel the promotions to it not yet sent;
+    returns how many were cancelled, or None if it was already opted out."""
     try:
         with session_scope(settings.database) as db:
             if db.scalar(select(OptOut.id).where(OptOut.number == number)) is not None:
-                return False
+                return None
             db.add(OptOut(number=number, keyword=keyword, session_id=session_id, wa_message_id=wa_message_id))
+            return cancel_waiting_promotions(db, number)
     except IntegrityError:  # a concurrent opt-out of the same number won
-        return False
-    return True
+        return None
+
+
+def cancel_waiting_promotions(db: Session, number: str) -> int:
+    """``queued``/``routed`` → ``cancelled`` for every promotion to ``number``; returns how many.
+    A promotion already claimed by a session host (``sending``) goes out: it may be on the wire."""
+    now = utcnow()
+    promotions = select(Template.id).where(Template.category == PROMOTION)
+    result = db.execute(
+        update(Message)
+        .where(
+            Message.status.in_([MessageStatus.QUEUED, MessageStatus.ROUTED]),
+            Message.to_number == number,
+            Message.template_id.in_(promotions),
+        )
+        .values(status=MessageStatus.CANCELLED, cancelled_at=now, updated_at=now, error_message=OPTED_OUT_ERROR)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def opt_in(settings: Settings, raw_number: str) -> bool:

@@ -188,3 +188,30 @@ def test_a_customer_who_replies_stop_gets_no_more_promotions_but_still_gets_bill
         [opt_out] = db.scalars(select(OptOut)).all()
     assert (opt_out.number, opt_out.keyword, opt_out.session_id) == (customer, "stop", "wa-1")
     assert opt_out.wa_message_id is not None and opt_out.wa_message_id.startswith("SIMIN")
+
+
+def test_a_promotion_still_waiting_when_the_customer_replies_stop_is_cancelled_not_sent(stack: Stack) -> None:
+    # Given a number paced at one send every 6 s, and three messages of one priority in its queue:
+    # a promotion to someone else (sent at once), then a promotion and a bill to the customer
+    client = stack.client
+    client.create_template("promo", "Promo {{ bulan }}: gratis upgrade 1 bulan!", category="promotion")
+    stack.add_session("wa-1", priority=1, pace_seconds=6.0)
+    stack.start()
+    stack.wait_connected("wa-1")
+    customer, other = NUMBERS["payment.completed"], "6281266660001"
+    first = client.send(other, template="promo", data={"bulan": "Juni"})
+    stack.wait_status(first, "sent", "delivered", "read")
+    waiting = client.send(customer, template="promo", data={"bulan": "Juni"})
+    bill = client.send(customer, text="Tagihan Juni Anda Rp150.000", priority="normal")
+    stack.wait_status(waiting, "routed")
+
+    # When the customer replies STOP while that promotion waits for the number's next slot
+    stack.simnet.reply("wa-1", customer, "STOP")
+
+    # Then it is cancelled with the reason, the bill still goes, and the customer never gets the promotion
+    cancelled = stack.wait_status(waiting, "cancelled", "sent", "delivered", "read", timeout=20)
+    assert cancelled["status"] == "cancelled", cancelled
+    assert cancelled["error"].startswith("opted_out: "), cancelled
+    stack.wait_status(bill, "sent", "delivered", "read", timeout=30)
+    assert [e.text for e in stack.ledger(customer)] == ["Tagihan Juni Anda Rp150.000"]
+    assert "1 waiting promotion(s) to them cancelled" in stack.log_text("sessions")
