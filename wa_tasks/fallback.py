@@ -5,6 +5,8 @@ Flow: whoever marks a message ``failed`` (the session host, or ``submit`` for a 
 to be on WhatsApp) calls :func:`maybe_queue`, which records ``skipped`` (disabled, no address) or
 ``queued`` and publishes ``wa.email_fallback``; the worker runs :func:`deliver`. The outcome is on
 the message: ``fallback_status`` sent | failed | skipped, ``fallback_at``, ``fallback_error``.
+A fallback whose task was lost (the broker was down when it was published, or restarted without it)
+stays ``queued``; the sweeper publishes it again (:func:`republish_stale`).
 
 Delivery semantics: the task may arrive more than once (at-least-once publishing). The email is
 sent at most once: :func:`deliver` first moves ``fallback_status`` from NULL/queued to ``sending``
@@ -18,6 +20,7 @@ bypass) and ambiguous sends (WhatsApp may have delivered them).
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
 import re
@@ -105,6 +108,33 @@ def maybe_queue(app: Celery, settings: Settings, message_id: str) -> str | None:
     except Exception:
         log.exception("email fallback for %s could not be queued", message_id)
         return None
+
+
+def republish_stale(app: Celery, settings: Settings, cutoff: dt.datetime, limit: int = 1000) -> int:
+    """Publish ``wa.email_fallback`` again for fallbacks ``queued`` since before ``cutoff`` (their
+    task was never published, or the broker lost it); returns how many were published. A copy
+    that was not lost is harmless: :func:`deliver` sends once."""
+    with session_scope(settings.database) as db:
+        stale = db.execute(
+            select(Message.id, Message.priority)
+            .where(
+                Message.status == MessageStatus.FAILED, Message.fallback_status == QUEUED, Message.fallback_at < cutoff
+            )
+            .limit(limit)
+        ).all()
+        for row in stale:  # the next sweep looks at it again only after another full wait
+            _set(db, row.id, [QUEUED], fallback_at=utcnow())
+    published = 0
+    for row in stale:
+        try:
+            app.send_task(TASK, kwargs={"message_id": row.id}, priority=row.priority)
+        except Exception as exc:  # the broker is still down: the next sweep tries again
+            log.warning("email fallback for %s could not be queued again: %s", row.id, exc)
+            break
+        published += 1
+    if stale:
+        log.warning("sweeper queued %d stale email fallback(s) again", published)
+    return published
 
 
 def deliver(settings: Settings, message_id: str) -> str | None:

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import keys, lifecycle, live_state, priorities, routing, submit
+from wa_tasks import fallback, keys, lifecycle, live_state, priorities, routing, submit
 from wa_tasks.celery_app import app
 from wa_tasks.errors import InvalidRequest
 from wa_tasks.logs import MessageLog
@@ -268,12 +268,14 @@ def _publish_deliver(message_id: str, session_id: str, priority: int, producer: 
 @app.task(name="wa.sweep")
 def sweep(limit: int = 1000) -> int:
     """Republish ``dispatch`` for messages still ``queued`` long after their last dispatch (a crash
-    between commit and publish, or a broker outage), and, after a broker restart, ``deliver`` for
-    every ``routed`` message (see :func:`_redeliver_after_broker_restart`). Returns how many
-    ``dispatch`` tasks were republished."""
+    between commit and publish, or a broker outage), after a broker restart ``deliver`` for every
+    ``routed`` message (see :func:`_redeliver_after_broker_restart`), and the email fallbacks left
+    ``queued`` as long (``fallback.republish_stale``). Returns how many ``dispatch`` tasks were
+    republished."""
     settings = get_settings()
     _redeliver_after_broker_restart(settings)
     cutoff = utcnow() - dt.timedelta(seconds=settings.sweep_after_seconds)
+    fallback.republish_stale(app, settings, cutoff, limit)
     with session_scope(settings.database) as db:
         stale = db.execute(
             select(Message.id, Message.priority)
@@ -399,8 +401,6 @@ def sample_depth() -> dict[str, int]:
 @app.task(name="wa.email_fallback")
 def email_fallback(message_id: str) -> str | None:
     """Send a failed message's fallback email once (``wa_tasks.fallback``); returns its fallback status."""
-    from wa_tasks import fallback
-
     return fallback.deliver(get_settings(), message_id)
 
 

@@ -187,3 +187,28 @@ def test_a_number_known_not_on_whatsapp_fails_fast_and_goes_by_email(stack: Stac
         db.execute(update(WhatsAppContact).values(checked_at=utcnow().replace(year=2020)))
     queued = stack.client.send("0812-9999-0000", text="Voucher Anda aktif.")
     assert stack.client.status(queued)["status"] == "queued"
+
+
+def test_a_fallback_queued_while_the_broker_was_down_is_sent_once_by_the_sweeper(
+    stack: Stack, smtp: tuple[Inbox, int]
+) -> None:
+    # Given a message to a number known not on WhatsApp, whose email fallback task the broker lost
+    # (a Redis restarted without persistence; a publish while it was down fails the same way)
+    inbox, _ = smtp
+    with stack.db() as db:
+        db.add(WhatsAppContact(number=ABSENT, on_whatsapp=False, checked_at=utcnow(), session_id="wa-1"))
+    message_id = stack.client.send("0812-9999-0000", text="Voucher Anda aktif.", email="budi@example.com")
+    assert _row(stack, message_id).fallback_status == "queued"
+    stack.redis.flushdb()
+
+    # When the worker runs with the sweeper beating, once the fallback has waited long enough
+    stack.env["WA_SWEEP_AFTER_SECONDS"] = "1"
+    stack.start("worker")
+    with stack.beat("wa.sweep", every=0.5):
+        row = _wait_fallback(stack, message_id, "sent", "failed")
+        time.sleep(2.0)  # more sweeps: none sends it again
+
+    # Then the email went out, once
+    assert row.fallback_status == "sent"
+    assert [m["Subject"] for _, m in inbox.messages] == ["[WhatsApp Backup] Voucher Anda aktif."]
+    assert "sweeper queued 1 stale email fallback(s) again" in stack.log_text("worker")
