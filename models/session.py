@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Integer, String
+from sqlalchemy import JSON, BigInteger, Date, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -32,6 +32,9 @@ class WhatsAppSession(Base):
     priority: Mapped[int] = mapped_column(Integer, default=999)
     #: Seconds between sends on this session; NULL = the global ``WA_PACE_SECONDS``.
     pace_seconds: Mapped[float | None] = mapped_column(Float)
+    #: The day the number started using WhatsApp: its age sets ban safety's warm-up caps. NULL: the
+    #: day the session was added (``created_at``), i.e. a new number.
+    number_since: Mapped[dt.date | None] = mapped_column(Date)
     message_count: Mapped[int] = mapped_column(BigInteger, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))

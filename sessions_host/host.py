@@ -9,6 +9,7 @@ their queues.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -45,12 +46,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Config:
     """What, in a session's row, the runner is started with. A new transport or new options
-    restart the runner; a new pace is applied to the running one (its next slot), so that pacing a
-    number differently does not reconnect it."""
+    restart the runner; a new pace (from its next slot) or number age is applied to the running
+    one, so that pacing a number differently does not reconnect it."""
 
     transport: str
     options: str
     pace_seconds: float
+    #: The day the number started using WhatsApp (unix time of its midnight UTC); None: unknown,
+    #: the day the session was added counts.
+    number_since: float | None = None
 
     def same_connection(self, other: _Config) -> bool:
         return (self.transport, self.options) == (other.transport, other.options)
@@ -81,7 +85,7 @@ class SessionHost:
         #: Each session's transport options, parsed from the row last read.
         self._options: dict[str, dict[str, object]] = {}
         #: When each session was added (unix time), read once.
-        self._since: dict[str, float] = {}
+        self._added: dict[str, float] = {}
         self.leases = Leases(self.redis, self.hostname, settings.lease_ttl_seconds)
         self.monitor = Monitor(
             app, self.hostname, lambda: [r.queue_name for r in list(self.runners.values())], settings.heartbeat_seconds
@@ -190,14 +194,7 @@ class SessionHost:
         for session_id in list(self.runners):
             new, old = wanted.get(session_id), self._configs.get(session_id)
             if new is not None and old is not None and new != old and new.same_connection(old):
-                self.runners[session_id].pace_seconds = new.pace_seconds
-                self._configs[session_id] = new
-                log.info(
-                    "session %s: now %.2fs between sends",
-                    session_id,
-                    new.pace_seconds,
-                    extra={"session_id": session_id},
-                )
+                self._apply_in_place(self.runners[session_id], old, new)
             elif new is None or new != old:
                 self._stop_runner(session_id)
         if self.settings.session_leases:
@@ -224,7 +221,28 @@ class SessionHost:
                 lease = self.leases.acquire(session_id)
                 if lease is None:
                     continue  # another host owns it
-            self._start_runner(session_id, config, self._options[session_id], self._number_since(session_id), lease)
+            self._start_runner(
+                session_id, config, self._options[session_id], self._number_since(session_id, config), lease
+            )
+
+    def _apply_in_place(self, runner: SessionRunner, old: _Config, new: _Config) -> None:
+        """Give a running session its new pace and number age (no reconnect)."""
+        session_id = runner.session_id
+        self._configs[session_id] = new
+        if new.pace_seconds != old.pace_seconds:
+            runner.pace_seconds = new.pace_seconds
+            log.info(
+                "session %s: now %.2fs between sends", session_id, new.pace_seconds, extra={"session_id": session_id}
+            )
+        if new.number_since != old.number_since:
+            runner.safety.number_since = self._number_since(session_id, new)
+            runner.reconsider_caps()
+            log.info(
+                "session %s: number %.0f days old for ban safety's warm-up",
+                session_id,
+                runner.safety.age_days(),
+                extra={"session_id": session_id},
+            )
 
     def _read_configs(self) -> dict[str, _Config]:
         """Every session's configuration, read from the database on every heartbeat so that a
@@ -234,37 +252,49 @@ class SessionHost:
         text (parsed again only when it changed), on a plain connection rather than ORM objects;
         loading every row as an object was a fifth of an idle host's CPU with a thousand sessions."""
         table = WhatsAppSession
-        query = select(table.session_id, table.transport, cast(table.transport_options, String), table.pace_seconds)
+        query = select(
+            table.session_id,
+            table.transport,
+            cast(table.transport_options, String),
+            table.pace_seconds,
+            table.number_since,
+        )
         with engine_for(self.settings.database).connect() as conn:
             rows = conn.execute(query).all()
         seen: dict[str, tuple[object, _Config]] = {}
-        for session_id, transport, options_text, pace_seconds in rows:
-            stored = (transport, options_text, pace_seconds)
+        for session_id, transport, options_text, pace_seconds, number_since in rows:
+            stored = (transport, options_text, pace_seconds, number_since)
             known = self._stored.get(session_id)
             if known is None or known[0] != stored:
                 options = dict(json.loads(options_text) or {}) if options_text else {}
                 pace = pace_seconds if pace_seconds is not None else self.settings.pace_seconds
-                known = (stored, _Config(transport, repr(sorted(options.items())), pace))
+                since = None
+                if number_since is not None:
+                    since = dt.datetime.combine(number_since, dt.time(), dt.UTC).timestamp()
+                known = (stored, _Config(transport, repr(sorted(options.items())), pace, since))
                 self._options[session_id] = options
             seen[session_id] = known
         self._stored = seen
         for session_id in set(self._options) - set(seen):
             self._options.pop(session_id, None)
-            self._since.pop(session_id, None)
+            self._added.pop(session_id, None)
         return {session_id: config for session_id, (_, config) in seen.items()}
 
-    def _number_since(self, session_id: str) -> float:
-        """When the session was added (unix time): its number's age drives ban safety's warm-up.
-        Read once per session, for every session not yet known in one query, when one starts."""
-        if session_id not in self._since:
-            missing = [s for s in self._stored if s not in self._since]
+    def _number_since(self, session_id: str, config: _Config) -> float:
+        """Since when the session's number is in use (unix time): its age drives ban safety's
+        warm-up. The day the operator gave, else the day the session was added: read once per
+        session, for every session not yet known in one query, when one starts."""
+        if config.number_since is not None:
+            return config.number_since
+        if session_id not in self._added:
+            missing = [s for s in self._stored if s not in self._added]
             table = WhatsAppSession
             with engine_for(self.settings.database).connect() as conn:
                 for sid, created_at in conn.execute(
                     select(table.session_id, table.created_at).where(table.session_id.in_(missing))
                 ):
-                    self._since[sid] = created_at.timestamp()
-        return self._since.get(session_id, time.time())
+                    self._added[sid] = created_at.timestamp()
+        return self._added.get(session_id, time.time())
 
     def _hand_over_one(self, sessions: list[str], share: int) -> None:
         """Owning more than a fair share while another live host owns less (it started later, or came

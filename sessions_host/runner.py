@@ -141,6 +141,14 @@ class SessionRunner:
             self.on_availability(self)
         return decision, is_new
 
+    def reconsider_caps(self) -> None:
+        """The number's age changed, so the warm-up caps it reached may not hold any more: back in
+        rotation, and the next message's check decides again. A WhatsApp restriction still in force
+        is found by that check (the pause is in the safety store) and takes it out again."""
+        self.available_until = 0.0
+        self.new_contacts_until = 0.0
+        self.on_availability(self)
+
     def safety_sent(self, number: str, is_new: bool) -> None:
         self.safety.sent(number, is_new)
 

@@ -26,6 +26,8 @@ SESSION_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MAX_DEVICE_ID = 100
 MAX_PRIORITY = 1_000_000
 MAX_PACE_SECONDS = 3600.0
+#: No number has used WhatsApp for longer.
+WHATSAPP_STARTED = dt.date(2009, 1, 1)
 
 
 def slug(device_id: str) -> str:
@@ -41,8 +43,10 @@ def add(
     transport: str = "simulated",
     options: dict[str, Any] | None = None,
     pace_seconds: float | None = None,
+    number_since: dt.date | None = None,
 ) -> str:
-    """Configure a new session; returns its id."""
+    """Configure a new session; returns its id. ``number_since``: the day the number started using
+    WhatsApp (ban safety warms up a number by its age; by default it counts as new)."""
     from sessions_host import transports
 
     if not isinstance(device_id, str) or not device_id.strip():
@@ -56,6 +60,7 @@ def add(
     if transport not in transports.AVAILABLE:
         raise InvalidRequest(f"transport {transport!r} is not available; use one of {', '.join(transports.AVAILABLE)}")
     _check_pace(pace_seconds)
+    _check_number_since(number_since)
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("options must be an object of transport options")
     try:
@@ -79,6 +84,7 @@ def add(
                     transport=transport,
                     transport_options=options or {},
                     pace_seconds=pace_seconds,
+                    number_since=number_since,
                 )
             )
     except IntegrityError:
@@ -102,22 +108,46 @@ def _check_pace(pace_seconds: object) -> None:
         raise InvalidRequest(f"pace must be from 0 to {MAX_PACE_SECONDS:.0f} seconds")
 
 
-#: For :func:`update`: leave the pace as it is (``None`` means "back to WA_PACE_SECONDS").
+def _check_number_since(number_since: object) -> None:
+    if number_since is None:
+        return
+    if not isinstance(number_since, dt.date) or isinstance(number_since, dt.datetime):
+        raise InvalidRequest("number since must be a date (YYYY-MM-DD): the day the number started using WhatsApp")
+    # The latest calendar on Earth (UTC+14): no day later than its today has begun anywhere.
+    if number_since > (dt.datetime.now(dt.UTC) + dt.timedelta(hours=14)).date():
+        raise InvalidRequest(
+            f"number since {number_since.isoformat()} is in the future: give the day the number started using WhatsApp"
+        )
+    if number_since < WHATSAPP_STARTED:
+        raise InvalidRequest(f"number since {number_since.isoformat()} is before WhatsApp existed (2009)")
+
+
+#: For :func:`update`: leave the pace (or number age) as it is (``None`` means "back to the default").
 KEEP = object()
 
 
-def update(settings: Settings, session_id: str, *, priority: int | None = None, pace_seconds: object = KEEP) -> None:
+def update(
+    settings: Settings,
+    session_id: str,
+    *,
+    priority: int | None = None,
+    pace_seconds: object = KEEP,
+    number_since: object = KEEP,
+) -> None:
     """Change a session's priority (lower = preferred: the way to make another number the primary,
-    without scanning a QR again) and its pace (seconds between sends; ``None``: WA_PACE_SECONDS).
+    without scanning a QR again), its pace (seconds between sends; ``None``: WA_PACE_SECONDS) and
+    the day its number started using WhatsApp (``None``: the day the session was added).
 
     The worker routes by the new priority from its next dispatch. A session host running the
-    session applies the new pace on its next heartbeat, without reconnecting it."""
-    if priority is None and pace_seconds is KEEP:
-        raise InvalidRequest("nothing to change: give a priority, a pace, or both")
+    session applies a new pace or number age on its next heartbeat, without reconnecting it."""
+    if priority is None and pace_seconds is KEEP and number_since is KEEP:
+        raise InvalidRequest("nothing to change: give a priority, a pace or the day the number started")
     if priority is not None:
         _check_priority(priority)
     if pace_seconds is not KEEP:
         _check_pace(pace_seconds)
+    if number_since is not KEEP:
+        _check_number_since(number_since)
     with session_scope(settings.database) as db:
         row = db.scalar(select(WhatsAppSession).where(WhatsAppSession.session_id == session_id))
         if row is None:
@@ -126,6 +156,8 @@ def update(settings: Settings, session_id: str, *, priority: int | None = None, 
             row.priority = priority
         if pace_seconds is not KEEP:
             row.pace_seconds = None if pace_seconds is None else float(pace_seconds)  # type: ignore[arg-type]
+        if number_since is not KEEP:
+            row.number_since = number_since  # type: ignore[assignment]
 
 
 def remove(settings: Settings, session_id: str) -> int:
@@ -223,14 +255,18 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
 
 
 def view(settings: Settings, session_id: str) -> dict[str, Any]:
-    """One session as :func:`listing` shows it, plus its pace and transport options."""
+    """One session as :func:`listing` shows it, plus its pace, number age and transport options."""
     found = next((s for s in listing(settings) if s["id"] == session_id), None)
     if found is None:
         raise UnknownSession(f"unknown session {session_id!r}; list them with `wa-tasks sessions list`")
     with session_scope(settings.database) as db:
         row = db.scalar(select(WhatsAppSession).where(WhatsAppSession.session_id == session_id))
         if row is not None:
-            found.update(paceSeconds=row.pace_seconds, options=dict(row.transport_options or {}))
+            found.update(
+                paceSeconds=row.pace_seconds,
+                numberSince=row.number_since.isoformat() if row.number_since else None,
+                options=dict(row.transport_options or {}),
+            )
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -251,7 +252,19 @@ def test_change_the_primary_and_the_pace_without_linking_again(stack: Stack, api
     reset = api.patch("/sessions/wa-2", json={"paceSeconds": None})
     assert reset.status_code == 200 and reset.json()["paceSeconds"] is None and reset.json()["priority"] == 0
 
+    # When the operator says the number has been on WhatsApp since 2019, Then its host warms it up by that age
+    aged = api.patch("/sessions/wa-2", json={"numberSince": "2019-05-01"})
+    assert aged.status_code == 200 and aged.json()["numberSince"] == "2019-05-01", aged.text
+    stack.wait_for_log("sessions", "session wa-2: number ", timeout=30)
+    logged = re.search(r"session wa-2: number (\d+) days old", stack.log_text("sessions"))
+    expected = (dt.datetime.now(dt.UTC) - dt.datetime(2019, 5, 1, tzinfo=dt.UTC)).total_seconds() / 86400
+    assert logged is not None and abs(int(logged.group(1)) - expected) <= 1, logged
+    assert live_state.read(stack.redis, ["wa-2"])["wa-2"].since == connected_since
+    assert api.patch("/sessions/wa-2", json={"numberSince": None}).json()["numberSince"] is None
+
     # And bad changes say what was wrong
+    assert "in the future" in _error(api.patch("/sessions/wa-2", json={"numberSince": "2999-01-01"}), 422)["detail"]
+    assert "numberSince" in _error(api.patch("/sessions/wa-2", json={"numberSince": "15-03-2021"}), 422)["detail"]
     assert "nothing to change" in _error(api.patch("/sessions/wa-2", json={}), 422)["detail"]
     assert "priority" in _error(api.patch("/sessions/wa-2", json={"priority": -1}), 422)["detail"]
     assert "paceSeconds" in _error(api.patch("/sessions/wa-2", json={"paceSeconds": "fast"}), 422)["detail"]

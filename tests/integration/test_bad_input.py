@@ -378,6 +378,17 @@ CLI_CASES: list[Any] = [
     pytest.param(["sessions", "set", "wa-1", "--priority", "-1"], "priority must be a whole number", id="set-prio"),
     pytest.param(["sessions", "set", "wa-1", "--pace", "9999"], "pace must be from 0 to 3600", id="set-pace"),
     pytest.param(["sessions", "set", "wa-1", "--pace", "2", "--default-pace"], "not both", id="set-pace-and-default"),
+    pytest.param(["sessions", "set", "wa-1", "--number-since", "2999-01-01"], "is in the future", id="since-future"),
+    pytest.param(
+        ["sessions", "set", "wa-1", "--number-since", "2005-06-01"], "before WhatsApp existed", id="since-too-old"
+    ),
+    pytest.param(["sessions", "set", "wa-1", "--number-since", "15-03-2021"], "'15-03-2021'", id="since-format"),
+    pytest.param(
+        ["sessions", "set", "wa-1", "--number-since", "2021-03-15", "--new-number"], "not both", id="since-and-new"
+    ),
+    pytest.param(
+        ["sessions", "add", "--device", "WA-2", "--number-since", "2999-01-01"], "is in the future", id="add-since"
+    ),
 ]
 
 

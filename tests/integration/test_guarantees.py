@@ -15,6 +15,7 @@ from sqlalchemy import select
 from models import Message
 from support.stack import FINAL, Stack
 from wa_tasks import lifecycle, live_state
+from wa_tasks import sessions as manage
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +185,32 @@ def test_after_a_463_the_number_leaves_rotation_and_its_backlog_goes_out_on_the_
     # And new messages keep going to the secondary
     later = stack.client.send("081300000001", text="Konfirmasi")
     assert stack.wait_status(later, "sent", "delivered", "read")["sessionId"] == "wa-2"
+
+
+def test_a_new_number_takes_12_new_customers_a_day_and_more_once_the_operator_gives_its_age(stack: Stack) -> None:
+    # Given ban safety on, a primary added today without a date (a new number) and a secondary
+    # whose number has been on WhatsApp since 2019
+    stack.env["WA_SAFETY_ENABLED"] = "true"
+    stack.add_session("wa-1", priority=1)
+    stack.add_session("wa-2", priority=2, number_since=dt.date(2019, 5, 1))
+    stack.start()
+    stack.wait_connected("wa-1", "wa-2")
+
+    # When 14 customers it never messaged get their bills
+    ids = [stack.client.send(f"0812{i:08d}", text=f"Tagihan {i}") for i in range(14)]
+    statuses = stack.wait_all(ids, "sent", "delivered", "read", timeout=60)
+
+    # Then the new number takes its new-contact budget of the day (12) and the old one the rest
+    assert Counter(s["sessionId"] for s in statuses) == {"wa-1": 12, "wa-2": 2}
+
+    # When the operator says wa-1's number is old too
+    manage.update(stack.settings, "wa-1", number_since=dt.date(2020, 1, 1))
+    stack.wait_for_log("sessions", "session wa-1: number ", timeout=30)
+
+    # Then the next new customers go through it again, the primary, without a reconnect
+    later = [stack.client.send(f"0813{i:08d}", text=f"Tagihan baru {i}") for i in range(3)]
+    assert {s["sessionId"] for s in stack.wait_all(later, "sent", "delivered", "read")} == {"wa-1"}
+    assert "session wa-1 stopped" not in stack.log_text("sessions")
+    assert sorted(e.text for e in stack.ledger()) == sorted(
+        [f"Tagihan {i}" for i in range(14)] + [f"Tagihan baru {i}" for i in range(3)]
+    )  # each exactly once

@@ -208,6 +208,11 @@ def test_log_in_add_a_session_link_it_by_qr_and_code_then_operate_it(stack: Stac
     expect(page.locator(".notice.ok")).to_contain_text("pace the default")
     applied = f"session wa-1: now {stack.settings.pace_seconds:.2f}s between sends"
     stack.wait_for_log("sessions", applied, timeout=LIVE / 1000)
+    # And when they give the day the number started using WhatsApp, its host warms it up by that age
+    change.locator("input[name=number_since]").fill("2019-05-01")
+    change.locator("button:has-text('Save')").click()
+    expect(page.locator(".notice.ok")).to_contain_text("on WhatsApp since 2019-05-01")
+    stack.wait_for_log("sessions", "session wa-1: number ", timeout=LIVE / 1000)
     assert "session wa-1 stopped" not in stack.log_text("sessions")
     expect(row.locator(".status")).to_have_text("connected")
 

@@ -141,6 +141,11 @@ def test_cli_manages_sessions_sends_and_reads_the_simulated_inbox(stack: Stack) 
     assert [(s["id"], s["priority"]) for s in listed] == [("wa-1", 3)]
     reset = _cli(env, "sessions", "set", "wa-1", "--default-pace")
     assert reset.stdout.strip() == "session wa-1: priority 3, pace WA_PACE_SECONDS", reset.stderr
+    # And the number's age (ban safety's warm-up) is given, and forgotten again with --new-number
+    aged = _cli(env, "sessions", "set", "wa-1", "--number-since", "2019-05-01")
+    assert aged.stdout.strip().endswith("pace WA_PACE_SECONDS, number in use since 2019-05-01"), aged.stderr
+    new = _cli(env, "sessions", "set", "wa-1", "--new-number")
+    assert new.stdout.strip() == "session wa-1: priority 3, pace WA_PACE_SECONDS", new.stderr
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:

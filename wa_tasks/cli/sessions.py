@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import click
@@ -9,6 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from wa_tasks.settings import get_settings
+
+#: A day on the command line.
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+NUMBER_SINCE_HELP = "Day the number started using WhatsApp: ban safety's warm-up caps grow with its age"
 
 
 @click.group(invoke_without_command=True)
@@ -59,6 +64,9 @@ def list_(as_json: bool) -> None:
 @click.option("--id", "session_id", help="Session id (default: from the device name).")
 @click.option("--transport", type=click.Choice(["simulated", "neonize"]), default="simulated", show_default=True)
 @click.option("--pace", "pace_seconds", type=float, help="Seconds between sends (default WA_PACE_SECONDS).")
+@click.option(
+    "--number-since", type=DATE, metavar="YYYY-MM-DD", help=NUMBER_SINCE_HELP + " (default: today, a new number)."
+)
 @click.option("--option", "options", multiple=True, help="Transport option KEY=VALUE (JSON value), repeatable.")
 def add(
     device_id: str,
@@ -66,6 +74,7 @@ def add(
     session_id: str | None,
     transport: str,
     pace_seconds: float | None,
+    number_since: dt.datetime | None,
     options: tuple[str, ...],
 ) -> None:
     """Configure a new session; running session hosts start it within a heartbeat."""
@@ -89,6 +98,7 @@ def add(
             transport=transport,
             options=parsed,
             pace_seconds=pace_seconds,
+            number_since=number_since.date() if number_since else None,
         )
     )
 
@@ -98,17 +108,32 @@ def add(
 @click.option("--priority", type=int, help="Lower = preferred: the lowest connected one is the primary.")
 @click.option("--pace", "pace_seconds", type=float, help="Seconds between sends.")
 @click.option("--default-pace", is_flag=True, help="Back to WA_PACE_SECONDS.")
-def set_(session_id: str, priority: int | None, pace_seconds: float | None, default_pace: bool) -> None:
-    """Change SESSION_ID's priority or pace, keeping its device linked (no new QR scan)."""
+@click.option("--number-since", type=DATE, metavar="YYYY-MM-DD", help=NUMBER_SINCE_HELP + ".")
+@click.option(
+    "--new-number", is_flag=True, help="Forget --number-since: the number's age counts from when it was added."
+)
+def set_(
+    session_id: str,
+    priority: int | None,
+    pace_seconds: float | None,
+    default_pace: bool,
+    number_since: dt.datetime | None,
+    new_number: bool,
+) -> None:
+    """Change SESSION_ID's priority, pace or number age, keeping its device linked (no new QR scan)."""
     from wa_tasks import sessions as manage
 
     if pace_seconds is not None and default_pace:
         raise click.UsageError("give --pace or --default-pace, not both")
+    if number_since is not None and new_number:
+        raise click.UsageError("give --number-since or --new-number, not both")
     pace: object = None if default_pace else manage.KEEP if pace_seconds is None else pace_seconds
-    manage.update(get_settings(), session_id, priority=priority, pace_seconds=pace)
+    since: object = None if new_number else manage.KEEP if number_since is None else number_since.date()
+    manage.update(get_settings(), session_id, priority=priority, pace_seconds=pace, number_since=since)
     row = manage.view(get_settings(), session_id)
     shown = "WA_PACE_SECONDS" if row["paceSeconds"] is None else f"{row['paceSeconds']:g}s"
-    click.echo(f"session {session_id}: priority {row['priority']}, pace {shown}")
+    age = f", number in use since {row['numberSince']}" if row["numberSince"] else ""
+    click.echo(f"session {session_id}: priority {row['priority']}, pace {shown}{age}")
 
 
 @sessions.command()

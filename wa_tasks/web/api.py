@@ -8,6 +8,7 @@ ever a 500. The work is done by the domain modules (``client``, ``sessions``, ``
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Annotated, Any, Literal
 
@@ -141,6 +142,11 @@ class CreateSession(Body):
     paceSeconds: float | None = Field(
         default=None, ge=0, le=manage.MAX_PACE_SECONDS, allow_inf_nan=False, description="Seconds between sends"
     )
+    numberSince: dt.date | None = Field(
+        default=None,
+        description="The day the number started using WhatsApp (YYYY-MM-DD): ban safety's warm-up caps grow with "
+        "its age. Default: the day it is added here, i.e. a new number",
+    )
     options: dict[str, Any] | None = Field(default=None, description="Transport options, e.g. {auto_pair: false}")
 
 
@@ -155,6 +161,7 @@ def create_session(body: CreateSession) -> dict[str, Any]:
         transport=body.transport,
         options=body.options,
         pace_seconds=body.paceSeconds,
+        number_since=body.numberSince,
     )
     return manage.view(settings(), session_id)
 
@@ -173,7 +180,10 @@ def get_session(session_id: SessionId) -> dict[str, Any]:
 
 class UpdateSession(Body):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"priority": 1}, {"paceSeconds": 1.5}, {"paceSeconds": None}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"priority": 1}, {"paceSeconds": 1.5}, {"paceSeconds": None}, {"numberSince": "2019-05-01"}]
+        },
     )
 
     priority: int | None = Field(
@@ -186,18 +196,26 @@ class UpdateSession(Body):
         allow_inf_nan=False,
         description="Seconds between sends; null: back to WA_PACE_SECONDS",
     )
+    numberSince: dt.date | None = Field(
+        default=None,
+        description="The day the number started using WhatsApp (YYYY-MM-DD), for ban safety's warm-up; "
+        "null: the day the session was added",
+    )
 
 
 @router.patch("/sessions/{session_id}", responses=NOT_FOUND, response_model=schemas.SessionDetail)
 def update_session(session_id: SessionId, body: UpdateSession) -> dict[str, Any]:
-    """Change a session's priority (make another number the primary) or pace, keeping its device
-    linked. Routing uses the new priority at once; a new pace takes effect within a heartbeat."""
+    """Change a session's priority (make another number the primary), pace or number age, keeping
+    its device linked. Routing uses the new priority at once; a new pace or number age takes effect
+    within a heartbeat."""
+    given = body.model_fields_set
     try:  # nothing given at all is manage.update's 422 ("nothing to change")
         manage.update(
             settings(),
             session_id,
             priority=body.priority,
-            pace_seconds=body.paceSeconds if "paceSeconds" in body.model_fields_set else manage.KEEP,
+            pace_seconds=body.paceSeconds if "paceSeconds" in given else manage.KEEP,
+            number_since=body.numberSince if "numberSince" in given else manage.KEEP,
         )
     except UnknownSession as exc:
         raise NotFound(str(exc)) from None

@@ -253,6 +253,15 @@ def sessions_table(request: Request) -> HTMLResponse:
     return render(request, "_sessions_table.html", sessions=rows, error=error)
 
 
+#: What a session form's fields must be, when one cannot be read.
+SESSION_FIELDS_ERROR = "priority must be a whole number, pace a number of seconds and the date YYYY-MM-DD"
+
+
+def _date(value: str) -> dt.date | None:
+    """A form's date field (``YYYY-MM-DD``, as browsers send it); None when empty."""
+    return dt.date.fromisoformat(value.strip()) if value.strip() else None
+
+
 @pages.post("/sessions")
 def sessions_add(
     request: Request,
@@ -262,12 +271,14 @@ def sessions_add(
     transport: Annotated[str, Form()] = "simulated",
     pairing: Annotated[str, Form()] = "auto",
     pace_seconds: Annotated[str, Form()] = "",
+    number_since: Annotated[str, Form()] = "",
 ) -> Response:
     try:
         step = int(priority)
         pace = float(pace_seconds) if pace_seconds.strip() else None
+        since = _date(number_since)
     except ValueError:
-        return back(request, "/sessions", "priority must be a whole number and pace a number of seconds", "bad")
+        return back(request, "/sessions", SESSION_FIELDS_ERROR, "bad")
     options = {"auto_pair": False} if transport == "simulated" and pairing == "qr" else None
     try:
         new_id = manage.add(
@@ -278,6 +289,7 @@ def sessions_add(
             transport=transport,
             options=options,
             pace_seconds=pace,
+            number_since=since,
         )
     except WaTasksError as exc:
         return back(request, "/sessions", str(exc), "bad")
@@ -293,22 +305,30 @@ def sessions_update(
     priority: Annotated[str, Form()] = "",
     pace_seconds: Annotated[str, Form()] = "",
     default_pace: Annotated[str, Form()] = "",
+    number_since: Annotated[str, Form()] = "",
+    new_number: Annotated[str, Form()] = "",
 ) -> Response:
     try:
         step = int(priority) if priority.strip() else None
         pace: object = float(pace_seconds) if pace_seconds.strip() else manage.KEEP
+        since: object = _date(number_since) or manage.KEEP
     except ValueError:
-        return back(request, "/sessions", "priority must be a whole number and pace a number of seconds", "bad")
+        return back(request, "/sessions", SESSION_FIELDS_ERROR, "bad")
     if default_pace:
         if pace is not manage.KEEP:
             return back(request, "/sessions", "give a pace or tick 'back to the default pace', not both", "bad")
         pace = None
+    if new_number:
+        if since is not manage.KEEP:
+            return back(request, "/sessions", "give a date or tick 'count it as a new number', not both", "bad")
+        since = None
 
     def run() -> str:
-        manage.update(get_settings(), session_id, priority=step, pace_seconds=pace)
+        manage.update(get_settings(), session_id, priority=step, pace_seconds=pace, number_since=since)
         row = manage.view(get_settings(), session_id)
         shown = "the default" if row["paceSeconds"] is None else f"{row['paceSeconds']:g} s"
-        return f"session {session_id}: priority {row['priority']}, pace {shown}"
+        age = f", on WhatsApp since {row['numberSince']}" if row["numberSince"] else ", a new number"
+        return f"session {session_id}: priority {row['priority']}, pace {shown}{age}"
 
     return attempt(request, run, "/sessions")
 

@@ -49,6 +49,8 @@ class Session(Out):
 
 class SessionDetail(Session):
     paceSeconds: float | None
+    #: The day the number started using WhatsApp (ISO date); null: the day the session was added.
+    numberSince: str | None
     options: dict[str, Any]
 
 
