@@ -16,6 +16,7 @@ import redis
 from sessions_host.transports.base import SessionError
 from wa_tasks import keys
 from wa_tasks.phone import normalize
+from wa_tasks.redis_client import database_of
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class CommandListener:
         while not self._stop.is_set():
             try:
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(keys.COMMANDS)
+                pubsub.subscribe(keys.commands(database_of(self.client)))
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":

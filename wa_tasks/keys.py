@@ -71,8 +71,11 @@ def session_contacts(session_id: str) -> str:
     return f"{PREFIX}session:{session_id}:contacts"
 
 
-#: Pub/Sub channel of operator commands to the host that owns a session (pair, logout, probe, …).
-COMMANDS = f"{PREFIX}commands"
+def commands(db: int) -> str:
+    """Pub/Sub channel of operator commands to the host that owns a session (pair, logout, probe, …),
+    for the installation on Redis database ``db``: channels, unlike keys, are shared by every
+    database of a server, and a logout meant for one installation's wa-1 must not reach another's."""
+    return f"{PREFIX}commands:{db}"
 
 
 def command_reply(request_id: str) -> str:
@@ -98,9 +101,6 @@ def beat_claim(entry_name: str) -> str:
 #: Sorted set: queue depth of every session over the last 24 h, one JSON member
 #: ``{"t": unix time, "d": {session: depth}}`` per sample, scored by time (``wa.sample_depth``).
 DEPTH_SAMPLES = f"{PREFIX}depth:samples"
-
-#: Pub/Sub channel on which session changes (added/removed) are announced to hosts.
-SESSIONS_CHANGED = f"{PREFIX}sessions:changed"
 
 #: String: the broker Redis' ``run_id`` as the sweeper last saw it (a new one means a restart).
 BROKER_RUN_ID = f"{PREFIX}broker:run-id"

@@ -20,3 +20,8 @@ def client_for(url: str) -> redis.Redis:
                 url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
             )
         return client
+
+
+def database_of(client: redis.Redis) -> int:
+    """The database number ``client`` uses (for names that Redis does not keep per database)."""
+    return int(client.connection_pool.connection_kwargs.get("db", 0))

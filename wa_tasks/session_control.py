@@ -14,7 +14,7 @@ from typing import Any
 
 from wa_tasks import keys
 from wa_tasks.errors import WaTasksError
-from wa_tasks.redis_client import client_for
+from wa_tasks.redis_client import client_for, database_of
 from wa_tasks.settings import Settings
 
 #: What a session host can be asked to do.
@@ -42,7 +42,7 @@ def request(
     redis = client_for(settings.redis)
     request_id = uuid.uuid4().hex
     listeners = redis.publish(
-        keys.COMMANDS,
+        keys.commands(database_of(redis)),
         json.dumps({"id": request_id, "session": session_id, "action": action, "args": args or {}}),
     )
     if not listeners:

@@ -15,7 +15,8 @@ from sqlalchemy import select, update
 
 from models import WhatsAppSession
 from support.stack import Stack
-from wa_tasks import live_state
+from wa_tasks import live_state, session_control
+from wa_tasks.redis_client import database_of
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +146,23 @@ def test_the_health_check_records_probes_and_reconnects_a_failing_session(stack:
     # And the failing session was reconnected by its host; the probe messaged nobody
     assert "command reconnect on session wa-3: ok" in (stack.logdir / "sessions.log").read_text()
     assert stack.ledger() == []
+
+
+def test_a_command_reaches_only_the_hosts_of_its_own_redis_database(stack: Stack) -> None:
+    # Given a host running wa-1 on the test's Redis database
+    stack.add_session("wa-1", priority=1)
+    stack.start("sessions")
+    stack.wait_connected("wa-1")
+
+    # When another installation on the same Redis server, but another database, logs out its own wa-1
+    db = database_of(stack.redis)
+    server = stack.settings.redis.rsplit("/", 1)[0]  # redis://host:port/N
+    other = stack.settings.model_copy(update={"redis_url": f"{server}/{15 if db != 15 else 14}"})
+    with pytest.raises(session_control.HostUnavailable, match="no session host is running"):
+        session_control.request(other, "wa-1", "logout", timeout=5)
+
+    # Then this installation's wa-1 stays linked and connected
+    time.sleep(1.0)
+    assert "command logout" not in stack.log_text("sessions")
+    assert live_state.read(stack.redis, ["wa-1"])["wa-1"].connected
+    assert session_control.request(stack.settings, "wa-1", "probe", timeout=15)["ok"]
