@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from models import Message
 from models.db import session_scope
@@ -201,9 +202,16 @@ class Stack:
         return [self.wait_status(i, *statuses, timeout=timeout) for i in ids]
 
     def statuses(self) -> Counter[str]:
-        """How many messages are in each status."""
-        with self.db() as db:
-            return Counter(db.scalars(select(Message.status)).all())
+        """How many messages are in each status. Read again on a new connection when this process'
+        pooled one was dropped under it (the PostgreSQL drill terminates every backend but its own)."""
+        try:
+            with self.db() as db:
+                return Counter(db.scalars(select(Message.status)).all())
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            with self.db() as db:  # the pool replaced every connection it had
+                return Counter(db.scalars(select(Message.status)).all())
 
     def wait_final(self, total: int, timeout: float = 120.0) -> list[Message]:
         """Wait until ``total`` messages are sent, delivered, read or failed; returns every row."""
