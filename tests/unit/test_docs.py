@@ -1,5 +1,5 @@
-"""The docs stay true: the settings, commands and benchmarks that README.md and docs/ name exist, and
-docs/settings.md documents every setting with its real default.
+"""The docs stay true: the settings, commands, benchmarks, files and links that README.md and docs/
+name exist, and docs/settings.md documents every setting with its real default.
 
 A new ``Settings`` field fails ``test_every_setting_is_documented`` until it has a row in
 docs/settings.md; a renamed setting or command fails the tests that read the docs.
@@ -267,3 +267,29 @@ def test_every_file_the_docs_cite_exists() -> None:
                     missing.append(f"{page}: {path}")
     assert seen > 30, f"only {seen} paths found in the docs: is the parsing broken?"
     assert not missing, "files the docs cite that do not exist:\n" + "\n".join(missing)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors_of(text: str) -> set[str]:
+    """GitHub's anchors of a markdown text's headings: lower case, punctuation dropped, spaces → ``-``."""
+    headings = re.findall(r"^#+ (.+)$", FENCE.sub("", text), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_link_between_the_docs_resolves() -> None:
+    broken, seen = [], 0
+    for path in DOCS:
+        for target in LINK.findall(path.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://")):
+                continue
+            seen += 1
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            if not linked.exists():
+                broken.append(f"{path.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and anchor not in anchors_of(linked.read_text(encoding="utf-8")):
+                broken.append(f"{path.relative_to(ROOT)}: {target} (no such heading)")
+    assert seen > 30, f"only {seen} links found in the docs: is the parsing broken?"
+    assert not broken, "\n".join(broken)
