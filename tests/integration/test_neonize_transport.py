@@ -55,6 +55,7 @@ from sessions_host.transports.neonize import (  # noqa: E402
     stored_devices,
     temporary_ban_state,
 )
+from sessions_host.transports.neonize.translate import enum_name  # noqa: E402
 from wa_tasks.settings import Settings  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -519,6 +520,14 @@ def test_state_translations() -> None:
     assert qr_code("2@abc", first=False) == QRCode("2@abc", 20.0)
 
 
+def test_enum_names_fall_back_to_the_value() -> None:
+    # A field that is no enum (an upgrade turned it into a number or text): the value itself, never
+    # an exception in a handler on Go's event thread.
+    assert enum_name(pb.LoggedOut(Reason=pb.ConnectFailureReason.Value("LOGGED_OUT")), "Reason") == "LOGGED_OUT"
+    assert enum_name(pb.TemporaryBan(Expire=60), "Expire") == "60"
+    assert enum_name(pb.ConnectFailure(Message="closed"), "Message") == "closed"
+
+
 def test_timestamps_in_seconds_and_milliseconds() -> None:
     assert epoch_to_datetime(1_700_000_000) == dt.datetime.fromtimestamp(1_700_000_000, dt.UTC)
     assert epoch_to_datetime(1_700_000_000_500) == dt.datetime.fromtimestamp(1_700_000_000.5, dt.UTC)
@@ -530,13 +539,13 @@ def test_timestamps_in_seconds_and_milliseconds() -> None:
 
 def test_build_registers_neonize_with_the_store_from_the_settings(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    t = transports.build("neonize", "wa-7", {"isolate": False, "reconnect_attempts": 2}, settings, hub=None)  # type: ignore[arg-type]
+    t = transports.build("neonize", "wa-7", {"isolate": False, "reconnect_attempts": 2}, settings, hub=None)
     assert isinstance(t, NeonizeTransport)
     assert "neonize" in transports.AVAILABLE
     assert t.store == NeonizeStore.sqlite(tmp_path.resolve() / "neonize" / "wa-7.db")
     assert (t.isolate, t.backoff.attempts) == (False, 2)
     with pytest.raises(ValueError, match="unknown neonize transport option"):
-        transports.build("neonize", "wa-7", {"latency_ms": 1}, settings, hub=None)  # type: ignore[arg-type]
+        transports.build("neonize", "wa-7", {"latency_ms": 1}, settings, hub=None)
 
     pg = Settings(data_dir=tmp_path, database_url="postgresql+psycopg2://u:secret@db:5432/billing")
     store = transports.build("neonize", "wa-7", {}, pg, hub=None).store  # type: ignore[arg-type,attr-defined]
@@ -599,3 +608,31 @@ def test_a_settled_session_drops_late_progress_states(tmp_path: Path) -> None:
     neonize_session._state(SessionStatus.CONNECTING, progress=True)
     assert recorder.statuses() == ["connecting", "banned", "logged_out"]
     assert neonize_session.status == "logged_out"
+
+
+# The type check of the calls into neonize -----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_mypy_checks_calls_into_neonize_against_its_signatures(tmp_path: Path) -> None:
+    # neonize ships no py.typed: without the project's mypy override every call into it is Any, and
+    # without protobuf's stubs every event type is compatible with every other.
+    mypy_api = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "calls.py"
+    snippet.write_text(
+        "from neonize.client import NewClient\n"
+        "from neonize.events import ConnectedEv, LoggedOutEv\n"
+        "from neonize.utils.jid import build_jid\n\n\n"
+        "def send(client: NewClient) -> None:\n"
+        '    client.send_image(build_jid("6281234567890"), b"", captio="Tagihan")\n\n\n'
+        "def on_logged_out(event: LoggedOutEv) -> None: ...\n\n\n"
+        "on_logged_out(ConnectedEv())\n"
+    )
+    out, err, code = mypy_api.run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache"), str(snippet)]
+    )
+    assert code == 1, out + err
+    assert 'Unexpected keyword argument "captio" for "send_image"' in out
+    assert 'incompatible type "Connected"; expected "LoggedOut"' in out
+    assert "Found 2 errors in 1 file" in out  # and none from neonize's own modules
