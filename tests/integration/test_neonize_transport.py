@@ -636,3 +636,20 @@ def test_mypy_checks_calls_into_neonize_against_its_signatures(tmp_path: Path) -
     assert 'Unexpected keyword argument "captio" for "send_image"' in out
     assert 'incompatible type "Connected"; expected "LoggedOut"' in out
     assert "Found 2 errors in 1 file" in out  # and none from neonize's own modules
+
+
+def test_the_installed_neonize_is_the_pinned_one_with_its_own_go_library() -> None:
+    # The transport is checked against the pinned version; and neonize downloads its Go library at
+    # import when the library's version differs from the package's, which fails offline.
+    import tomllib
+    from importlib.metadata import version
+
+    import neonize.download
+    from neonize._binder import gocode
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = {extra: [r for r in extras[extra] if r.startswith("neonize")] for extra in ("neonize", "test")}
+    installed = version("neonize")
+    assert pins == {"neonize": [f"neonize=={installed}"], "test": [f"neonize=={installed}"]}
+    # the package's own idea of its library's version, and the library it loaded
+    assert (neonize.download.__GONEONIZE_VERSION__, gocode.GetVersion().decode()) == (installed, installed)
