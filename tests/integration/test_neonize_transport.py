@@ -233,6 +233,9 @@ def test_an_unreachable_whatsapp_backs_off_then_fails_without_crashing(tmp_path:
         # a send now reaches the real client (in the child, through the pipe) and is a session error
         with pytest.raises(SessionError, match="client is nil|doesn't contain a device JID"):
             t.send_text(CUSTOMER_JID, "Tagihan Anda Rp150.000")
+        # and so does a read receipt (WA_MARK_INCOMING_READ), not only the sends
+        with pytest.raises(SessionError, match="client is nil|doesn't contain a device JID"):
+            t.mark_read("3EB0A1B2C3D4E5F6", CUSTOMER)
         if isolate:
             assert t.pid is not None and t.pid != os.getpid()
     finally:
