@@ -12,12 +12,17 @@ import contextlib
 import ctypes
 import datetime as dt
 import importlib
+import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -644,9 +649,6 @@ def test_mypy_checks_calls_into_neonize_against_its_signatures(tmp_path: Path) -
 def test_the_installed_neonize_is_the_pinned_one_with_its_own_go_library() -> None:
     # The transport is checked against the pinned version; and neonize downloads its Go library at
     # import when the library's version differs from the package's, which fails offline.
-    import tomllib
-    from importlib.metadata import version
-
     import neonize.download
     from neonize._binder import gocode
 
@@ -656,3 +658,62 @@ def test_the_installed_neonize_is_the_pinned_one_with_its_own_go_library() -> No
     assert pins == {"neonize": [f"neonize=={installed}"], "test": [f"neonize=={installed}"]}
     # the package's own idea of its library's version, and the library it loaded
     assert (neonize.download.__GONEONIZE_VERSION__, gocode.GetVersion().decode()) == (installed, installed)
+
+
+# neonize's Go library of another version: a load failure, not connect attempts ----------------------------
+
+_MISMATCHED_LIBRARY = """
+import json, sys, threading, types
+from pathlib import Path
+
+# neonize.download as neonize's loader imports it: the package expects another version of the Go
+# library than the one installed, and the download of the right one fails (offline).
+fake = types.ModuleType("neonize.download")
+fake.__GONEONIZE_VERSION__ = "0.0.0"
+downloads = []
+
+
+def download():
+    downloads.append(1)
+    raise OSError("no network")
+
+
+fake.download = download
+sys.modules["neonize.download"] = fake
+
+from sessions_host.transports.neonize import Backoff, NeonizeSession, NeonizeStore
+
+states, failed = [], threading.Event()
+
+
+def sink(event):
+    states.append([event.status, event.detail])
+    if event.status == "failed":
+        failed.set()
+
+
+session = NeonizeSession("wa-lib", NeonizeStore.sqlite(Path(sys.argv[1])), sink, Backoff(0.05, 0.05, 3))
+session.start()
+failed.wait(60)
+session.stop()
+print(json.dumps({"states": states, "downloads": len(downloads)}))
+"""
+
+
+def test_a_go_library_of_another_version_fails_the_session_at_once(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _MISMATCHED_LIBRARY, str(tmp_path / "lib.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "NEONIZE_BOT_TAG": "off"},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["downloads"] == 3  # neonize's own three tries, once
+    statuses = [status for status, _ in result["states"]]
+    assert statuses == ["connecting", "failed", "disconnected"]  # no further attempts; then stop()
+    detail = result["states"][1][1]
+    assert detail.startswith("neonize cannot be loaded: neonize's Go library cannot be loaded")
+    assert "version mismatch: found 0.5.2, expected 0.0.0" in detail

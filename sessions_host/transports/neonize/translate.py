@@ -158,4 +158,10 @@ def load_neonize(bot_tag: str | None = None) -> None:
         if loaded:
             log.warning("neonize was imported before %s was decided: its default (tag on) may apply", BOT_TAG_ENV)
         os.environ[BOT_TAG_ENV] = DEFAULT_BOT_TAG
-    import neonize.client  # noqa: F401
+    try:
+        import neonize.client  # noqa: F401
+    except RuntimeError as exc:
+        # neonize's loader found a Go library of another version than the package's and could not
+        # download the right one (offline, or a read-only site-packages): the installation needs
+        # fixing, so this is a load failure, not a connect attempt to retry.
+        raise ImportError(f"neonize's Go library cannot be loaded: {exc}") from exc
