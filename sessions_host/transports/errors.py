@@ -8,8 +8,14 @@ has no retryable/permanent split, so the text is classified here (shared/notes/n
 - ``TransientSendError`` (retry with backoff; routing picks a connected session): websocket not
   connected / disconnected, timed out waiting for the send response, info query timed out, failed to
   dial, 429 rate-overlimit, 500, 503, and any text not recognised.
-- ``RecipientError`` (fail the message, no retry): 403, 405, not on WhatsApp, and 479 (invalid
-  stanza: this message would fail on any session, so moving it would only bounce it between them).
+- ``RecipientError`` (fail the message, no retry): 403, 405, not on WhatsApp, 479 (invalid
+  stanza: this message would fail on any session, so moving it would only bounce it between them),
+  and "no LID found for <number>@s.whatsapp.net from server". WhatsApp addresses one-to-one chats
+  by LID: for a phone number it has no LID for, whatsmeow asks the server (a usync user-info
+  query, like the one ``is_on_whatsapp`` makes) and gets this when the answer has none: the
+  server's answer for a number without WhatsApp or written in a form WhatsApp does not know. The
+  same query gives the same answer later and from any session. When the query itself fails
+  ("failed to get user info for … to fill LID cache: <cause>") the cause decides, usually transient.
 - ``SessionError`` (move the message to another session): logged out, "the store doesn't contain a
   device JID" (not paired), "client is nil" (not started), the neonize process not running; and
   its subclass ``RestrictedError`` for 463 (restriction on contacting new numbers, can last days),
@@ -52,6 +58,7 @@ _RECIPIENT_TEXTS = (
     "not on whatsapp",
     "not registered on whatsapp",
     "forbidden",
+    "no lid found for",
 )
 #: The message went out on the socket but no server acknowledgement came back: WhatsApp may have
 #: it, so it is an ambiguous send (never resent; see wa_tasks.lifecycle), not a transient error.

@@ -12,12 +12,17 @@ import contextlib
 import ctypes
 import datetime as dt
 import importlib
+import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +60,7 @@ from sessions_host.transports.neonize import (  # noqa: E402
     stored_devices,
     temporary_ban_state,
 )
+from sessions_host.transports.neonize.translate import enum_name  # noqa: E402
 from wa_tasks.settings import Settings  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -232,6 +238,9 @@ def test_an_unreachable_whatsapp_backs_off_then_fails_without_crashing(tmp_path:
         # a send now reaches the real client (in the child, through the pipe) and is a session error
         with pytest.raises(SessionError, match="client is nil|doesn't contain a device JID"):
             t.send_text(CUSTOMER_JID, "Tagihan Anda Rp150.000")
+        # and so does a read receipt (WA_MARK_INCOMING_READ), not only the sends
+        with pytest.raises(SessionError, match="client is nil|doesn't contain a device JID"):
+            t.mark_read("3EB0A1B2C3D4E5F6", CUSTOMER)
         if isolate:
             assert t.pid is not None and t.pid != os.getpid()
     finally:
@@ -519,6 +528,14 @@ def test_state_translations() -> None:
     assert qr_code("2@abc", first=False) == QRCode("2@abc", 20.0)
 
 
+def test_enum_names_fall_back_to_the_value() -> None:
+    # A field that is no enum (an upgrade turned it into a number or text): the value itself, never
+    # an exception in a handler on Go's event thread.
+    assert enum_name(pb.LoggedOut(Reason=pb.ConnectFailureReason.Value("LOGGED_OUT")), "Reason") == "LOGGED_OUT"
+    assert enum_name(pb.TemporaryBan(Expire=60), "Expire") == "60"
+    assert enum_name(pb.ConnectFailure(Message="closed"), "Message") == "closed"
+
+
 def test_timestamps_in_seconds_and_milliseconds() -> None:
     assert epoch_to_datetime(1_700_000_000) == dt.datetime.fromtimestamp(1_700_000_000, dt.UTC)
     assert epoch_to_datetime(1_700_000_000_500) == dt.datetime.fromtimestamp(1_700_000_000.5, dt.UTC)
@@ -530,13 +547,13 @@ def test_timestamps_in_seconds_and_milliseconds() -> None:
 
 def test_build_registers_neonize_with_the_store_from_the_settings(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    t = transports.build("neonize", "wa-7", {"isolate": False, "reconnect_attempts": 2}, settings, hub=None)  # type: ignore[arg-type]
+    t = transports.build("neonize", "wa-7", {"isolate": False, "reconnect_attempts": 2}, settings, hub=None)
     assert isinstance(t, NeonizeTransport)
     assert "neonize" in transports.AVAILABLE
     assert t.store == NeonizeStore.sqlite(tmp_path.resolve() / "neonize" / "wa-7.db")
     assert (t.isolate, t.backoff.attempts) == (False, 2)
     with pytest.raises(ValueError, match="unknown neonize transport option"):
-        transports.build("neonize", "wa-7", {"latency_ms": 1}, settings, hub=None)  # type: ignore[arg-type]
+        transports.build("neonize", "wa-7", {"latency_ms": 1}, settings, hub=None)
 
     pg = Settings(data_dir=tmp_path, database_url="postgresql+psycopg2://u:secret@db:5432/billing")
     store = transports.build("neonize", "wa-7", {}, pg, hub=None).store  # type: ignore[arg-type,attr-defined]
@@ -599,3 +616,104 @@ def test_a_settled_session_drops_late_progress_states(tmp_path: Path) -> None:
     neonize_session._state(SessionStatus.CONNECTING, progress=True)
     assert recorder.statuses() == ["connecting", "banned", "logged_out"]
     assert neonize_session.status == "logged_out"
+
+
+# The type check of the calls into neonize -----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_mypy_checks_calls_into_neonize_against_its_signatures(tmp_path: Path) -> None:
+    # neonize ships no py.typed: without the project's mypy override every call into it is Any, and
+    # without protobuf's stubs every event type is compatible with every other.
+    mypy_api = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "calls.py"
+    snippet.write_text(
+        "from neonize.client import NewClient\n"
+        "from neonize.events import ConnectedEv, LoggedOutEv\n"
+        "from neonize.utils.jid import build_jid\n\n\n"
+        "def send(client: NewClient) -> None:\n"
+        '    client.send_image(build_jid("6281234567890"), b"", captio="Tagihan")\n\n\n'
+        "def on_logged_out(event: LoggedOutEv) -> None: ...\n\n\n"
+        "on_logged_out(ConnectedEv())\n"
+    )
+    out, err, code = mypy_api.run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache"), str(snippet)]
+    )
+    assert code == 1, out + err
+    assert 'Unexpected keyword argument "captio" for "send_image"' in out
+    assert 'incompatible type "Connected"; expected "LoggedOut"' in out
+    assert "Found 2 errors in 1 file" in out  # and none from neonize's own modules
+
+
+def test_the_installed_neonize_is_the_pinned_one_with_its_own_go_library() -> None:
+    # The transport is checked against the pinned version; and neonize downloads its Go library at
+    # import when the library's version differs from the package's, which fails offline.
+    import neonize.download
+    from neonize._binder import gocode
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = {extra: [r for r in extras[extra] if r.startswith("neonize")] for extra in ("neonize", "test")}
+    installed = version("neonize")
+    assert pins == {"neonize": [f"neonize=={installed}"], "test": [f"neonize=={installed}"]}
+    # the package's own idea of its library's version, and the library it loaded
+    assert (neonize.download.__GONEONIZE_VERSION__, gocode.GetVersion().decode()) == (installed, installed)
+
+
+# neonize's Go library of another version: a load failure, not connect attempts ----------------------------
+
+_MISMATCHED_LIBRARY = """
+import json, sys, threading, types
+from pathlib import Path
+
+# neonize.download as neonize's loader imports it: the package expects another version of the Go
+# library than the one installed, and the download of the right one fails (offline).
+fake = types.ModuleType("neonize.download")
+fake.__GONEONIZE_VERSION__ = "0.0.0"
+downloads = []
+
+
+def download():
+    downloads.append(1)
+    raise OSError("no network")
+
+
+fake.download = download
+sys.modules["neonize.download"] = fake
+
+from sessions_host.transports.neonize import Backoff, NeonizeSession, NeonizeStore
+
+states, failed = [], threading.Event()
+
+
+def sink(event):
+    states.append([event.status, event.detail])
+    if event.status == "failed":
+        failed.set()
+
+
+session = NeonizeSession("wa-lib", NeonizeStore.sqlite(Path(sys.argv[1])), sink, Backoff(0.05, 0.05, 3))
+session.start()
+failed.wait(60)
+session.stop()
+print(json.dumps({"states": states, "downloads": len(downloads)}))
+"""
+
+
+def test_a_go_library_of_another_version_fails_the_session_at_once(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _MISMATCHED_LIBRARY, str(tmp_path / "lib.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "NEONIZE_BOT_TAG": "off"},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["downloads"] == 3  # neonize's own three tries, once
+    statuses = [status for status, _ in result["states"]]
+    assert statuses == ["connecting", "failed", "disconnected"]  # no further attempts; then stop()
+    detail = result["states"][1][1]
+    assert detail.startswith("neonize cannot be loaded: neonize's Go library cannot be loaded")
+    assert "version mismatch: found 0.5.2, expected 0.0.0" in detail

@@ -21,6 +21,10 @@ TRANSIENT = [
     "server returned error 500",
     "info query returned status 503: service-unavailable",
     "failed to upload media: context deadline exceeded",
+    # The LID lookup's own query failed: nothing is known about the recipient yet.
+    "failed to get user info for 6281234567890@s.whatsapp.net to fill LID cache: info query timed out",
+    "SendMessage: Error sending message: failed to get user info for 6281234567890@s.whatsapp.net to fill LID "
+    "cache: failed to send usync query: websocket not connected",
 ]
 RECIPIENT = [
     "server returned error 403",
@@ -28,6 +32,9 @@ RECIPIENT = [
     "server returned error 405",
     "6281234567890 is not on WhatsApp",
     "server returned error 479",
+    # The server's answer to whatsmeow's LID lookup for the number had no LID in it.
+    "no LID found for 6281234567890@s.whatsapp.net from server",
+    "SendMessage: Error sending message: no LID found for 6281234567890@s.whatsapp.net from server",
 ]
 SESSION = [
     "the store doesn't contain a device JID",

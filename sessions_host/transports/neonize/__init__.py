@@ -67,6 +67,26 @@ handlers run on Go's event thread, whose buffer holds 100 events before whatsmeo
 The translations are pure module functions (``receipt_event``, ``incoming_event`` …) so they can be
 tested on real ``neonize.proto.Neonize_pb2`` objects.
 
+**Upgrading neonize.** The version is pinned exactly (pyproject's ``neonize`` and ``test`` extras),
+because the modules here are type-checked and tested against it. An upgrade, besides WhatsApp's
+``client outdated`` (the client version is compiled into the Go library), takes:
+
+- both pins changed together (a test compares them with the installed version); ``./dev``
+  reinstalls when pyproject.toml changes;
+- the whole wheel for the platform, installed by pip: it carries the Go library
+  (``neonize-<os>-<arch>.so``) of its own version. At import neonize compares the library's
+  version with its own (``neonize.download.__GONEONIZE_VERSION__``) and, when they differ,
+  downloads the matching library from neonize's GitHub releases into its package folder. Offline
+  or on a read-only install that fails and the session goes ``failed`` ("neonize cannot be
+  loaded"); a missing library fails at once. So no copied libraries and no source installs;
+- ``mypy``, which checks every call into neonize against the new signatures and protobuf stubs
+  (the ``[tool.mypy]`` override for ``neonize``), and this package's tests;
+- a look at what no type check sees: the wording of whatsmeow's errors (matched as text in
+  ``transports/errors.py``), ``NEONIZE_BOT_TAG``, one handler per event type, ``NewClient``
+  without a ``jid`` resuming the store's first device, the enum field names given as text;
+- a copy of the device stores first: whatsmeow upgrades its tables when it opens them, and an
+  older version may not read them afterwards.
+
 Remaining hazards: a ``stop()`` during a connect to a peer that never answers waits for Go's dial
 timeout (~60 s) in the background; in-process mode keeps the Go panic hazard described above.
 """

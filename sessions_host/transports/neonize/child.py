@@ -25,7 +25,7 @@ from sessions_host.transports.neonize.translate import BOT_TAG_ENV
 SEND_CALLS = frozenset({"send_text", "send_media"})
 #: What the child runs (the session id in its arguments only names it in ``ps``).
 CHILD_BOOT = "import sys; from sessions_host.transports.neonize.child import child_entry; child_entry(int(sys.argv[1]))"
-_CALLS = SEND_CALLS | {"is_on_whatsapp", "send_typing", "pair_phone", "logout"}
+_CALLS = SEND_CALLS | {"is_on_whatsapp", "send_typing", "mark_read", "pair_phone", "logout"}
 
 
 @dataclass(frozen=True)

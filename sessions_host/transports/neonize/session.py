@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import tenacity
 
@@ -39,7 +39,32 @@ from sessions_host.transports.neonize.translate import (
     to_jid,
 )
 
+if TYPE_CHECKING:
+    # Types only: importing neonize loads its Go library (see load_neonize).
+    from google.protobuf.message import Message
+    from neonize.client import NewClient
+    from neonize.events import (
+        ClientOutdatedEv,
+        ConnectedEv,
+        ConnectFailureEv,
+        DisconnectedEv,
+        KeepAliveTimeoutEv,
+        LoggedOutEv,
+        MessageEv,
+        PairStatusEv,
+        ReceiptEv,
+        StreamErrorEv,
+        StreamReplacedEv,
+        TemporaryBanEv,
+    )
+
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+#: A neonize event (a protobuf message).
+_E = TypeVar("_E", bound="Message")
+#: What a handler receives: an event, or the QR callback's payload.
+_A = TypeVar("_A")
 
 #: Extra wait after the last QR code expired before the attempt counts as failed.
 QR_GRACE_SECONDS = 10.0
@@ -78,7 +103,7 @@ class NeonizeSession:
         self.stable_after = self.backoff.cap if stable_after is None else stable_after
         self._sink = sink
         self._bot_tag = bot_tag
-        self.client: Any = None
+        self.client: NewClient | None = None
         self.store_name: str | None = None
         self.phone_number: str | None = None
         self._cond = threading.Condition()
@@ -110,7 +135,7 @@ class NeonizeSession:
     def connected(self) -> bool:
         return self._status == SessionStatus.CONNECTED
 
-    def open(self) -> Any:
+    def open(self) -> NewClient:
         """Load neonize, prepare the store, create the client and register the handlers (no
         network). Called by the supervisor; tests call it to drive the handlers."""
         if self.client is not None:
@@ -228,7 +253,7 @@ class NeonizeSession:
         self._signal(terminal=SessionStatus.LOGGED_OUT)
         self._state(SessionStatus.LOGGED_OUT, "logged out by the operator")
 
-    def _live_client(self) -> Any:
+    def _live_client(self) -> NewClient:
         if self.client is None:
             raise SessionError("client is nil: the neonize transport is not started")
         if self._ban_active():
@@ -237,7 +262,7 @@ class NeonizeSession:
         return self.client
 
     @staticmethod
-    def _go(call: Callable[[], Any]) -> Any:
+    def _go(call: Callable[[], _T]) -> _T:
         from neonize.exc import NeonizeError
 
         try:
@@ -247,7 +272,7 @@ class NeonizeSession:
 
     # Handlers (Go's event thread: translate, hand over, never block) --------------------------------
 
-    def _register(self, client: Any) -> None:
+    def _register(self, client: NewClient) -> None:
         from neonize.events import (
             ClientOutdatedEv,
             ConnectedEv,
@@ -264,26 +289,26 @@ class NeonizeSession:
         )
 
         client.event.qr(self._guard("qr", self._on_qr))
-        handlers: list[tuple[Any, Callable[[Any], None]]] = [
-            (ConnectedEv, self._on_connected),
-            (DisconnectedEv, self._on_disconnected),
-            (LoggedOutEv, self._on_logged_out),
-            (TemporaryBanEv, self._on_temporary_ban),
-            (StreamReplacedEv, self._on_stream_replaced),
-            (ClientOutdatedEv, self._on_client_outdated),
-            (ConnectFailureEv, self._on_connect_failure),
-            (PairStatusEv, self._on_pair_status),
-            (ReceiptEv, self._on_receipt),
-            (MessageEv, self._on_message),
-            (KeepAliveTimeoutEv, self._on_keepalive_timeout),
-            (StreamErrorEv, self._on_stream_error),
-        ]
-        for event_type, handler in handlers:
-            client.event(event_type)(self._guard(event_type.__name__, handler))
+        # One call per event type, so that each handler's parameter is checked against its event.
+        self._handle(client, ConnectedEv, self._on_connected)
+        self._handle(client, DisconnectedEv, self._on_disconnected)
+        self._handle(client, LoggedOutEv, self._on_logged_out)
+        self._handle(client, TemporaryBanEv, self._on_temporary_ban)
+        self._handle(client, StreamReplacedEv, self._on_stream_replaced)
+        self._handle(client, ClientOutdatedEv, self._on_client_outdated)
+        self._handle(client, ConnectFailureEv, self._on_connect_failure)
+        self._handle(client, PairStatusEv, self._on_pair_status)
+        self._handle(client, ReceiptEv, self._on_receipt)
+        self._handle(client, MessageEv, self._on_message)
+        self._handle(client, KeepAliveTimeoutEv, self._on_keepalive_timeout)
+        self._handle(client, StreamErrorEv, self._on_stream_error)
 
-    def _guard(self, name: str, handler: Callable[[Any], None]) -> Callable[[Any, Any], None]:
+    def _handle(self, client: NewClient, event_type: type[_E], handler: Callable[[_E], None]) -> None:
+        client.event(event_type)(self._guard(event_type.__name__, handler))
+
+    def _guard(self, name: str, handler: Callable[[_A], None]) -> Callable[[NewClient, _A], None]:
         # A plain function: neonize keeps it strongly (a bound method would be a weak reference).
-        def run(_client: Any, event: Any) -> None:
+        def run(_client: NewClient, event: _A) -> None:
             try:
                 handler(event)
             except Exception:
@@ -307,26 +332,26 @@ class NeonizeSession:
         self._state(SessionStatus.QR)
         self._emit(code)
 
-    def _on_connected(self, _event: Any) -> None:
+    def _on_connected(self, _event: ConnectedEv) -> None:
         self._state(SessionStatus.CONNECTED, phone_number=self.phone_number)
         with self._cond:
             self._connected_at = time.monotonic()
             self._qr_deadline = None
             self._cond.notify_all()
 
-    def _on_disconnected(self, _event: Any) -> None:
+    def _on_disconnected(self, _event: DisconnectedEv) -> None:
         if self._stopping.is_set():
             return
         self._state(SessionStatus.DISCONNECTED, "connection lost", progress=True)
         self._signal(dropped="connection lost")
 
-    def _on_logged_out(self, event: Any) -> None:
+    def _on_logged_out(self, event: LoggedOutEv) -> None:
         state = logged_out_state(event)
         self.phone_number = None
         self._signal(terminal=SessionStatus.LOGGED_OUT)
         self._state(state.status, state.detail)
 
-    def _on_temporary_ban(self, event: Any) -> None:
+    def _on_temporary_ban(self, event: TemporaryBanEv) -> None:
         state = temporary_ban_state(event)
         self._ban_until = state.until
         if state.until is None:
@@ -335,20 +360,20 @@ class NeonizeSession:
             self._signal(ban_seconds=float(event.Expire))
         self._state(state.status, state.detail, until=state.until)
 
-    def _on_stream_replaced(self, _event: Any) -> None:
+    def _on_stream_replaced(self, _event: StreamReplacedEv) -> None:
         self._signal(terminal=SessionStatus.DISCONNECTED)
         self._state(SessionStatus.DISCONNECTED, STREAM_REPLACED)
 
-    def _on_client_outdated(self, _event: Any) -> None:
+    def _on_client_outdated(self, _event: ClientOutdatedEv) -> None:
         self._signal(terminal=SessionStatus.FAILED)
         self._state(SessionStatus.FAILED, "WhatsApp rejects this client version: upgrade neonize")
 
-    def _on_connect_failure(self, event: Any) -> None:
+    def _on_connect_failure(self, event: ConnectFailureEv) -> None:
         detail = f"connect failure {enum_name(event, 'Reason')}: {event.Message}".rstrip(": ")
         self._state(SessionStatus.DISCONNECTED, detail, progress=True)
         self._signal(dropped=detail)
 
-    def _on_pair_status(self, event: Any) -> None:
+    def _on_pair_status(self, event: PairStatusEv) -> None:
         status = enum_name(event, "Status")
         if status == "SUCCESS":
             with self._cond:
@@ -357,20 +382,20 @@ class NeonizeSession:
         else:
             log.warning("session %s: pairing failed: %s", self.session_id, event.Error, extra=self._extra)
 
-    def _on_receipt(self, event: Any) -> None:
+    def _on_receipt(self, event: ReceiptEv) -> None:
         receipt = receipt_event(event)
         if receipt is not None:
             self._emit(receipt)
 
-    def _on_message(self, event: Any) -> None:
+    def _on_message(self, event: MessageEv) -> None:
         incoming = incoming_event(event)
         if incoming is not None:
             self._emit(incoming)
 
-    def _on_keepalive_timeout(self, event: Any) -> None:
+    def _on_keepalive_timeout(self, event: KeepAliveTimeoutEv) -> None:
         log.warning("session %s: keepalive timeout (%d errors)", self.session_id, event.ErrorCount, extra=self._extra)
 
-    def _on_stream_error(self, event: Any) -> None:
+    def _on_stream_error(self, event: StreamErrorEv) -> None:
         log.warning("session %s: stream error %s", self.session_id, getattr(event, "Code", "?"), extra=self._extra)
 
     @property
@@ -464,15 +489,14 @@ class NeonizeSession:
             return _Next.BANNED
         self._attempt_no += 1
         self._state(SessionStatus.CONNECTING, progress=True)
-        if self.client is None:
-            try:
-                self.open()
-            except (ImportError, OSError) as exc:
-                self._state(SessionStatus.FAILED, f"neonize cannot be loaded: {exc}")
-                self._signal(terminal=SessionStatus.FAILED)
-                return _Next.STOP
-            except Exception as exc:
-                raise ConnectAttemptFailed(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            client = self.open()  # the existing client after the first attempt
+        except (ImportError, OSError) as exc:
+            self._state(SessionStatus.FAILED, f"neonize cannot be loaded: {exc}")
+            self._signal(terminal=SessionStatus.FAILED)
+            return _Next.STOP
+        except Exception as exc:
+            raise ConnectAttemptFailed(f"{type(exc).__name__}: {exc}") from exc
         with self._cond:
             self._dropped = None
             self._connected_at = None
@@ -481,7 +505,9 @@ class NeonizeSession:
             self._qr_deadline = None
             self._connect_running = True
             self._connect_error = None
-        thread = threading.Thread(target=self._run_connect, name=f"neonize-{self.session_id}-connect", daemon=True)
+        thread = threading.Thread(
+            target=self._run_connect, args=(client,), name=f"neonize-{self.session_id}-connect", daemon=True
+        )
         thread.start()
         while True:
             with self._cond:
@@ -520,10 +546,10 @@ class NeonizeSession:
             or (self._qr_deadline is not None and time.monotonic() > self._qr_deadline)
         )
 
-    def _run_connect(self) -> None:
+    def _run_connect(self, client: NewClient) -> None:
         error: str | None = None
         try:
-            self.client.connect()
+            client.connect()
         except Exception as exc:
             error = str(exc) or type(exc).__name__
         with self._cond:
@@ -542,15 +568,16 @@ class NeonizeSession:
                 log.warning("session %s: waiting for neonize's connect to return", self.session_id, extra=self._extra)
 
     def _stop_client(self) -> None:
+        client = self.client
+        if client is None:
+            return
         try:
-            self.client.stop()
+            client.stop()
         except Exception:
             log.exception("session %s: neonize stop failed", self.session_id, extra=self._extra)
         # neonize also stops the client by its uuid when the Python object is collected; in the
         # host process that would stop a newer client of the same session. We stop it ourselves.
-        finalizer = getattr(self.client, "_stop_finalizer", None)
-        if finalizer is not None:
-            finalizer.detach()
+        client._stop_finalizer.detach()
 
     def _resolve_phone(self) -> None:
         """After a connect, read the device's number from the store (new after a pairing)."""

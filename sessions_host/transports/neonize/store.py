@@ -8,8 +8,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from neonize.proto.Neonize_pb2 import Device
 
 # Device store --------------------------------------------------------------------------------------
 
@@ -103,7 +106,7 @@ class StoreError(Exception):
     """The device store cannot be read."""
 
 
-def stored_devices(name: str) -> list[Any]:
+def stored_devices(name: str) -> list[Device]:
     """The devices (``Neonize_pb2.Device``) in a store; a database read that never touches a client."""
     from neonize.client import ClientFactory
 

@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from models.statuses import SessionStatus
 from sessions_host.transports.base import (
@@ -20,6 +20,12 @@ from sessions_host.transports.base import (
     StateChanged,
     TransientSendError,
 )
+
+if TYPE_CHECKING:
+    # Types only: importing neonize loads its Go library (see load_neonize).
+    from google.protobuf.message import Message
+    from neonize.events import LoggedOutEv, MessageEv, ReceiptEv, TemporaryBanEv
+    from neonize.proto.Neonize_pb2 import JID, SendResponse
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +56,16 @@ def epoch_to_datetime(value: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
-def enum_name(message: Any, field: str) -> str:
-    """The name of an enum field's value (``LoggedOut.Reason`` → ``"LOGGED_OUT"``)."""
+def enum_name(message: Message, field: str) -> str:
+    """The name of an enum field's value (``LoggedOut.Reason`` → ``"LOGGED_OUT"``); the value itself
+    for a number the enum does not name, or a field that is not an enum."""
     value = getattr(message, field)
     enum_type = message.DESCRIPTOR.fields_by_name[field].enum_type
-    found = enum_type.values_by_number.get(value)
+    found = enum_type.values_by_number.get(value) if enum_type is not None else None
     return found.name if found is not None else str(value)
 
 
-def phone_of(jid: Any) -> str | None:
+def phone_of(jid: JID | None) -> str | None:
     """The phone number (digits) of a user JID, or None for a LID, group, or empty JID."""
     if jid is None or jid.Server not in _USER_SERVERS:
         return None
@@ -72,7 +79,7 @@ def qr_code(data: bytes | str, first: bool) -> QRCode:
     return QRCode(code=code, expires_in=FIRST_QR_SECONDS if first else NEXT_QR_SECONDS)
 
 
-def logged_out_state(event: Any) -> StateChanged:
+def logged_out_state(event: LoggedOutEv) -> StateChanged:
     """``LoggedOutEv`` → ``logged_out`` with the reason's name."""
     when = ", while connecting" if event.OnConnect else ""
     return StateChanged(
@@ -81,7 +88,7 @@ def logged_out_state(event: Any) -> StateChanged:
     )
 
 
-def temporary_ban_state(event: Any, now: dt.datetime | None = None) -> StateChanged:
+def temporary_ban_state(event: TemporaryBanEv, now: dt.datetime | None = None) -> StateChanged:
     """``TemporaryBanEv`` → ``banned`` until ``now + Expire`` seconds."""
     expire = int(event.Expire)
     now = now or dt.datetime.now(dt.UTC)
@@ -93,7 +100,7 @@ def temporary_ban_state(event: Any, now: dt.datetime | None = None) -> StateChan
     )
 
 
-def receipt_event(event: Any) -> Receipt | None:
+def receipt_event(event: ReceiptEv) -> Receipt | None:
     """``ReceiptEv`` → one ``Receipt`` for all its message ids; None for receipts that say nothing
     about delivery to the recipient (SENDER, RETRY, READ_SELF: one of our own devices read a
     message we *received*, …)."""
@@ -104,7 +111,7 @@ def receipt_event(event: Any) -> Receipt | None:
     return Receipt(wa_message_ids=ids, kind=kind, at=epoch_to_datetime(event.Timestamp))
 
 
-def incoming_event(event: Any) -> Incoming | None:
+def incoming_event(event: MessageEv) -> Incoming | None:
     """``MessageEv`` → ``Incoming`` for a 1:1 message from someone else; None for our own messages,
     groups, status broadcasts, newsletters, protocol messages without content, and senders whose
     phone number is unknown."""
@@ -126,7 +133,7 @@ def incoming_event(event: Any) -> Incoming | None:
     return Incoming(sender=sender, text=text, wa_message_id=info.ID, at=epoch_to_datetime(info.Timestamp))
 
 
-def to_jid(jid: str) -> Any:
+def to_jid(jid: str) -> JID:
     from neonize.utils.jid import build_jid
 
     user, _, server = jid.partition("@")
@@ -136,7 +143,7 @@ def to_jid(jid: str) -> Any:
     return build_jid(user, server or "s.whatsapp.net")
 
 
-def send_result(response: Any) -> SendResult:
+def send_result(response: SendResponse) -> SendResult:
     if not response.ID:
         raise TransientSendError("WhatsApp acknowledged the send without a message id")
     return SendResult(wa_message_id=response.ID, sent_at=epoch_to_datetime(response.Timestamp))
@@ -151,4 +158,10 @@ def load_neonize(bot_tag: str | None = None) -> None:
         if loaded:
             log.warning("neonize was imported before %s was decided: its default (tag on) may apply", BOT_TAG_ENV)
         os.environ[BOT_TAG_ENV] = DEFAULT_BOT_TAG
-    import neonize.client  # noqa: F401
+    try:
+        import neonize.client  # noqa: F401
+    except RuntimeError as exc:
+        # neonize's loader found a Go library of another version than the package's and could not
+        # download the right one (offline, or a read-only site-packages): the installation needs
+        # fixing, so this is a load failure, not a connect attempt to retry.
+        raise ImportError(f"neonize's Go library cannot be loaded: {exc}") from exc
