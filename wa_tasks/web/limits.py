@@ -48,7 +48,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared = _header(scope, b"content-length")
         if declared is not None and (
             not declared.isascii() or not declared.isdigit() or int(declared) > self.max_bytes
         ):
@@ -59,10 +59,14 @@ class BodyLimit:
         received = 0
         started = False
         refused = False
+        # Whether a body may still be on its way (none comes without a length or chunked encoding)
+        unread = (declared not in (None, "0")) or _header(scope, b"transfer-encoding") is not None
 
         async def counting_receive() -> Message:
-            nonlocal received, refused
+            nonlocal received, refused, unread
             message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                unread = False
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -84,6 +88,11 @@ class BodyLimit:
                 return  # the 413 is the answer; what the app makes of the cut-off body is dropped
             if message["type"] == "http.response.start":
                 started = True
+                if unread:
+                    # An answer before the end of the body (a refused form field, a route that
+                    # takes no body): the server closes the connection after it rather than
+                    # read the rest of the body, only to throw it away.
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
         try:
@@ -112,8 +121,8 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def _content_length(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
             return str(value.decode("latin-1").strip())
     return None
