@@ -155,6 +155,26 @@ def test_the_rest_of_a_30_mb_stream_is_never_read(web: WebProcess, path: str, ki
 
 
 @sqlite_only
+def test_a_streamed_body_up_to_the_limit_is_read_as_usual(web: WebProcess) -> None:
+    import httpx
+
+    request = json.dumps({"content": "Halo {{ nama }}", "data": {"nama": "Budi"}}).encode()
+    # Exactly the limit: the JSON padded with whitespace, sent in chunks with no Content-Length
+    padding = MAX_BODY_BYTES - len(request)
+    chunks = [request, *([b" " * CHUNK] * (padding // CHUNK)), b" " * (padding % CHUNK)]
+    assert sum(map(len, chunks)) == MAX_BODY_BYTES
+    with httpx.Client(base_url=web.base, headers={"X-API-Key": API_KEY}, timeout=60) as api:
+        answer = api.post(
+            "/api/whatsapp/templates/preview", content=iter(chunks), headers={"Content-Type": "application/json"}
+        )
+        assert "content-length" not in answer.request.headers
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["text"] == "Halo Budi"
+        # The connection stays open for the next request
+        assert answer.headers.get("connection") != "close"
+
+
+@sqlite_only
 def test_a_declared_length_over_the_limit_is_refused_unread(web: WebProcess) -> None:
     with _connect(web) as sock:
         sock.sendall(
