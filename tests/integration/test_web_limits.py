@@ -176,16 +176,21 @@ def test_a_streamed_body_up_to_the_limit_is_read_as_usual(web: WebProcess) -> No
 
 @sqlite_only
 def test_a_declared_length_over_the_limit_is_refused_unread(web: WebProcess) -> None:
-    with _connect(web) as sock:
-        sock.sendall(
-            (
-                f"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {9 * 1024 * 1024}\r\n"
-                "Content-Type: application/x-www-form-urlencoded\r\n\r\nkey="
-            ).encode()
-        )
-        status, headers, body, closed = _read_answer(sock)
-    assert status == 413 and json.loads(body)["error"] == "payload_too_large"
-    assert headers.get("connection") == "close" and closed
+    for accept, kind in (("*/*", "application/json"), ("text/html,*/*;q=0.8", "text/plain")):
+        with _connect(web) as sock:
+            sock.sendall(
+                (
+                    f"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {9 * 1024 * 1024}\r\n"
+                    f"Accept: {accept}\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nkey="
+                ).encode()
+            )
+            status, headers, body, closed = _read_answer(sock)
+        assert status == 413 and headers["content-type"].startswith(kind), (headers, body)
+        assert headers.get("connection") == "close" and closed
+        if kind == "application/json":
+            assert json.loads(body)["error"] == "payload_too_large"
+        else:  # a browser: a sentence, not JSON
+            assert body.decode().startswith("Refused: what the form sent is over 8 MB"), body
 
 
 @sqlite_only

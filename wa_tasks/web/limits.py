@@ -25,7 +25,11 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 def too_large_text(limit: int) -> str:
-    return f"request body over {limit / (1024 * 1024):g} MB; split a bulk send into several"
+    return f"request body over {_mb(limit)} MB; split a bulk send into several"
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):g}"
 
 
 class BodyTooLarge(HTTPException):
@@ -53,7 +57,7 @@ class BodyLimit:
             not declared.isascii() or not declared.isdigit() or int(declared) > self.max_bytes
         ):
             # Refused on the declaration alone: nothing of the body is read
-            await self.refuse(send)
+            await self.refuse(scope, send)
             return
 
         received = 0
@@ -78,7 +82,7 @@ class BodyLimit:
                             scope["method"],
                             scope["path"],
                         )
-                        await self.refuse(send)
+                        await self.refuse(scope, send)
                     raise BodyTooLarge(self.max_bytes)
             return message
 
@@ -103,14 +107,20 @@ class BodyLimit:
             if not refused:
                 raise
 
-    async def refuse(self, send: Send) -> None:
-        body = json.dumps({"error": "payload_too_large", "detail": too_large_text(self.max_bytes)}).encode()
+    async def refuse(self, scope: Scope, send: Send) -> None:
+        """413 as the API's errors are (JSON), or as a sentence for a browser (a page's form)."""
+        if "text/html" in (_header(scope, b"accept") or "") and not scope["path"].startswith("/api/"):
+            sentence = f"Refused: what the form sent is over {_mb(self.max_bytes)} MB; nothing was changed.\n"
+            kind, body = b"text/plain; charset=utf-8", sentence.encode()
+        else:
+            kind = b"application/json"
+            body = json.dumps({"error": "payload_too_large", "detail": too_large_text(self.max_bytes)}).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", kind),
                     (b"content-length", str(len(body)).encode()),
                     # The unread rest of the body is still on its way: the server closes the
                     # connection after this answer instead of reading it to reuse the connection.

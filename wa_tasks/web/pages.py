@@ -139,7 +139,7 @@ class PageRoute(APIRoute):
                 raise
             except StarletteHTTPException as exc:  # also Starlette's own, from its form parser
                 return error_page(request, *form_refusal(exc))
-            except RequestValidationError as exc:  # a field the form has as text sent as a file
+            except RequestValidationError as exc:  # a field that does not validate (every one is text)
                 return error_page(request, 422, readable(exc.errors()))
             except Exception as exc:
                 return error_page(request, 500, fault(exc, request.url.path))
