@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,9 +26,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class WebProcess:
+    base: str
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
 def running_web(settings: Settings, logdir: Path, api_key: str | None = API_KEY) -> Iterator[str]:
     """Start ``wa-tasks web`` with ``settings`` (and ``api_key``), wait for ``/health``, yield its base URL."""
+    with running_web_process(settings, logdir, api_key) as web:
+        yield web.base
+
+
+@contextlib.contextmanager
+def running_web_process(settings: Settings, logdir: Path, api_key: str | None = API_KEY) -> Iterator[WebProcess]:
+    """As ``running_web``, yielding the process too (its port and pid)."""
     port = _free_port()
     env = {**settings_env(settings), "WA_WEB_PORT": str(port)}
     if api_key is not None:
@@ -54,7 +69,7 @@ def running_web(settings: Settings, logdir: Path, api_key: str | None = API_KEY)
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"wa-tasks web did not start:\n{logfile.read_text(errors='replace')}")
             time.sleep(0.2)
-        yield base
+        yield WebProcess(base, port, proc.pid)
     finally:
         proc.terminate()
         try:

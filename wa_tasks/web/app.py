@@ -7,7 +7,7 @@ Run with ``wa-tasks web``; without ``WA_API_KEY`` the server refuses to listen b
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from wa_tasks.session_control import CommandFailed, HostUnavailable
 from wa_tasks.settings import get_settings
 from wa_tasks.web import api, pages
 from wa_tasks.web.auth import LoginRequired, require_key, require_login, session_secret
+from wa_tasks.web.limits import MAX_BODY_BYTES, BodyLimit
 from wa_tasks.web.prometheus import WaCollector
 
 
@@ -151,27 +152,6 @@ _PHRASES = {s.value for s in HTTPStatus}
 UNPARSABLE_BODY = "There was an error parsing the body"
 
 
-#: The largest request body accepted (a 10,000-recipient bulk request is about 2 MB).
-MAX_BODY_BYTES = 8 * 1024 * 1024
-
-
-def install_body_limit(app: FastAPI) -> None:
-    """Refuse a declared body over ``MAX_BODY_BYTES`` before reading it (413)."""
-
-    @app.middleware("http")
-    async def _limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(
-                status_code=413,
-                content={
-                    "error": "payload_too_large",
-                    "detail": f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MB; split a bulk send into several",
-                },
-            )
-        return await call_next(request)
-
-
 def install_docs(app: FastAPI) -> None:
     """``/openapi.json`` (needs the key), ``/docs`` and ``/redoc`` (need a login) with local assets."""
 
@@ -214,7 +194,6 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     install_docs(app)
-    install_body_limit(app)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),
@@ -222,6 +201,8 @@ def create_app() -> FastAPI:
         same_site="strict",
         https_only=False,
     )
+    # Outside every other layer (added last): nothing reads more of a body than the limit
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     install_error_handlers(app)
 

@@ -21,9 +21,11 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import MessageStatus
 from wa_tasks import compose, dashboard, metrics, qr, session_control, template_store
@@ -78,8 +80,48 @@ def same_origin(request: Request) -> None:
     source = request.headers.get("origin") or request.headers.get("referer")
     if source is None:
         return  # not a browser (curl, a test client): the login or the loopback bind protects
-    if urlsplit(source).netloc != request.headers.get("host"):
+    try:
+        netloc = urlsplit(source).netloc
+    except ValueError:  # not a URL at all ("http://[")
+        netloc = None
+    if netloc != request.headers.get("host"):
         raise HTTPException(status_code=403, detail="this form must be sent from the wa-tasks pages")
+
+
+async def text_input(request: Request) -> None:
+    """Every field of a form, query and path is text without NUL characters: no operator types
+    one, and PostgreSQL cannot store it (the database would refuse it as an error, not as a
+    mistake in the form). Refused with 422 naming the field."""
+    fields: list[tuple[str, Any]] = [*request.path_params.items(), *request.query_params.multi_items()]
+    if request.method == "POST":
+        fields += (await request.form()).multi_items()
+    for name, value in fields:
+        if not isinstance(value, str):
+            raise HTTPException(status_code=422, detail=f"{_shown(name)}: a file was sent where the form has text")
+        if "\x00" in name or "\x00" in value:
+            raise HTTPException(status_code=422, detail=f"{_shown(name)}: contains a NUL character")
+
+
+def _shown(name: str) -> str:
+    """A field's name as the error shows it (it may be anything the client sent)."""
+    return repr(name[:40].replace("\x00", "\\0"))
+
+
+def form_refusal(exc: StarletteHTTPException) -> tuple[int, str]:
+    """A request the pages refuse, as a status and a sentence: Starlette's and FastAPI's terse
+    refusals of a body they cannot read as a form get words an operator can act on."""
+    detail = str(exc.detail)
+    if "exceeded maximum size" in detail:
+        return 413, f"a field of the form is too long ({detail.rstrip('.')}): nothing was changed"
+    if detail.startswith(("Too many fields", "Too many files")):
+        return 413, f"the form has too many fields ({detail.rstrip('.')}): nothing was changed"
+    if exc.status_code == 400 and (detail == UNREADABLE_BODY or "multipart" in detail.lower()):
+        return 400, f"the form could not be read ({detail.rstrip('.')}): nothing was changed"
+    return exc.status_code, detail
+
+
+#: FastAPI's detail when a body cannot be parsed at all (a broken form, a multipart that is not).
+UNREADABLE_BODY = "There was an error parsing the body"
 
 
 class PageRoute(APIRoute):
@@ -95,12 +137,19 @@ class PageRoute(APIRoute):
                 return await handler(request)
             except auth.LoginRequired:
                 raise
-            except HTTPException as exc:
-                return error_page(request, exc.status_code, str(exc.detail))
+            except StarletteHTTPException as exc:  # also Starlette's own, from its form parser
+                return error_page(request, *form_refusal(exc))
+            except RequestValidationError as exc:  # a field that does not validate (every one is text)
+                return error_page(request, 422, readable(exc.errors()))
             except Exception as exc:
                 return error_page(request, 500, fault(exc, request.url.path))
 
         return handle
+
+
+def readable(errors: Any) -> str:
+    """Validation errors as one line: ``body.key: Input should be a valid string``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors)
 
 
 def fault(exc: Exception, where: str) -> str:
@@ -118,7 +167,7 @@ def error_page(request: Request, status_code: int, text: str) -> HTMLResponse:
 
 
 #: Pages and forms that need no login.
-router = APIRouter(include_in_schema=False, route_class=PageRoute)
+router = APIRouter(dependencies=[Depends(text_input)], include_in_schema=False, route_class=PageRoute)
 #: Everything else.
 pages = APIRouter(
     dependencies=[Depends(auth.require_login), Depends(same_origin)], include_in_schema=False, route_class=PageRoute
@@ -621,7 +670,10 @@ def _referer_path(request: Request, default: str) -> str:
     referer = request.headers.get("referer")
     if not referer:
         return default
-    parts = urlsplit(referer)
+    try:
+        parts = urlsplit(referer)
+    except ValueError:  # not a URL
+        return default
     return _safe_next(parts.path + (f"?{parts.query}" if parts.query else "")) if parts.path else default
 
 
