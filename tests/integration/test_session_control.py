@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from models import WhatsAppSession
 from support.stack import Stack
-from wa_tasks import live_state, session_control
+from wa_tasks import live_state, session_control, sessions
 from wa_tasks.redis_client import database_of
 
 pytestmark = pytest.mark.integration
@@ -166,3 +166,21 @@ def test_a_command_reaches_only_the_hosts_of_its_own_redis_database(stack: Stack
     assert "command logout" not in stack.log_text("sessions")
     assert live_state.read(stack.redis, ["wa-1"])["wa-1"].connected
     assert session_control.request(stack.settings, "wa-1", "probe", timeout=15)["ok"]
+
+
+def test_a_session_removed_and_added_again_under_its_id_starts_afresh(stack: Stack) -> None:
+    # Given a connected session (paired automatically, as the simulator does by default)
+    stack.add_session("wa-1", priority=1)
+    stack.start()
+    stack.wait_connected("wa-1")
+
+    # When the operator removes it (its device is unlinked) and at once adds it again under that id
+    removal = sessions.unlink_and_remove(stack.settings, "wa-1")
+    assert removal.unlinked, removal.unlink_error
+    stack.add_session("wa-1", priority=1)
+
+    # Then it pairs and connects like any new session, without `sessions reconnect`
+    stack.wait_connected("wa-1")
+    message_id = stack.client.send("081234567890", text="Setelah ditambah lagi")
+    stack.wait_status(message_id, "sent", "delivered", "read")
+    assert "command reconnect" not in stack.log_text("sessions")
