@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import keys, lifecycle, live_state, routing, session_control, submit
+from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit
 from wa_tasks.errors import InvalidRequest, UnknownSession
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -250,6 +250,9 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
     result = []
     for r in rows:
         state = states.get(r.session_id)
+        health_now, health_detail = health.shown(
+            r.health, r.health_detail, r.health_checked_at, state, settings.health_check_seconds
+        )
         result.append(
             {
                 "id": r.session_id,
@@ -264,8 +267,8 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
                 "host": state.host if state else None,
                 "lastStatus": r.status,
                 "lastError": r.last_error,
-                "health": r.health,
-                "healthDetail": r.health_detail,
+                "health": health_now,
+                "healthDetail": health_detail,
                 "lastProbeMs": r.last_probe_ms,
                 # Ban safety: out of rotation until then (a cap reached, or restricted by WhatsApp).
                 "pausedUntil": _iso_ts(state.available_until) if state and state.available_until > now else None,
