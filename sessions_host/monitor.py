@@ -6,8 +6,11 @@
   event receiver reads like single events) every ``TASK_EVENT_FLUSH_SECONDS`` or
   ``TASK_EVENT_BATCH`` events: three broker publishes a message cost the host more CPU than the
   send itself at high rates; Flower sees a send at most that much later.
-- Remote control: answers Flower's ``inspect`` calls (``active_queues`` lists the session queues,
-  so Flower's Broker page shows each queue's depth) and ``ping``.
+- Remote control: answers every command Flower sends, over the broker's pidbox: its ``inspect``
+  calls (``active_queues`` lists the session queues, so Flower's Broker page shows each queue's
+  depth), ``ping`` and ``enable_events`` (sent every few seconds); the commands that would change
+  a Celery worker's pool, queues, limits or tasks are refused with the way to do it instead, and
+  unknown commands answered with an error, logged at DEBUG only.
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ class Monitor:
 
     # Remote control ----------------------------------------------------------------------------
 
-    def _handlers(self) -> dict[str, Callable[..., Any]]:
+    def _handlers(self) -> _Handlers:
         def active_queues(state: Any, **_: Any) -> list[dict[str, Any]]:
             result = []
             for name in self.active_queues():
@@ -183,6 +186,7 @@ class Monitor:
                     "processes": [os.getpid()],
                 },
                 "broker": broker,
+                "clock": str(self.app.clock.value),
                 "total": {"wa.deliver": self.processed},
             }
 
@@ -190,23 +194,95 @@ class Monitor:
             with self._lock:
                 return list(self.active.values())
 
+        def query_task(state: Any, ids: Any = (), **_: Any) -> dict[str, Any]:
+            wanted = [ids] if isinstance(ids, str) else list(ids or ())
+            with self._lock:
+                return {i: ("active", self.active[i]) for i in wanted if i in self.active}
+
         def empty(state: Any, **_: Any) -> list[Any]:
             return []
 
-        return {
+        def registered(state: Any, **_: Any) -> list[str]:
+            return ["wa.deliver"]
+
+        def conf(state: Any, **_: Any) -> dict[str, Any]:
+            return {
+                "broker_transport_options": self.app.conf.broker_transport_options,
+                "task_default_priority": self.app.conf.task_default_priority,
+            }
+
+        def heartbeat(state: Any, **_: Any) -> None:
+            self.heartbeat()
+
+        def hello(state: Any, from_node: str | None = None, **_: Any) -> dict[str, Any] | None:
+            # A Celery worker starting up syncs with the others (mingle): nothing revoked here.
+            if from_node == self.hostname:
+                return None
+            return {"revoked": [], "clock": self.app.clock.forward()}
+
+        def refuse(reason: str) -> Callable[..., dict[str, str]]:
+            def handler(state: Any, **_: Any) -> dict[str, str]:
+                return {"error": reason}
+
+            return handler
+
+        sessions_are_configured = "sessions are added and removed with `wa-tasks sessions add|remove`"
+        handlers: dict[str, Callable[..., Any]] = {
             "ping": lambda state, **_: {"ok": "pong"},
             "active_queues": active_queues,
             "stats": stats,
             "active": active,
-            "registered": lambda state, **_: ["wa.deliver"],
+            "dump_active": active,
+            "query_task": query_task,
+            "registered": registered,
+            "dump_tasks": registered,
             "reserved": empty,
+            "dump_reserved": empty,
             "scheduled": empty,
+            "dump_schedule": empty,
             "revoked": empty,
-            "conf": lambda state, **_: {
-                "broker_transport_options": self.app.conf.broker_transport_options,
-                "task_default_priority": self.app.conf.task_default_priority,
-            },
+            "dump_revoked": empty,
+            "conf": conf,
+            "dump_conf": conf,
+            "report": lambda state, **_: {"ok": f"{SOFTWARE} {wa_tasks.__version__}\n{self.app.bugreport()}"},
+            "clock": lambda state, **_: {"clock": self.app.clock.value},
+            "hello": hello,
+            "heartbeat": heartbeat,
+            # Flower turns task events on every few seconds; a session host always sends them.
+            "enable_events": lambda state, **_: {"ok": "task events already enabled"},
+            "disable_events": refuse("a session host always sends task events"),
+            "election": lambda state, **_: None,
+            "revoke": refuse("a send cannot be revoked on the session host"),
+            "terminate": refuse("a send cannot be revoked on the session host"),
+            "revoke_by_stamped_headers": refuse("a send cannot be revoked on the session host"),
+            "rate_limit": refuse("a session's pace sets its rate: `wa-tasks sessions set SESSION --pace SECONDS`"),
+            "time_limit": refuse("sends have no time limit to change"),
+            "pool_grow": refuse(sessions_are_configured),
+            "pool_shrink": refuse(sessions_are_configured),
+            "autoscale": refuse(sessions_are_configured),
+            "add_consumer": refuse(sessions_are_configured),
+            "cancel_consumer": refuse(sessions_are_configured),
+            "pool_restart": refuse("reconnect a session with `wa-tasks sessions reconnect SESSION`"),
+            "shutdown": refuse("a session host is stopped where it was started (SIGTERM), not remotely"),
         }
+        return _Handlers({name: self._answering(name, fn) for name, fn in handlers.items()})
+
+    @staticmethod
+    def _answering(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` answering with its error in one log line: kombu logs a handler's exception with
+        its whole traceback, every time Flower asks."""
+
+        def handler(state: Any, **arguments: Any) -> Any:
+            try:
+                reply = fn(state, **arguments)
+            except Exception as exc:
+                log.warning("remote control %s failed: %s", name, exc)
+                return {"error": repr(exc)}
+            if isinstance(reply, dict) and "error" in reply:
+                log.info("remote control %s refused: %s", name, reply["error"])
+            return reply
+
+        return handler
 
     def _control_loop(self) -> None:
         while not self._stop.is_set():
@@ -226,3 +302,16 @@ class Monitor:
                 if not self._stop.is_set():
                     log.warning("remote control listener restarting after: %s", exc)
                     self._stop.wait(2.0)
+
+
+class _Handlers(dict[str, Callable[..., Any]]):
+    """Remote-control handlers that answer a command they do not know (a newer Flower's or
+    Celery's) with an error, logged at DEBUG only: kombu raises KeyError for it and logs that
+    with its traceback."""
+
+    def __missing__(self, method: str) -> Callable[..., dict[str, str]]:
+        def unsupported(state: Any, **_: Any) -> dict[str, str]:
+            log.debug("remote control %s is not supported by a session host", method)
+            return {"error": f"{method} is not supported by a session host"}
+
+        return unsupported

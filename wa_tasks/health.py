@@ -5,6 +5,8 @@ stale heartbeat or a dead host), ``slow`` (a probe round trip over 5 s), ``faili
 errors in a row: the owning host is asked to reconnect it), ``idle`` (connected but nothing sent
 for 24 h) or ``ok``. The probe asks WhatsApp whether the session's own number is on WhatsApp:
 unlike the seed's, it messages nobody and looks up no stranger.
+
+Until a session has been checked in its current status, it shows as ``pending`` (:func:`shown`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ SLOW_SECONDS = 5.0
 MAX_ERRORS = 5
 #: Seed §10.2: connected without sending for this long is reported.
 IDLE_AFTER = dt.timedelta(hours=24)
+#: Shown until a session is checked in its current status (a result of before describes another).
+PENDING = "pending"
 #: How long one probe may take before it counts as an error.
 PROBE_TIMEOUT_SECONDS = 15.0
 
@@ -115,6 +119,23 @@ def _judge(
         hours = (now - last_activity).total_seconds() / 3600
         return Result(session_id, "idle", f"nothing sent for {hours:.0f} hours", latency)
     return Result(session_id, "ok", f"probe {latency:.0f} ms" if latency is not None else "ok", latency)
+
+
+def shown(
+    health: str | None,
+    detail: str | None,
+    checked_at: dt.datetime | None,
+    state: live_state.LiveState | None,
+    every_seconds: float,
+) -> tuple[str, str | None]:
+    """The health to show for a session now (pages, CLI, API). A result found before the session's
+    current status began (checked while the host was still starting, say: "offline") describes an
+    earlier session, and a session never checked has none: both are ``pending`` until the next check."""
+    if health is None:
+        return PENDING, f"not checked yet; the health check runs every {every_seconds:.0f} s"
+    if state is not None and checked_at is not None and checked_at.timestamp() < state.since:
+        return PENDING, f"the first check since it became {state.status} is due within {every_seconds:.0f} s"
+    return health, detail
 
 
 def _reconnect(settings: Settings, session_id: str) -> None:

@@ -5,16 +5,21 @@ Policies (DESIGN.md):
   lowest priority number; the others only when it is down.
 - ``spillover``: the primary until its backlog would make a new message wait longer than a bound,
   then the next session by priority (and so on).
-- ``balanced``: the session where a new message would wait least (backlog × pace), ties by priority:
-  sessions share the load in proportion to their speed.
+- ``balanced``: the session where a new message would wait least (backlog × pace): sessions share
+  the load in proportion to their speed. Sessions that tie (idle ones, typically) are picked at
+  random: by priority or id, a stream slower than the sessions' pace went mostly to the first of
+  them.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 POLICIES = ("failover", "spillover", "balanced")
+#: Waits this close count as equal (float sums of backlog × pace).
+TIE_SECONDS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,10 @@ def choose(
     exclude: Iterable[str] = (),
     policy: str = "failover",
     spillover_wait_seconds: float = 60.0,
+    rng: random.Random | None = None,
 ) -> str | None:
-    """The session to route to, or None when no session is usable now (the message waits)."""
+    """The session to route to, or None when no session is usable now (the message waits).
+    ``rng``: what picks among tied sessions under ``balanced`` (the module's generator by default)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown routing policy {policy!r}; use one of {', '.join(POLICIES)}")
     excluded = set(exclude)
@@ -68,4 +75,6 @@ def choose(
             if c.wait_seconds < spillover_wait_seconds:
                 return c.session_id
         return min(by_priority, key=lambda c: (c.wait_seconds, c.priority, c.session_id)).session_id
-    return min(by_priority, key=lambda c: (c.wait_seconds, c.priority, c.session_id)).session_id
+    shortest = min(c.wait_seconds for c in by_priority)
+    tied = [c for c in by_priority if c.wait_seconds <= shortest + TIE_SECONDS]
+    return (rng or random).choice(tied).session_id

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import keys, lifecycle, live_state, routing, session_control, submit
+from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit
 from wa_tasks.errors import InvalidRequest, UnknownSession
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -74,6 +76,10 @@ def add(
             NeonizeOptions.build(options)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(str(exc)) from None
+    with session_scope(settings.database) as db:
+        if db.scalar(select(WhatsAppSession.session_id).where(WhatsAppSession.session_id == session_id)):
+            raise InvalidRequest(f"a session {session_id!r} already exists")
+    _wait_until_stopped(settings, session_id)
     try:
         with session_scope(settings.database) as db:
             db.add(
@@ -90,6 +96,20 @@ def add(
     except IntegrityError:
         raise InvalidRequest(f"a session {session_id!r} already exists") from None
     return session_id
+
+
+def _wait_until_stopped(settings: Settings, session_id: str) -> None:
+    """Wait until no host runs a session of this id any more. A host notices a removal on its next
+    heartbeat: a session added again under its id before that would carry on the old connection
+    (one whose device the removal logged out would stay logged out) instead of starting afresh. The
+    host clears the live state when it stops the session; a dead host's expires."""
+    client = client_for(settings.redis)
+    deadline = time.monotonic() + settings.heartbeat_seconds + settings.live_state_ttl_seconds
+    try:
+        while live_state.read(client, [session_id]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except RedisError:  # no host can run it without Redis either
+        return
 
 
 def _check_priority(priority: object) -> None:
@@ -230,6 +250,9 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
     result = []
     for r in rows:
         state = states.get(r.session_id)
+        health_now, health_detail = health.shown(
+            r.health, r.health_detail, r.health_checked_at, state, settings.health_check_seconds
+        )
         result.append(
             {
                 "id": r.session_id,
@@ -244,8 +267,8 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
                 "host": state.host if state else None,
                 "lastStatus": r.status,
                 "lastError": r.last_error,
-                "health": r.health,
-                "healthDetail": r.health_detail,
+                "health": health_now,
+                "healthDetail": health_detail,
                 "lastProbeMs": r.last_probe_ms,
                 # Ban safety: out of rotation until then (a cap reached, or restricted by WhatsApp).
                 "pausedUntil": _iso_ts(state.available_until) if state and state.available_until > now else None,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,61 @@ def test_flower_asks_for_the_configured_basic_auth(stack: Stack) -> None:
 
     refused = _cli(dict(stack.env, WA_FLOWER_BASIC_AUTH="", WA_FLOWER_HOST="0.0.0.0"), "flower")
     assert refused.returncode != 0 and "without WA_FLOWER_BASIC_AUTH" in refused.stderr
+
+
+def test_the_session_host_answers_every_command_flower_sends_without_a_traceback(stack: Stack) -> None:
+    # Given a session host and Flower beside it (Flower turns task events on every 5 s, and inspects)
+    stack.add_session("wa-1", priority=1)
+    port = free_port()
+    stack.env["WA_FLOWER_PORT"] = str(port)
+    stack.start("sessions")
+    stack.wait_connected("wa-1")
+    stack.start_process("flower")
+    started = time.monotonic()
+    host = "sessions@test"
+    base = f"http://127.0.0.1:{port}/api"
+
+    # Then Flower shows what the host answers to its inspect calls
+    def inspected() -> dict[str, Any]:
+        info = _get_json(f"{base}/workers?refresh=1&workername={host}", timeout=10).get(host) or {}
+        return info if "registered" in info and "active_queues" in info else {}
+
+    info = _poll(inspected, 60, f"{host} inspected by Flower", stack.logs)
+    assert info["registered"] == ["wa.deliver"]
+    assert [q["name"] for q in info["active_queues"]] == ["wa.session.wa-1"]
+    assert info["stats"]["total"] == {"wa.deliver": 0}
+
+    # And after a minute beside Flower (a dozen enable_events) the host's log holds no traceback
+    time.sleep(max(0.0, 60 - (time.monotonic() - started)))
+    stack.check_alive()
+    log = stack.log_text("sessions")
+    assert "Traceback" not in log and "pidbox command error" not in log, log
+
+    # And Flower's controls get a reason instead of a worker's effect (the host keeps running)
+    def post(path: str, **params: str) -> tuple[int, str]:
+        url = f"{base}/{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=20) as r:  # noqa: S310
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+
+    assert post(f"worker/pool/grow/{host}", n="1") == (
+        403,
+        f"Failed to grow '{host}' worker's pool: sessions are added and removed with `wa-tasks sessions add|remove`",
+    )
+    status, text = post("task/rate-limit/wa.send", workername=host, ratelimit="10/m")
+    assert status == 403 and "wa-tasks sessions set SESSION --pace SECONDS" in text
+    assert post(f"worker/shutdown/{host}")[0] == 200  # Flower does not wait for an answer to this one
+    unknown = stack.app.control.broadcast("memdump", destination=[host], reply=True, timeout=5)
+    assert unknown == [{host: {"error": "memdump is not supported by a session host"}}]
+
+    # And still none after them; the host still runs
+    stack.check_alive()
+    log = stack.log_text("sessions")
+    assert "Traceback" not in log and "pidbox command error" not in log, log
+    assert "remote control shutdown refused" in log  # one line, for the operator who clicked it
+    stack.wait_connected("wa-1")
 
 
 def _cli(settings_env_: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

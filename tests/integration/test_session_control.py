@@ -9,13 +9,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
 from models import WhatsAppSession
 from support.stack import Stack
-from wa_tasks import live_state, session_control
+from support.web import running_web
+from wa_tasks import health, live_state, session_control, sessions
 from wa_tasks.redis_client import database_of
 
 pytestmark = pytest.mark.integration
@@ -166,3 +169,59 @@ def test_a_command_reaches_only_the_hosts_of_its_own_redis_database(stack: Stack
     assert "command logout" not in stack.log_text("sessions")
     assert live_state.read(stack.redis, ["wa-1"])["wa-1"].connected
     assert session_control.request(stack.settings, "wa-1", "probe", timeout=15)["ok"]
+
+
+def test_a_session_removed_and_added_again_under_its_id_starts_afresh(stack: Stack) -> None:
+    # Given a connected session (paired automatically, as the simulator does by default)
+    stack.add_session("wa-1", priority=1)
+    stack.start()
+    stack.wait_connected("wa-1")
+
+    # When the operator removes it (its device is unlinked) and at once adds it again under that id
+    removal = sessions.unlink_and_remove(stack.settings, "wa-1")
+    assert removal.unlinked, removal.unlink_error
+    stack.add_session("wa-1", priority=1)
+
+    # Then it pairs and connects like any new session, without `sessions reconnect`
+    stack.wait_connected("wa-1")
+    message_id = stack.client.send("081234567890", text="Setelah ditambah lagi")
+    stack.wait_status(message_id, "sent", "delivered", "read")
+    assert "command reconnect" not in stack.log_text("sessions")
+
+
+def test_a_session_checked_before_it_connected_shows_its_health_check_pending(stack: Stack, tmp_path: Path) -> None:
+    # Given a session checked by the health check before its host was up (found offline) ...
+    stack.add_session("wa-1", priority=1)
+    stack.add_session("wa-2", priority=2)
+    assert [r.health for r in health.check_all(stack.settings)] == ["offline", "offline"]
+    with stack.db() as db:  # ... and one never checked at all
+        db.execute(update(WhatsAppSession).where(WhatsAppSession.session_id == "wa-2").values(health=None))
+
+    # When the host connects both
+    stack.start("sessions")
+    stack.wait_connected("wa-1", "wa-2")
+
+    # Then the API, the CLI and the sessions page say the check is pending, not "offline"
+    with running_web(stack.settings, tmp_path / "web-logs", api_key=None) as web:
+        listed = {s["id"]: s for s in httpx.get(f"{web}/api/whatsapp/sessions").json()["sessions"]}
+        page = httpx.get(f"{web}/sessions").text
+    assert {s: (listed[s]["status"], listed[s]["health"]) for s in listed} == {
+        "wa-1": ("connected", "pending"),
+        "wa-2": ("connected", "pending"),
+    }
+    assert listed["wa-1"]["healthDetail"] == "the first check since it became connected is due within 30 s"
+    assert listed["wa-2"]["healthDetail"] == "not checked yet; the health check runs every 30 s"
+    assert page.count(">pending</span>") == 2 and "no session host reports it" not in page
+    cli = subprocess.run(
+        [sys.executable, "-m", "wa_tasks", "sessions", "list"],
+        env={**stack.env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0 and cli.stdout.count(" pending ") == 2 and "offline" not in cli.stdout, cli.stdout
+
+    # And the next check tells how they are
+    stack.start("worker")
+    assert {r.session_id: r.health for r in health.check_all(stack.settings)} == {"wa-1": "ok", "wa-2": "ok"}
+    assert [s["health"] for s in sessions.listing(stack.settings)] == ["ok", "ok"]

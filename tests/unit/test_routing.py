@@ -1,5 +1,8 @@
 """wa_tasks.routing: failover routing over live session state."""
 
+import random
+from collections import Counter
+
 import pytest
 
 from wa_tasks.routing import Candidate, choose, primary
@@ -108,10 +111,29 @@ def test_balanced_takes_the_shortest_wait_counting_each_sessions_pace():
     assert choose([A_BUSY, C_SLOW], policy="balanced") == "c"
 
 
-def test_balanced_breaks_ties_by_priority():
+def test_balanced_shares_a_stream_among_idle_sessions_whatever_their_priority():
+    # Given four idle sessions (nothing waiting, pace slots open) of different priorities and paces
+    idle = [
+        Candidate(sid, priority, True, pace_seconds=pace)
+        for sid, priority, pace in [("a", 1, 1.0), ("b", 2, 1.0), ("c", 3, 2.0), ("d", 4, 0.5)]
+    ]
+    rng = random.Random(12)
+
+    # When a stream is routed one message at a time (each finds them idle again)
+    picks = Counter(choose(idle, policy="balanced", rng=rng) for _ in range(4000))
+
+    # Then each gets about a quarter, not the first by priority nearly all
+    assert set(picks) == {"a", "b", "c", "d"}
+    assert min(picks.values()) > 900
+
+
+def test_balanced_shares_only_among_the_sessions_that_tie_on_the_shortest_wait():
     a = Candidate("a", 2, True, backlog=3)
     b = Candidate("b", 1, True, backlog=3)
-    assert choose([a, b], policy="balanced") == "b"
+    c = Candidate("c", 0, True, backlog=4)
+    rng = random.Random(5)
+    picks = Counter(choose([a, b, c], policy="balanced", rng=rng) for _ in range(200))
+    assert set(picks) == {"a", "b"} and min(picks.values()) > 60
 
 
 def test_an_unknown_policy_is_a_clear_error():

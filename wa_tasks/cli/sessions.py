@@ -52,7 +52,8 @@ def list_(as_json: bool) -> None:
             "★" if r["isPrimary"] else "",
             str(r["messageCount"]),
             r["lastActivity"] or "-",
-            f"{r['health'] or '-'}" + (f": {r['healthDetail']}" if r["health"] not in (None, "ok") else ""),
+            # A pending check's detail (when it is due) is in --json; the table stays narrow.
+            f"{r['health'] or '-'}" + (f": {r['healthDetail']}" if r["health"] not in (None, "ok", "pending") else ""),
             r["transport"],
         )
     Console().print(table)
