@@ -3,6 +3,7 @@
 - Redis: ``WA_TEST_REDIS_URL`` (CI: the machine's Redis), else a private redis-server started here.
 - Databases: SQLite always; PostgreSQL from ``WA_TEST_POSTGRES_URL``. Under CI (``CI=true``) a
   missing PostgreSQL fails the run instead of skipping.
+- Tiers: every test gets one tier marker at collection (``TIER_RULES``): fast, integration, system, slow.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,57 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# Tiers ------------------------------------------------------------------------------------------------
+
+#: The test tiers, fastest first (`./dev test` runs ``fast``; `./dev test --tier NAME` one tier).
+TIERS = ("fast", "integration", "system", "slow")
+
+#: What puts a test in a tier slower than ``fast``: a fixture it uses (directly or through other
+#: fixtures), or its file (a glob on the path from the repository root). A test is in the slowest
+#: tier a row names, ``fast`` when none does. A tier marker written on the test, its class or its
+#: module counts as one more row: it can put the test in a slower tier, never in a faster one. A test
+#: that starts a worker, session host or web process without one of these fixtures needs a row here
+#: or ``@pytest.mark.system``.
+TIER_RULES: tuple[tuple[str, str, str], ...] = (
+    # integration: a real Redis or database, servers of the test's own, one-shot child processes
+    ("file", "tests/integration/*", "integration"),
+    ("fixture", "redis_url", "integration"),
+    ("fixture", "database_url", "integration"),
+    ("fixture", "empty_database", "integration"),
+    # system: started worker, session host, web, beat or Flower processes
+    ("fixture", "stack", "system"),
+    ("fixture", "web", "system"),
+    ("fixture", "beats", "system"),
+    ("file", "tests/integration/test_api.py", "system"),  # starts web processes in the tests too
+    ("file", "tests/integration/test_processes.py", "system"),  # `./dev up` and the demo, whole
+    # slow: the fault drills, fuzzing, the browser
+    ("file", "*/test_drills.py", "slow"),
+    ("file", "*fuzz*", "slow"),
+    ("file", "*/test_pages.py", "slow"),
+    ("fixture", "browser", "slow"),
+    ("fixture", "page", "slow"),
+)
+
+
+def tier_of(item: pytest.Item, root: Path) -> str:
+    """The one tier of ``item`` (see ``TIER_RULES``)."""
+    path = Path(os.path.relpath(item.path, root)).as_posix()
+    fixtures = set(getattr(item, "fixturenames", ()))
+    named = {marker.name for marker in item.iter_markers() if marker.name in TIERS}
+    for kind, pattern, tier in TIER_RULES:
+        if (kind == "fixture" and pattern in fixtures) or (kind == "file" and fnmatch(path, pattern)):
+            named.add(tier)
+    return max(named, key=TIERS.index, default="fast")
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give each test exactly one tier marker: the one ``tier_of`` finds, in place of any written."""
+    tiers = [(item, tier_of(item, config.rootpath)) for item in items]
+    for item in items:
+        for node in item.listchain():
+            node.own_markers[:] = [marker for marker in node.own_markers if marker.name not in TIERS]
+    for item, tier in tiers:
+        item.add_marker(tier)
