@@ -1,0 +1,107 @@
+"""Recovery that does not degrade, against real processes and a real Redis: a session host resumes
+as quickly after its fifth Redis outage as after its first, and says what happened when its lease
+expired while Redis was down."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+from support.stack import Stack
+from wa_tasks import keys
+from wa_tasks.redis_server import EmbeddedRedis
+from wa_tasks.settings import Settings
+from wa_tasks.tasks import DELIVER_TASK
+
+pytestmark = pytest.mark.integration
+
+#: The outages' length, and the lease TTL of the host: a short outage leaves the lease in place.
+OUTAGE_SECONDS = 2.0
+LEASE_TTL_SECONDS = 4.0
+
+
+@pytest.fixture
+def own_redis(
+    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Stack, EmbeddedRedis]]:
+    """A stack whose broker is a Redis of its own with AOF (as ``wa-tasks up`` starts it), so that
+    the test can stop and start it without disturbing other tests; the simulated WhatsApp network
+    stays on the tests' Redis."""
+    directory = Path(tempfile.mkdtemp(prefix="wa-recovery-redis-"))  # short: a Unix socket lives here
+    server = EmbeddedRedis(directory, persistent=True, port=free_port())
+    server.start()
+    own = settings.model_copy(
+        update={
+            "redis_url": f"redis://127.0.0.1:{server.port}/0",
+            "sim_redis_url": settings.redis,
+            "lease_ttl_seconds": LEASE_TTL_SECONDS,
+        }
+    )
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    stack = Stack(own, logdir)
+    try:
+        yield stack, server
+    finally:
+        stack.stop()
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(stack.logs())
+
+
+def _outage(server: EmbeddedRedis, seconds: float) -> float:
+    """Stop Redis (SIGTERM: it writes its AOF), keep it down ``seconds``, start it again; returns
+    when it answers (monotonic)."""
+    server.stop()
+    time.sleep(seconds)
+    server.start()
+    return time.monotonic()
+
+
+def _deliver(stack: Stack, message_id: str) -> None:
+    """Put a deliver for ``message_id`` on wa-1's queue, as dispatch does."""
+    stack.app.send_task(DELIVER_TASK, kwargs={"message_id": message_id}, queue=keys.session_queue("wa-1"), priority=5)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_each_redis_outage_is_resumed_from_as_quickly_as_the_first(own_redis: tuple[Stack, EmbeddedRedis]) -> None:
+    # Given a session host (no worker: the test puts each deliver on the session's queue itself)
+    # serving one session, and a message waiting for each outage
+    stack, server = own_redis
+    stack.add_session("wa-1", priority=1)
+    ids = [stack.client.send(f"0812{i:08d}", text=f"setelah gangguan {i}", session="wa-1") for i in range(5)]
+    stack.start("sessions")
+    stack.wait_connected("wa-1")
+
+    # When Redis is down for 2 s, four times, and a deliver is published each time it answers again
+    resumed = []
+    for i in range(4):
+        answered = _outage(server, OUTAGE_SECONDS)
+        _deliver(stack, ids[i])
+        stack.wait_ledger(i + 1, timeout=60)
+        resumed.append(time.monotonic() - answered)
+    print("resumed after outages 1..4 in " + ", ".join(f"{s:.1f}s" for s in resumed))
+
+    # Then the session takes its queue again as quickly after the fourth outage as after the first
+    log = stack.log_text("sessions")
+    assert log.count("session wa-1: broker connection lost") >= 4 and log.count("session wa-1 started") == 1
+    assert resumed[-1] <= resumed[0] + 1.0 and resumed[-1] <= 3.0, resumed
+
+    # When Redis stays down past the lease TTL (the host alone: nobody takes its session over)
+    _outage(server, LEASE_TTL_SECONDS + 1.0)
+
+    # Then the host says that the lease expired, not that another host took it, and serves the
+    # session again
+    stack.wait_for_log("sessions", "session wa-1: lease expired, not renewed for", timeout=20)
+    assert "lease lost to another host" not in stack.log_text("sessions")
+    _deliver(stack, ids[4])
+    stack.wait_ledger(5, timeout=30)
+    assert stack.log_text("sessions").count("session wa-1 started") == 2
