@@ -14,7 +14,7 @@ import pytest
 
 from conftest import free_port
 from support.stack import Stack
-from wa_tasks import keys
+from wa_tasks import keys, lifecycle, tasks
 from wa_tasks.redis_server import EmbeddedRedis
 from wa_tasks.settings import Settings
 from wa_tasks.tasks import DELIVER_TASK
@@ -105,3 +105,54 @@ def test_each_redis_outage_is_resumed_from_as_quickly_as_the_first(own_redis: tu
     _deliver(stack, ids[4])
     stack.wait_ledger(5, timeout=30)
     assert stack.log_text("sessions").count("session wa-1 started") == 2
+
+
+def _sweep(stack: Stack) -> None:
+    """Run the sweeper once on the worker (as beat does); returns when it has finished."""
+    task = stack.app.send_task("wa.sweep", priority=3)
+    stack.wait_for_log("worker", f"wa.sweep[{task.id}] succeeded", timeout=30)
+
+
+def _queued_delivers(stack: Stack) -> int:
+    return stack.queue_length(keys.session_queue("wa-1"))
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_fresh_redis_is_not_taken_for_a_broker_restart(own_redis: tuple[Stack, EmbeddedRedis]) -> None:
+    # Given a worker (no session host) and a message routed to wa-1 whose deliver waits on its
+    # queue, on a Redis no sweep has seen yet
+    stack, server = own_redis
+    stack.add_session("wa-1", priority=1)
+    while float(stack.redis.info("server")["uptime_in_seconds"]) < tasks.BROKER_START_MARGIN_SECONDS + 2:
+        time.sleep(0.2)  # routed well after this Redis started, beyond the sweeper's allowance
+    message_id = stack.client.send("081200000001", text="Tagihan", session="wa-1")
+    for key in stack.redis.scan_iter(f"{keys.DEFAULT_QUEUE}*"):
+        stack.redis.delete(key)  # its dispatch: routed here instead, to a session nobody serves
+    with stack.db() as db:
+        assert lifecycle.route(db, message_id, "wa-1")
+    _deliver(stack, message_id)
+    stack.start("worker")
+
+    # When the sweeper runs for the first time
+    _sweep(stack)
+
+    # Then it republishes nothing: the deliver it would double is right there
+    assert _queued_delivers(stack) == 1
+    assert "republished" not in stack.log_text("worker")
+    assert stack.redis.get(keys.BROKER_RUN_ID) == str(stack.redis.info("server")["run_id"])
+
+    # When Redis restarts with its data (a new run id), then the sweeper republishes the deliver
+    _outage(server, 0.0)
+    _sweep(stack)
+    assert _queued_delivers(stack) == 2
+    stack.wait_for_log("worker", "broker restarted: deliver republished for 1 routed message(s)", timeout=1)
+
+    # When Redis comes back without any data (no run id at all), then it republishes it too: the
+    # message was routed before this Redis started
+    server.stop()
+    shutil.rmtree(server.directory / "appendonlydir")
+    (server.directory / "dump.rdb").unlink(missing_ok=True)
+    server.start()
+    _sweep(stack)
+    assert _queued_delivers(stack) == 1
+    stack.wait_for_log("worker", "broker came back without its data", timeout=1)
