@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, text
 
 from conftest import free_port
+from models.db import create
 from support.stack import Stack
 from wa_tasks import keys, lifecycle, tasks
 from wa_tasks.redis_server import EmbeddedRedis
@@ -156,3 +158,60 @@ def test_a_fresh_redis_is_not_taken_for_a_broker_restart(own_redis: tuple[Stack,
     _sweep(stack)
     assert _queued_delivers(stack) == 1
     stack.wait_for_log("worker", "broker came back without its data", timeout=1)
+
+
+def _wait_blocked_on_sessions_table(conn: Connection, timeout: float = 60.0) -> None:
+    """Wait until another backend waits for the lock on ``whatsapp_sessions`` (the worker's batch)."""
+    deadline = time.monotonic() + timeout
+    while not conn.execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE '%whatsapp_sessions%'"
+        )
+    ).scalar():
+        assert time.monotonic() < deadline, "the worker's batch did not reach the database"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_batch_held_by_a_killed_worker_is_routed_again_within_seconds(stack: Stack) -> None:
+    # Given a bulk's batch on the broker, and a worker held up in it by the database (the batch's
+    # first query waits for a lock on the sessions table)
+    stack.add_session("wa-1", priority=1)
+    recipients = 60
+    stack.client.send_bulk([{"whatsapp": f"0812{i:08d}"} for i in range(recipients)], text="Gangguan jaringan")
+    admin = create(stack.settings.database)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("LOCK TABLE whatsapp_sessions IN ACCESS EXCLUSIVE MODE"))
+            stack.start("worker")
+            _wait_blocked_on_sessions_table(conn)
+
+            # While that worker lives, its batch stays its own, however long it takes
+            time.sleep(stack.settings.lease_ttl_seconds + 3 * stack.settings.heartbeat_seconds)
+            assert stack.queue_length(keys.DEFAULT_QUEUE) == 0 and stack.redis.hlen("unacked") == 1
+
+            # When the worker is killed with SIGKILL in the middle of the batch (and started again)
+            killed = time.monotonic()
+            stack.kill("worker")
+            conn.rollback()
+    finally:
+        admin.dispose()
+    stack.start_process("sessions")
+
+    # Then the batch is routed again within seconds, not at the sweeper's next pass (none runs here)
+    deadline = killed + 30
+    while stack.statuses()["queued"]:
+        assert time.monotonic() < deadline, f"still queued 30s after the kill: {dict(stack.statuses())}"
+        time.sleep(0.2)
+    print(f"batch of a killed worker routed again {time.monotonic() - killed:.1f}s after the kill")
+    assert time.monotonic() - killed < 15
+    assert "put back on their queues" in stack.log_text("worker")
+
+    # And every message is sent once, each routed once (the host ignored no second deliver)
+    rows = stack.wait_final(recipients, timeout=60)
+    assert all(m.status in ("sent", "delivered", "read") for m in rows)
+    assert sorted(e.to for e in stack.ledger()) == sorted(m.to_number for m in rows)
+    assert stack.queue_length(keys.session_queue("wa-1")) == 0
+    log = stack.log_text("sessions")
+    assert "duplicate deliver ignored" not in log and "stale deliver ignored" not in log
