@@ -169,8 +169,8 @@ class SessionHost:
 
     def renew_leases(self) -> None:
         """Renew every lease held (before anything that may be slow, such as the database); stop the
-        sessions whose lease another host took or that expired. One script call renews them all: a call per session
-        was a quarter of an idle host's CPU with 250 sessions."""
+        sessions whose lease another host took or that expired. One script call renews them all: a
+        call per session was a quarter of an idle host's CPU with 250 sessions."""
         runners = list(self.runners.items())
         # A runner that found its lease gone when it sent (``lost``) is asked about too: the reply
         # says whether another host took the lease or it merely expired.

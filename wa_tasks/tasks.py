@@ -218,7 +218,9 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
 @app.task(name="wa.dispatch_batch")
 def dispatch_batch(message_ids: list[str]) -> int:
     """Route many queued messages with one read of the session state (bulk sends). Messages that
-    cannot be routed now fall back to a single ``wa.dispatch`` each, which waits and retries."""
+    cannot be routed now fall back to a single ``wa.dispatch`` each, which waits and retries.
+    A batch whose worker died runs again within seconds (``wa_tasks.worker_lost``): only the
+    messages still ``queued`` are routed, so a batch that got half-way routes the rest."""
     settings = get_settings()
     routed: list[tuple[str, str, int]] = []
     waiting: list[tuple[str, int]] = []
@@ -269,9 +271,9 @@ def _publish_deliver(message_id: str, session_id: str, priority: int, producer: 
 def sweep(limit: int = 1000) -> int:
     """Republish ``dispatch`` for messages still ``queued`` long after their last dispatch (a crash
     between commit and publish, or a broker outage), after a broker restart ``deliver`` for the
-    ``routed`` messages it may have lost (see :func:`_redeliver_after_broker_restart`), and the email fallbacks left
-    ``queued`` as long (``fallback.republish_stale``). Returns how many ``dispatch`` tasks were
-    republished."""
+    ``routed`` messages it may have lost (see :func:`_redeliver_after_broker_restart`), and the
+    email fallbacks left ``queued`` as long (``fallback.republish_stale``). Returns how many
+    ``dispatch`` tasks were republished."""
     settings = get_settings()
     _redeliver_after_broker_restart(settings)
     cutoff = utcnow() - dt.timedelta(seconds=settings.sweep_after_seconds)
