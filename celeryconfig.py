@@ -45,6 +45,9 @@ enable_utc = True
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
+# A worker that dies holding tasks: they go back on their queue within seconds, not after the
+# visibility timeout (reject_on_worker_lost only covers a prefork child dying under its parent).
+imports = ("wa_tasks.worker_lost",)
 
 task_default_queue = DEFAULT_QUEUE
 task_queues = [

@@ -84,8 +84,9 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         final = _ownership(stack, leases, sessions)
         memory = {name: _status(pid) for name, pid in pids.items()}
         clients = int(env.redis.info("clients")["connected_clients"])
-        # Sessions a host stopped because its lease was gone (it renewed too late): each is a
-        # restart of that session elsewhere, the churn a slow heartbeat causes under load.
+        # Sessions a host stopped because its lease was gone (it renewed too late: expired, or
+        # already taken by another host): each is a restart of that session, here or elsewhere,
+        # the churn a slow heartbeat causes under load.
         logs = {name: (stack.logdir / f"{name}.log").read_text(errors="replace") for name in names}
     per_minute = {name: (after[name] - before[name]) * 60.0 / elapsed for name in names}
     report = Report("scale", {"sessions": count, "hosts": hosts, "transport": "simulated", "idle_seconds": elapsed})
@@ -103,7 +104,10 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         "rss_mib_per_host": {name: m["VmRSS"] / 1024 for name, m in memory.items()},
         "threads_per_host": {name: m["Threads"] for name, m in memory.items()},
         "ownership_after_idle": final,
-        "leases_lost_per_host": {name: log.count("lease lost to another host") for name, log in logs.items()},
+        "leases_lost_per_host": {
+            name: log.count("lease lost to another host") + log.count(": lease expired, not renewed")
+            for name, log in logs.items()
+        },
         "heartbeats_longer_than_half_the_lease_ttl_per_host": {
             name: log.count("heartbeat took") for name, log in logs.items()
         },

@@ -87,6 +87,8 @@ class SessionHost:
         #: When each session was added (unix time), read once.
         self._added: dict[str, float] = {}
         self.leases = Leases(self.redis, self.hostname, settings.lease_ttl_seconds)
+        #: When the leases were last renewed (monotonic), to tell how an expired one came to expire.
+        self._renewed_at = time.monotonic()
         self.monitor = Monitor(
             app, self.hostname, lambda: [r.queue_name for r in list(self.runners.values())], settings.heartbeat_seconds
         )
@@ -167,18 +169,35 @@ class SessionHost:
 
     def renew_leases(self) -> None:
         """Renew every lease held (before anything that may be slow, such as the database); stop the
-        sessions whose lease another host took. One script call renews them all: a call per session
-        was a quarter of an idle host's CPU with 250 sessions."""
+        sessions whose lease another host took or that expired. One script call renews them all: a
+        call per session was a quarter of an idle host's CPU with 250 sessions."""
         runners = list(self.runners.items())
-        held = [r.lease for _, r in runners if r.lease is not None and not r.lost]
-        lost = {lease.session_id for lease in self.leases.renew_all(held)}
+        # A runner that found its lease gone when it sent (``lost``) is asked about too: the reply
+        # says whether another host took the lease or it merely expired.
+        held = [r.lease for _, r in runners if r.lease is not None]
+        lost = {lease.session_id: holder for lease, holder in self.leases.renew_all(held).items()}
+        since = time.monotonic() - self._renewed_at
+        self._renewed_at = time.monotonic()
         gone = [(session_id, runner) for session_id, runner in runners if runner.lost or session_id in lost]
         for session_id, runner in gone:
-            log.warning(
-                "session %s: lease lost to another host; stopping it here",
-                session_id,
-                extra={"session_id": session_id},
-            )
+            if session_id in lost and lost[session_id] is None:
+                # Nobody else took it: this host renewed too late (Redis was unreachable, or the
+                # host paused). It starts the session again on this heartbeat if it is still its turn.
+                log.warning(
+                    "session %s: lease expired, not renewed for %.1fs (TTL %.0fs: Redis unreachable or this "
+                    "host paused); stopping it here",
+                    session_id,
+                    since,
+                    self.settings.lease_ttl_seconds,
+                    extra={"session_id": session_id},
+                )
+            else:
+                log.warning(
+                    "session %s: lease lost to another host (%s); stopping it here",
+                    session_id,
+                    lost.get(session_id) or "its fencing token changed",
+                    extra={"session_id": session_id},
+                )
             # All stop taking messages at once, then each is waited for: stopped one after the other,
             # each took up to its 0.5 s broker poll, so a host that lost many leases at once (paused
             # under load) held up its next renewal by minutes and lost the rest of them too.

@@ -38,13 +38,17 @@ return token
 
 #: KEYS: [1..n] the leases of one host. ARGV: [1] TTL in ms, [2..n+1] the value held ("host|token")
 #: of each lease, in the order of KEYS.
-#: Returns n integers in that order: 1 renewed, 0 no longer this value (expired, or another host's).
+#: Returns n replies in that order: 1 renewed, 0 expired (nobody holds it), or the value another
+#: host holds it with.
 RENEW = """
 local renewed = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i + 1] then
+  local current = redis.call('GET', key)
+  if current == ARGV[i + 1] then
     redis.call('PEXPIRE', key, ARGV[1])
     renewed[i] = 1
+  elseif current then
+    renewed[i] = current
   else
     renewed[i] = 0
   end
@@ -91,18 +95,24 @@ class Leases:
         )
         return Lease(session_id, self.host, token) if token else None
 
-    def renew_all(self, leases: Sequence[Lease]) -> list[Lease]:
+    def renew_all(self, leases: Sequence[Lease]) -> dict[Lease, str | None]:
         """Renew every lease in ``leases`` that this host still holds, in one script call per
-        ``RENEW_BATCH``; return those it no longer holds (taken by another host, or expired), whose
-        sessions it must stop serving."""
-        lost: list[Lease] = []
+        ``RENEW_BATCH``; return those it no longer holds, whose sessions it must stop serving, each
+        with the host that holds it now (None: it expired and nobody took it, as when this host
+        could not renew it in time: Redis unreachable, or the host paused)."""
+        lost: dict[Lease, str | None] = {}
         for start in range(0, len(leases), RENEW_BATCH):
             batch = leases[start : start + RENEW_BATCH]
             renewed = self._renew(
                 keys=[keys.lease(lease.session_id) for lease in batch],
                 args=[self.ttl_ms, *(lease.value for lease in batch)],
             )
-            lost.extend(lease for lease, ok in zip(batch, renewed, strict=True) if not int(ok))
+            for lease, reply in zip(batch, renewed, strict=True):
+                if isinstance(reply, bytes | str):
+                    text = reply.decode() if isinstance(reply, bytes) else reply
+                    lost[lease] = text.split("|", 1)[0]
+                elif int(reply) != 1:
+                    lost[lease] = None
         return lost
 
     def release(self, lease: Lease) -> None:

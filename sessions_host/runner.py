@@ -72,6 +72,8 @@ class SessionRunner:
         self.status_since = time.time()
         self._down_since: float | None = time.monotonic()
         self._stop = threading.Event()
+        #: Wait before the next attempt to reach the broker (doubles while it stays unreachable).
+        self._retry_in = 1.0
         #: Called when ban safety changes the session's availability (the host republishes it).
         self.on_availability: Any = lambda runner: None
         self._thread = threading.Thread(target=self._run, name=f"session-{session_id}", daemon=True)
@@ -177,21 +179,20 @@ class SessionRunner:
         return False
 
     def _run(self) -> None:
-        retry_in = 1.0
         while not self._stop.is_set():
             try:
                 self._consume()
-                retry_in = 1.0
+                self._retry_in = 1.0
             except Exception as exc:
                 log.warning(
                     "session %s: broker connection lost (%s); reconnecting in %.0fs",
                     self.session_id,
                     exc,
-                    retry_in,
+                    self._retry_in,
                     extra={"session_id": self.session_id},
                 )
-                self._stop.wait(retry_in)
-                retry_in = min(30.0, retry_in * 2)
+                self._stop.wait(self._retry_in)
+                self._retry_in = min(30.0, self._retry_in * 2)
 
     def _consume(self) -> None:
         queue = self.app.amqp.queues[self.queue_name]
@@ -203,6 +204,10 @@ class SessionRunner:
                 channel, queues=[queue], callbacks=[self._on_message], accept=["json"], prefetch_count=1
             )
             with consumer:
+                # Consuming again: the next outage starts over from the shortest wait. The backoff
+                # spaces out attempts during one outage; carried over, every outage would leave the
+                # session longer without its queue (1, 2, 4 … 30 s) after Redis is back.
+                self._retry_in = 1.0
                 while not self._stop.is_set():
                     if not self._ready_to_take():
                         continue

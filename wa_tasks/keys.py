@@ -105,6 +105,19 @@ DEPTH_SAMPLES = f"{PREFIX}depth:samples"
 #: String: the broker Redis' ``run_id`` as the sweeper last saw it (a new one means a restart).
 BROKER_RUN_ID = f"{PREFIX}broker:run-id"
 
+#: Hash: delivery tag → id of the worker process that received that task message and has not run
+#: it yet (``wa_tasks.worker_lost``).
+WORKER_HELD = f"{PREFIX}worker:held"
+
+#: String with a short TTL: the worker process putting back the messages of dead workers now.
+WORKER_RESTORING = f"{PREFIX}worker:restoring"
+
+
+def worker_alive(worker_id: str) -> str:
+    """String with a TTL that a running worker process renews: it is alive while the key exists."""
+    return f"{PREFIX}worker:{worker_id}:alive"
+
+
 # Simulated WhatsApp network -----------------------------------------------------------------
 
 #: List: every message the simulated network accepted (JSON), in order.

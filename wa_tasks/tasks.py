@@ -34,7 +34,7 @@ from typing import Any
 
 from celery import Task
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
@@ -218,7 +218,9 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
 @app.task(name="wa.dispatch_batch")
 def dispatch_batch(message_ids: list[str]) -> int:
     """Route many queued messages with one read of the session state (bulk sends). Messages that
-    cannot be routed now fall back to a single ``wa.dispatch`` each, which waits and retries."""
+    cannot be routed now fall back to a single ``wa.dispatch`` each, which waits and retries.
+    A batch whose worker died runs again within seconds (``wa_tasks.worker_lost``): only the
+    messages still ``queued`` are routed, so a batch that got half-way routes the rest."""
     settings = get_settings()
     routed: list[tuple[str, str, int]] = []
     waiting: list[tuple[str, int]] = []
@@ -268,10 +270,10 @@ def _publish_deliver(message_id: str, session_id: str, priority: int, producer: 
 @app.task(name="wa.sweep")
 def sweep(limit: int = 1000) -> int:
     """Republish ``dispatch`` for messages still ``queued`` long after their last dispatch (a crash
-    between commit and publish, or a broker outage), after a broker restart ``deliver`` for every
-    ``routed`` message (see :func:`_redeliver_after_broker_restart`), and the email fallbacks left
-    ``queued`` as long (``fallback.republish_stale``). Returns how many ``dispatch`` tasks were
-    republished."""
+    between commit and publish, or a broker outage), after a broker restart ``deliver`` for the
+    ``routed`` messages it may have lost (see :func:`_redeliver_after_broker_restart`), and the
+    email fallbacks left ``queued`` as long (``fallback.republish_stale``). Returns how many
+    ``dispatch`` tasks were republished."""
     settings = get_settings()
     _redeliver_after_broker_restart(settings)
     cutoff = utcnow() - dt.timedelta(seconds=settings.sweep_after_seconds)
@@ -294,30 +296,59 @@ def sweep(limit: int = 1000) -> int:
     return count
 
 
+#: Allowance on the broker's start time: INFO gives its uptime in whole seconds, and the message's
+#: ``routed_at`` comes from the clock of the worker that routed it, perhaps another machine's.
+BROKER_START_MARGIN_SECONDS = 2.0
+
+
 def _redeliver_after_broker_restart(settings: Settings) -> None:
     """A ``routed`` message's only trace in the broker is its ``deliver`` task. A Redis that
     restarted may have lost it: everything without persistence, up to a second of writes with
     ``appendfsync everysec`` after a power loss. The message would then stay ``routed`` for ever.
-    So when the broker's ``run_id`` changed since the last sweep, ``deliver`` is published again
-    for every routed message; a copy that was not lost is skipped by the host's conditional claim.
-    The new ``run_id`` is stored after the republishing, so a sweep that dies half-way is redone."""
+    So when the broker is not the one the last sweep saw, ``deliver`` is published again; a copy
+    that was not lost is skipped by the host's conditional claim.
+
+    The sweeper keeps the broker's ``run_id`` in the broker itself (``keys.BROKER_RUN_ID``):
+
+    - the same run id: nothing happened;
+    - another run id: Redis restarted, perhaps losing writes, or a replica took over (which may
+      lack the last writes whatever its uptime): ``deliver`` for every routed message;
+    - no run id: either no sweep ever ran on this Redis (a new installation, a first start), or
+      Redis lost everything (restarted without persistence, a new server) and the key with it.
+      Only a message routed before this Redis process started can have lost its ``deliver`` in
+      either case, so those, and only those, get it again: a fresh Redis under a running
+      installation republishes nothing that it holds itself (its delivers were published to it),
+      while a Redis that came back empty republishes everything routed before it came back.
+      (A FLUSHALL of a running Redis is not told apart from a first start: an operator's doing.)
+
+    The new run id is stored after the republishing, so a sweep that dies half-way is redone."""
     redis = client_for(settings.redis)
     try:
-        run_id = str(redis.info("server")["run_id"])
-        if redis.get(keys.BROKER_RUN_ID) == run_id:
-            return
-    except (RedisError, KeyError) as exc:  # INFO renamed away by a managed Redis: no detection
+        server = redis.info("server")
+        run_id, uptime = str(server["run_id"]), float(server["uptime_in_seconds"])
+        seen = redis.get(keys.BROKER_RUN_ID)
+    except (RedisError, KeyError, ValueError) as exc:  # INFO renamed away by a managed Redis: no detection
         log.debug("broker restart check skipped: %s", exc)
         return
+    if seen == run_id:
+        return
+    query = select(Message.id, Message.session_id, Message.priority).where(Message.status == MessageStatus.ROUTED)
+    if seen is None:
+        started = utcnow() - dt.timedelta(seconds=uptime - BROKER_START_MARGIN_SECONDS)
+        query = query.where(or_(Message.routed_at.is_(None), Message.routed_at < started))
     with session_scope(settings.database) as db:
-        routed = db.execute(
-            select(Message.id, Message.session_id, Message.priority).where(Message.status == MessageStatus.ROUTED)
-        ).all()
+        routed = db.execute(query).all()
     for row in routed:
         if row.session_id:
             _publish_deliver(row.id, row.session_id, row.priority)
     redis.set(keys.BROKER_RUN_ID, run_id)
-    if routed:
+    if routed and seen is None:
+        log.warning(
+            "broker came back without its data (or is a new Redis): deliver republished for %d message(s) "
+            "routed before it started",
+            len(routed),
+        )
+    elif routed:
         log.warning("broker restarted: deliver republished for %d routed message(s)", len(routed))
 
 

@@ -132,9 +132,10 @@ def test_renewing_all_leases_renews_those_held_and_reports_those_another_host_to
     # When a renews all it believes it holds, in one call
     lost = a.renew_all([lease for lease in held if lease is not None])
 
-    # Then it is told it lost wa-1, wa-3 and wa-4, and only those; its other leases run for a full
-    # TTL again; b's leases are still b's with b's TTL; the expired one was not brought back
-    assert sorted(lease.session_id for lease in lost) == ["wa-1", "wa-3", "wa-4"]
+    # Then it is told it lost wa-1 and wa-3 to b and that wa-4 expired, and only those; its other
+    # leases run for a full TTL again; b's leases are still b's with b's TTL; the expired one was
+    # not brought back
+    assert {lease.session_id: holder for lease, holder in lost.items()} == {"wa-1": "b", "wa-3": "b", "wa-4": None}
     assert client.pttl(keys.lease("wa-0")) > 2500
     assert client.pttl(keys.lease("wa-2")) > 2500
     assert a.owner("wa-0") == a.owner("wa-2") == "a"
@@ -161,6 +162,7 @@ def test_renewing_more_leases_than_one_call_takes_reports_each_lost_one(redis_cl
 
     # Then exactly those are reported lost, and every other one is still its own
     assert {lease.session_id for lease in lost} == gone
+    assert set(lost.values()) == {"b"}
     owners = client.mget([keys.lease(f"s{i}") for i in range(count)])
     assert sum(1 for value in owners if value and value.startswith("a|")) == count - len(gone)
-    assert a.renew_all([]) == []
+    assert a.renew_all([]) == {}
