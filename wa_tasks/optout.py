@@ -53,7 +53,7 @@ def handle_incoming(
     try:
         number = normalize(sender, settings.default_region).number
     except InvalidPhoneNumber as exc:
-        log.warning("opt-out from an unusable sender ignored: %s", exc, extra={"session_id": session_id})
+        log.warning("opt-out from an unusable sender ignored: %s", exc.loggable, extra={"session_id": session_id})
         return False
     cancelled = record(settings, number, keyword=text.strip()[:50], session_id=session_id, wa_message_id=wa_message_id)
     if cancelled is not None:
