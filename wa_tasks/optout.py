@@ -131,8 +131,9 @@ def refuse_if_opted_out(db: Session, number: str, category: str, template_name: 
     opt_out = find(db, number)
     if opt_out is not None:
         when = opt_out.created_at.date().isoformat() if opt_out.created_at else "earlier"
-        raise OptedOut(
-            f"{mask(number)} opted out of promotions (replied {opt_out.keyword!r} on {when}); "
+        why = (
+            f" opted out of promotions (replied {opt_out.keyword!r} on {when}); "
             f"promotion template {template_name!r} is not sent to them. Transactional templates still are; "
             "if the customer asks for promotions again, remove the opt-out with client.opt_in(number)"
         )
+        raise OptedOut(number + why, loggable=mask(number) + why)

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from models import WhatsAppContact
 from support.stack import Stack
-from wa_tasks.errors import InvalidPhoneNumber
+from wa_tasks import optout
+from wa_tasks.errors import InvalidPhoneNumber, OptedOut
 from wa_tasks.phone import mask
 
 pytestmark = pytest.mark.integration
@@ -67,3 +68,18 @@ def test_pairing_by_phone_refuses_a_number_with_a_letter_and_the_host_log_masks_
     log = stack.log_text("sessions")
     assert WITH_LETTER not in log
     assert f"{mask(WITH_LETTER)!r} is not a phone number" in log, log
+
+
+def test_a_promotion_refused_for_an_opted_out_customer_names_the_number_and_logs_it_masked(stack: Stack) -> None:
+    # Given a customer who replied STOP, and a promotion template
+    optout.record(stack.settings, "6281234567890", keyword="STOP")
+    stack.client.create_template("promo", "Diskon {{bulan}}!", category="promotion")
+
+    # When billing sends them the promotion
+    with pytest.raises(OptedOut) as refused:
+        stack.client.send("0812-3456-7890", template="promo", data={"bulan": "Juli"})
+
+    # Then the error names the recipient; its log form masks it
+    assert str(refused.value).startswith("6281234567890 opted out of promotions")
+    assert refused.value.loggable.startswith(f"{mask('6281234567890')} opted out of promotions")
+    assert "6281234567890" not in refused.value.loggable
