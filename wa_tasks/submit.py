@@ -112,7 +112,7 @@ def prepare(
         (idempotency_key, "idempotency_key"),
         (session, "session"),
         (email, "email"),
-        (media and (media.url, media.mimetype, media.filename), "media"),
+        (media and {"url": media.url, "mimetype": media.mimetype, "filename": media.filename}, "media"),
     ):
         refuse_nul(value, what)
     step = priorities.resolve(priority)  # type: ignore[arg-type]

@@ -163,6 +163,12 @@ CLIENT_CASES: list[Any] = [
         "text contains a NUL",
         id="nul-caption",
     ),
+    pytest.param(
+        lambda c: c.send_media(OK_NUMBER, b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, caption="x", filename="a\x00.png"),
+        InvalidMessage,
+        "media['filename'] contains a NUL",
+        id="nul-filename",
+    ),
     pytest.param(lambda c: c.send(OK_NUMBER), InvalidMessage, "exactly one of text= or template=", id="no-content"),
     pytest.param(
         lambda c: c.send(OK_NUMBER, text="x", template=TEMPLATE, data=DATA),
