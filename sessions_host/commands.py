@@ -15,6 +15,7 @@ import redis
 
 from sessions_host.transports.base import SessionError
 from wa_tasks import keys
+from wa_tasks.errors import WaTasksError
 from wa_tasks.phone import normalize
 from wa_tasks.redis_client import database_of
 
@@ -73,17 +74,16 @@ class CommandListener:
 
     def _run_command(self, runner: Any, command: dict[str, Any]) -> None:
         action, args = command["action"], command.get("args") or {}
+        outcome = "ok"
         try:
             answer = self._perform(runner, action, args)
             reply = {"ok": True, **answer}
         except Exception as exc:
             reply = {"ok": False, "error": str(exc) or type(exc).__name__}
+            # The caller gets the error as it is; the log line masks a phone number it quotes.
+            outcome = exc.loggable if isinstance(exc, WaTasksError) else reply["error"]
         log.info(
-            "command %s on session %s: %s",
-            action,
-            runner.session_id,
-            "ok" if reply["ok"] else reply["error"],
-            extra={"session_id": runner.session_id},
+            "command %s on session %s: %s", action, runner.session_id, outcome, extra={"session_id": runner.session_id}
         )
         self.client.set(keys.command_reply(command["id"]), json.dumps(reply), ex=REPLY_TTL_SECONDS)
 

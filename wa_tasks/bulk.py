@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import JobStatus, Message, MessageStatus, QueueJob, Template, bulk_insert, encryption, utcnow
 from models.db import session_scope
-from wa_tasks import optout, priorities, templates
+from wa_tasks import optout, priorities, submit, templates
 from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownTemplate, WaTasksError
 from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
@@ -76,6 +76,8 @@ def create(
     ):
         # Each message stores ``key:index`` in a 200-character column.
         raise InvalidMessage(f"idempotency_key must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+    for value, what in ((text, "text"), (template, "template"), (template_data, "template_data")):
+        submit.refuse_nul(value, what)
     with session_scope(settings.database) as db:
         row = db.scalar(select(Template).where(Template.name == template)) if template else None
     if template is not None and (row is None or not row.is_active):
@@ -84,18 +86,21 @@ def create(
         raise InvalidMessage(f"text must be non-empty and at most {templates.MAX_LENGTH} characters")
 
     rows: list[_Row] = []
-    problems: list[str] = []
+    problems: list[InvalidRequest] = []
+    where: list[int] = []
     for index, recipient in enumerate(recipients):
         try:
             rows.append(_prepare(settings, recipient, row, text, template_data))
         except InvalidRequest as exc:
-            problems.append(f"#{index}: {exc}")
+            problems.append(exc)
+            where.append(index)
     if problems:
         more = f" (and {len(problems) - ERRORS_SHOWN} more)" if len(problems) > ERRORS_SHOWN else ""
+        head = f"{len(problems)} of {len(recipients)} recipients are invalid, nothing was queued: "
+        shown = list(zip(where, problems, strict=True))[:ERRORS_SHOWN]
         raise InvalidMessage(
-            f"{len(problems)} of {len(recipients)} recipients are invalid, nothing was queued: "
-            + "; ".join(problems[:ERRORS_SHOWN])
-            + more
+            head + "; ".join(f"#{i}: {exc}" for i, exc in shown) + more,
+            loggable=head + "; ".join(f"#{i}: {exc.loggable}" for i, exc in shown) + more,
         )
 
     job_id = f"job_{uuid.uuid4().hex}"
@@ -183,6 +188,7 @@ def _prepare(
     if not isinstance(own, Mapping):
         raise InvalidMessage("a recipient's data must be a mapping")
     to = normalize(number, settings.default_region).number
+    submit.refuse_nul(own, "data")
     data = {**(shared or {}), **own}
     if template is not None:
         content = templates.render(template.content, data, name=f"template {template.name!r}")

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 
 class WaTasksError(Exception):
-    """Base class of every error wa-tasks raises on purpose."""
+    """Base class of every error wa-tasks raises on purpose.
+
+    The message (``str(exc)``) tells the caller what they sent, their own data included: it is
+    what the exception, the API's answer and a refused task's stored error say. ``loggable`` is
+    the same message as a log line may show it, with a customer's phone number masked."""
 
     #: A short machine-readable reason, stored on a message that a task refused.
     code = "error"
+
+    def __init__(self, *args: object, loggable: str | None = None) -> None:
+        super().__init__(*args)
+        self._loggable = loggable
+
+    @property
+    def loggable(self) -> str:
+        """The message with what a log line must not show masked (the message itself when it
+        quotes nothing of a customer's)."""
+        return self._loggable if self._loggable is not None else str(self)
 
 
 class InvalidRequest(WaTasksError, ValueError):

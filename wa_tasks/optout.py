@@ -53,7 +53,7 @@ def handle_incoming(
     try:
         number = normalize(sender, settings.default_region).number
     except InvalidPhoneNumber as exc:
-        log.warning("opt-out from an unusable sender ignored: %s", exc, extra={"session_id": session_id})
+        log.warning("opt-out from an unusable sender ignored: %s", exc.loggable, extra={"session_id": session_id})
         return False
     cancelled = record(settings, number, keyword=text.strip()[:50], session_id=session_id, wa_message_id=wa_message_id)
     if cancelled is not None:
@@ -131,8 +131,9 @@ def refuse_if_opted_out(db: Session, number: str, category: str, template_name: 
     opt_out = find(db, number)
     if opt_out is not None:
         when = opt_out.created_at.date().isoformat() if opt_out.created_at else "earlier"
-        raise OptedOut(
-            f"{mask(number)} opted out of promotions (replied {opt_out.keyword!r} on {when}); "
+        why = (
+            f" opted out of promotions (replied {opt_out.keyword!r} on {when}); "
             f"promotion template {template_name!r} is not sent to them. Transactional templates still are; "
             "if the customer asks for promotions again, remove the opt-out with client.opt_in(number)"
         )
+        raise OptedOut(number + why, loggable=mask(number) + why)

@@ -1,12 +1,14 @@
 """Phone numbers and WhatsApp JIDs: every way a customer's number is written, normalised with ``phonenumbers``.
 
 ``0812-3456-7890``, ``+62 812 3456 7890``, ``6281234567890`` and ``6281234567890@s.whatsapp.net``
-all mean the recipient ``6281234567890`` (default region Indonesia).
+all mean the recipient ``6281234567890`` (default region Indonesia). Anything else written in a
+number (a letter, an extension, a second number) is refused, never read as another number.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 
@@ -38,43 +40,110 @@ class Recipient:
         return mask(self.number)
 
 
+#: The longest text read as a phone number (the longest E.164 number has 15 digits): anything
+#: longer is refused before it is looked at character by character or parsed.
+MAX_LENGTH = 64
+#: What a written number may hold besides digits (one "+" may come before them). Anything else is
+#: refused, not skipped: ``phonenumbers`` drops characters it does not understand at the end, reads
+#: "x", "ext", "#" or ";ext=" as an extension and "/" as the start of a second number, and so would
+#: turn "0812-3456-789a" into the valid 0812-3456-789, someone else's number.
+SEPARATORS = "spaces, dashes, dots and parentheses"
+#: A user JID: the full international number, then an optional agent (".0") and device (":12").
+_JID_USER = re.compile(r"\+?[0-9]{1,20}(?:\.[0-9]{1,3})?(?::[0-9]{1,3})?")
+
+
 def normalize(raw: object, region: str = "ID") -> Recipient:
-    """Parse ``raw`` as a phone number or a user JID; raise :class:`InvalidPhoneNumber` if it is not one."""
+    """Parse ``raw`` as a phone number or a user JID; raise :class:`InvalidPhoneNumber` if it is not one.
+
+    A number is written with digits, spaces, dashes, dots, parentheses and one "+" before the
+    digits; a JID is ``DIGITS@s.whatsapp.net`` (or ``@c.us``). Anything else is refused, never read
+    as a different number. The error quotes ``raw`` (the caller's own input); its ``loggable``
+    form masks it."""
     if not isinstance(raw, str):
         raise InvalidPhoneNumber(f"phone number must be a string, got {type(raw).__name__}")
     text = raw.strip()
     if not text:
         raise InvalidPhoneNumber("phone number is empty")
-    if len(text) > 64:
-        raise InvalidPhoneNumber("phone number is too long to be one (over 64 characters)")
-    fast = _fast(text, region)
+    if len(text) > MAX_LENGTH:
+        raise InvalidPhoneNumber(f"phone number is too long to be one (over {MAX_LENGTH} characters)")
+    plain = _check_jid(text) if "@" in text else _plain(text)
+    fast = _fast(plain, region)
     if fast is not None:
         return Recipient(number=fast)
-    return _parse(text, region)
+    return _parse(plain, region, shown=text)
 
 
-def _parse(text: str, region: str) -> Recipient:
-    """The full parse (``phonenumbers.parse``) of any form ``normalize`` accepts."""
+def _refused(shown: str, why: str) -> InvalidPhoneNumber:
+    """The refusal of ``shown``: the message quotes it, the log form masks it."""
+    return InvalidPhoneNumber(f"{shown!r} {why}", loggable=f"{mask(shown)!r} {why}")
+
+
+def _not_personal(shown: str, server: str) -> InvalidPhoneNumber:
+    return _refused(
+        shown, f"is not a personal WhatsApp address (server {server[:20]!r}); expected a number or NUMBER@{USER_SERVER}"
+    )
+
+
+def _plain(text: str) -> str:
+    """``text`` with its digits and separators in ASCII, or :class:`InvalidPhoneNumber` naming the
+    first character a phone number is not written with."""
+    out = []
+    seen_digit = plus = False
+    for char in text:
+        if char.isdecimal():  # ASCII and other scripts' digits (Arabic-Indic, fullwidth): same value
+            out.append(str(unicodedata.decimal(char)))
+            seen_digit = True
+        elif char in ".()":
+            out.append(char)
+        elif unicodedata.category(char) == "Pd":  # "-" and the other dashes ("–", "‐")
+            out.append("-")
+        elif unicodedata.category(char) == "Zs":  # " " and the other spaces (no-break, thin)
+            out.append(" ")
+        elif char == "+" and not plus and not seen_digit:
+            out.append(char)
+            plus = True
+        else:
+            what = "a second '+' or a '+' after a digit" if char == "+" else f"{char!r}"
+            raise _refused(
+                text,
+                f"is not a phone number: it holds {what}; write only digits, {SEPARATORS}, with one + "
+                "before the country code (0812-3456-7890, +62 812 3456 7890 or 6281234567890)",
+            )
+    return "".join(out)
+
+
+def _check_jid(text: str) -> str:
+    """``text`` if it is a personal WhatsApp JID, else :class:`InvalidPhoneNumber` saying why."""
+    user, _, server = text.partition("@")
+    if server not in _ACCEPTED_SERVERS:
+        raise _not_personal(text, server)
+    if not _JID_USER.fullmatch(user):
+        raise _refused(text, "is not a WhatsApp user address: the part before @ must be the number's digits only")
+    return text
+
+
+def _parse(text: str, region: str, shown: str | None = None) -> Recipient:
+    """The full parse (``phonenumbers.parse``) of any form ``normalize`` accepts. ``shown``: the
+    caller's input, for the error (default ``text``)."""
+    shown = text if shown is None else shown
     if "@" in text:
         user, _, server = text.partition("@")
         if server not in _ACCEPTED_SERVERS:
-            raise InvalidPhoneNumber(
-                f"{mask(text)} is not a personal WhatsApp address (server {server!r}); "
-                f"expected a number or NUMBER@{USER_SERVER}"
-            )
+            raise _not_personal(shown, server)
         # A JID's user part is the full international number; a device suffix (":12") is dropped.
-        text = "+" + user.split(":", 1)[0].split(".", 1)[0]
+        text = "+" + user.split(":", 1)[0].split(".", 1)[0].lstrip("+")
     elif text.isdigit() and not text.startswith("0") and not _valid_in_region(text, region):
         # "6281234567890": international digits without "+".
         text = "+" + text
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhoneNumber(f"{mask(text)} is not a phone number: {exc._msg}") from None
+        raise _refused(shown, f"is not a phone number: {exc._msg}") from None
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidPhoneNumber(
-            f"{mask(text)} is not a valid phone number (region {region}); "
-            "write it as 0812-3456-7890, +62 812 3456 7890 or 6281234567890"
+        raise _refused(
+            shown,
+            f"is not a valid phone number (region {region}); "
+            "write it as 0812-3456-7890, +62 812 3456 7890 or 6281234567890",
         )
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return Recipient(number=e164.lstrip("+"))

@@ -9,6 +9,7 @@ sweeper publishes again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
 from wa_tasks import compose, contacts, fallback, keys, optout, priorities, templates
-from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate
+from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.logs import MessageLog
 from wa_tasks.media import Media
 from wa_tasks.phone import normalize
@@ -55,6 +56,34 @@ class Prepared:
     fail_reason: str | None = None
 
 
+def refuse_nul(value: object, what: str) -> None:
+    """Raise :class:`InvalidMessage` if ``value`` holds a NUL character (U+0000): a string, or any
+    string key or value inside nested mappings and lists (template data). PostgreSQL text cannot
+    store one, the message is not meant to carry one, and refusing it here, where every request
+    (client, tasks, API, command line, bulk) is validated, keeps the rule in one place. The error
+    names where it is: ``data['items'][2]['name']``. Each container is looked at once, without
+    recursion, so deep or self-referencing data costs its size and no more."""
+    pending: list[tuple[object, tuple[object, ...]]] = [(value, ())]
+    seen: set[int] = set()
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                where = what + "".join(f"[{key!r}]" for key in path)
+                raise InvalidMessage(f"{where} contains a NUL character (\\u0000); remove it")
+            continue
+        if isinstance(item, Mapping | list | tuple | set | frozenset):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            pairs = item.items() if isinstance(item, Mapping) else enumerate(item)
+            for key, inner in pairs:
+                if isinstance(key, str) and "\x00" in key:
+                    where = what + "".join(f"[{k!r}]" for k in path)
+                    raise InvalidMessage(f"{where} has a key with a NUL character (\\u0000): {key!r}; remove it")
+                pending.append((inner, (*path, key)))
+
+
 def prepare(
     db: Session,
     settings: Settings,
@@ -76,6 +105,16 @@ def prepare(
     A number the contact cache knows, freshly, not to be on WhatsApp is not an error: the result
     carries ``fail_reason`` (see :class:`Prepared`)."""
     recipient = normalize(to, settings.default_region)
+    for value, what in (
+        (text, "text"),
+        (template, "template"),
+        (data, "data"),
+        (idempotency_key, "idempotency_key"),
+        (session, "session"),
+        (email, "email"),
+        (media and {"url": media.url, "mimetype": media.mimetype, "filename": media.filename}, "media"),
+    ):
+        refuse_nul(value, what)
     step = priorities.resolve(priority)  # type: ignore[arg-type]
     if data is not None and not isinstance(data, dict):
         raise InvalidMessage(f"data must be a mapping of template variables, got {type(data).__name__}")
@@ -183,10 +222,17 @@ def find_by_idempotency_key(settings: Settings, key: str) -> str | None:
         return db.scalar(select(Message.id).where(Message.idempotency_key == key))
 
 
-def record_refusal(settings: Settings, *, to: object, reason: str, idempotency_key: str | None, priority: int) -> str:
-    """Store a request that was refused as a ``failed`` message carrying the reason."""
+def record_refusal(
+    settings: Settings, *, to: object, error: WaTasksError, idempotency_key: str | None, priority: int
+) -> str:
+    """Store a request that was refused as a ``failed`` message carrying the reason.
+
+    The stored error quotes what the caller sent (their status read shows it, as it shows the
+    recipient as given); the log line has the masked form (``error.loggable``)."""
     message_id = new_message_id()
-    raw_to = to if isinstance(to, str) else repr(to)
+    # PostgreSQL text cannot hold NUL: one in the refused input is stored as U+FFFD.
+    raw_to = (to if isinstance(to, str) else repr(to)).replace("\x00", "\ufffd")
+    reason = f"{error.code}: {error}".replace("\x00", "\ufffd")
     try:
         with session_scope(settings.database) as db:
             db.add(
@@ -206,7 +252,7 @@ def record_refusal(settings: Settings, *, to: object, reason: str, idempotency_k
         if existing is None:
             raise
         return existing
-    MessageLog(log, message_id, raw_to).warning("request refused: %s", reason)
+    MessageLog(log, message_id, raw_to).warning("request refused: %s: %s", error.code, error.loggable)
     return message_id
 
 

@@ -87,9 +87,7 @@ def send(
             )
     except InvalidRequest as exc:
         step = priority if isinstance(priority, int) and 0 <= priority <= 9 else priorities.LEVELS["normal"]
-        return submit.record_refusal(
-            settings, to=to, reason=f"{exc.code}: {exc}", idempotency_key=_refusal_key(self, key), priority=step
-        )
+        return submit.record_refusal(settings, to=to, error=exc, idempotency_key=_refusal_key(self, key), priority=step)
     message_id, created = submit.persist(settings, prepared)
     if created and not prepared.fail_reason:
         submit.publish_dispatch(app, message_id, prepared.priority)
@@ -113,7 +111,7 @@ def _refuse_unknown(task: str, unknown: dict[str, object], known: tuple[str, ...
 def _refusal_key(task: Task, key: object) -> str:
     """The idempotency key a refusal is recorded under: the caller's if it is a usable one, else
     the task id's, so that a redelivered refused task is recorded once."""
-    if isinstance(key, str) and key.strip() and len(key) <= 200:
+    if isinstance(key, str) and key.strip() and len(key) <= 200 and "\x00" not in key:
         return key
     return f"task:{task.request.id}"
 
@@ -389,7 +387,7 @@ def notify(
         return submit.record_refusal(
             settings,
             to=triggers.refused_recipient(event, data),
-            reason=f"{exc.code}: {exc}",
+            error=exc,
             idempotency_key=_refusal_key(self, key),
             priority=triggers.refused_priority(event, priority),
         )

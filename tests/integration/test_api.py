@@ -586,3 +586,51 @@ def test_bad_requests_answer_422_with_a_reason_never_500(settings: Settings, api
         assert words in _error(api.post("/templates", json=body), 422)["detail"], body
     # A NUL in an id is refused, not sent to the database
     assert "NUL" in _error(api.get("/sessions/a%00b"), 422)["detail"]
+
+
+def test_a_number_with_a_letter_and_a_nul_in_text_or_data_answer_422_saying_what_was_sent(api: httpx.Client) -> None:
+    # Given a template with a variable that takes nested data
+    api.post("/templates", json={"name": "tagihan", "content": "Halo {{nama}}: {{rincian}}"}).raise_for_status()
+    ok = "081234567890"
+    # When numbers holding a letter or an extension, and text or data holding a NUL, are sent
+    cases: list[tuple[str, dict[str, Any], str, str]] = [
+        ("/send", {"to": "+62 812 3456 789a", "text": "Halo"}, "invalid_phone_number", "'+62 812 3456 789a' is not"),
+        ("/send", {"to": "0812 3456 789x", "text": "Halo"}, "invalid_phone_number", "it holds 'x'"),
+        ("/send", {"to": "0812-3456-7890x", "text": "Halo"}, "invalid_phone_number", "'0812-3456-7890x' is not"),
+        ("/send", {"to": "0812-3456-7890 ext 5", "text": "Halo"}, "invalid_phone_number", "it holds 'e'"),
+        ("/send", {"to": "12345", "text": "Halo"}, "invalid_phone_number", "'12345' is not a valid phone number"),
+        ("/send", {"to": ok, "text": "Ha\x00lo"}, "invalid_message", "text contains a NUL"),
+        (
+            "/send",
+            {"to": ok, "template": "tagihan", "data": {"nama": "Budi", "rincian": {"baris": ["ok", "\x00"]}}},
+            "invalid_message",
+            "data['rincian']['baris'][1] contains a NUL",
+        ),
+        (
+            "/send-bulk",
+            {"recipients": [{"whatsapp": ok}, {"whatsapp": "0812-3456-789a"}], "text": "Halo"},
+            "invalid_message",
+            "#1: '0812-3456-789a' is not a phone number",
+        ),
+        ("/send-bulk", {"recipients": [{"whatsapp": ok}], "text": "Ha\x00lo"}, "invalid_message", "text contains"),
+        (
+            "/send-bulk",
+            {"recipients": [{"whatsapp": ok}], "template": "tagihan", "templateData": {"nama": "B", "rincian": "\x00"}},
+            "invalid_message",
+            "template_data['rincian'] contains a NUL",
+        ),
+        (
+            "/send-bulk",
+            {"recipients": [{"whatsapp": ok, "data": {"nama": "\x00"}}], "template": "tagihan",
+             "templateData": {"rincian": "x"}},
+            "invalid_message",
+            "#0: data['nama'] contains a NUL",
+        ),
+    ]  # fmt: skip
+    for path, body, code, words in cases:
+        # Then each is a 422 whose detail says what was sent and what is wrong with it
+        answer = _error(api.post(path, json=body), 422)
+        assert answer["error"] == code and words in answer["detail"], (body, answer)
+    # And nothing was stored
+    assert api.get("/messages").json()["messages"] == []
+    assert api.get("/jobs").json()["jobs"] == []

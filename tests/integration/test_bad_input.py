@@ -32,6 +32,7 @@ from wa_tasks.errors import (
     UnknownTemplate,
     WaTasksError,
 )
+from wa_tasks.phone import mask
 
 pytestmark = pytest.mark.integration
 
@@ -69,9 +70,40 @@ Call = Callable[[Client], Any]
 CLIENT_CASES: list[Any] = [
     # send(): numbers
     pytest.param(
-        lambda c: c.send("12345", text="x"), InvalidPhoneNumber, "not a valid phone number", id="short-number"
+        lambda c: c.send("12345", text="x"),
+        InvalidPhoneNumber,
+        "'12345' is not a valid phone number",
+        id="short-number",
     ),
-    pytest.param(lambda c: c.send("abc", text="x"), InvalidPhoneNumber, "not a phone number", id="letters-number"),
+    pytest.param(
+        lambda c: c.send("abc", text="x"), InvalidPhoneNumber, "'abc' is not a phone number", id="letters-number"
+    ),
+    # A letter or an extension is refused, never skipped (phonenumbers alone reads another valid number)
+    *[
+        pytest.param(
+            lambda c, raw=raw: c.send(raw, text="x"),
+            InvalidPhoneNumber,
+            f"{raw!r} is not a phone number: it holds",
+            id=f"number-{raw}",
+        )
+        for raw in ("+62 812 3456 789a", "0812 3456 789x", "0812-3456-7890x", "0812-3456-7890 ext 5", "0812/3456/7890")
+    ],
+    pytest.param(lambda c: c.send("0812\x003456", text="x"), InvalidPhoneNumber, "it holds '\\x00'", id="nul-number"),
+    pytest.param(
+        lambda c: c.send_media("0812-3456-789a", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, caption="x"),
+        InvalidPhoneNumber,
+        "'0812-3456-789a' is not a phone number",
+        id="media-letter-number",
+    ),
+    pytest.param(
+        lambda c: c.is_opted_out("0812-3456-789a"), InvalidPhoneNumber, "'0812-3456-789a'", id="opted-out-letter"
+    ),
+    pytest.param(
+        lambda c: c.sync_contacts([OK_NUMBER, "0812 3456 789x"]),
+        InvalidPhoneNumber,
+        "'0812 3456 789x' is not a phone number",
+        id="contacts-letter-number",
+    ),
     pytest.param(lambda c: c.send("", text="x"), InvalidPhoneNumber, "phone number is empty", id="empty-number"),
     pytest.param(lambda c: c.send(123, text="x"), InvalidPhoneNumber, "must be a string, got int", id="int-number"),
     pytest.param(lambda c: c.send(None, text="x"), InvalidPhoneNumber, "got NoneType", id="none-number"),
@@ -84,6 +116,59 @@ CLIENT_CASES: list[Any] = [
         lambda c: c.send(OK_NUMBER, text=HUGE), InvalidMessage, "4097 characters; the limit is 4096", id="huge"
     ),
     pytest.param(lambda c: c.send(OK_NUMBER, text=42), InvalidMessage, "text must be a string, got int", id="int-text"),
+    # NUL characters, wherever text enters
+    pytest.param(lambda c: c.send(OK_NUMBER, text="Halo\x00"), InvalidMessage, "text contains a NUL", id="nul-text"),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, template=TEMPLATE, data={**DATA, "nama": "Bu\x00di"}),
+        InvalidMessage,
+        "data['nama'] contains a NUL",
+        id="nul-data",
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, template=TEMPLATE, data={**DATA, "rincian": [{"item": "ok"}, {"item": "\x00"}]}),
+        InvalidMessage,
+        "data['rincian'][1]['item'] contains a NUL",
+        id="nul-nested-data",
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, template=TEMPLATE, data={**DATA, "a\x00": "x"}),
+        InvalidMessage,
+        "data has a key with a NUL",
+        id="nul-data-key",
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, template="tagihan\x00"), InvalidMessage, "template contains a NUL", id="nul-tpl"
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", idempotency_key="k\x00"),
+        InvalidMessage,
+        "idempotency_key contains a NUL",
+        id="nul-key",
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", session="wa-1\x00"),
+        InvalidMessage,
+        "session contains a NUL",
+        id="nul-sess",
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", email="budi\x00@example.com"),
+        InvalidMessage,
+        "email contains a NUL",
+        id="nul-email",
+    ),
+    pytest.param(
+        lambda c: c.send_media(OK_NUMBER, "https://example.com/a.png", caption="Halo\x00"),
+        InvalidMessage,
+        "text contains a NUL",
+        id="nul-caption",
+    ),
+    pytest.param(
+        lambda c: c.send_media(OK_NUMBER, b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, caption="x", filename="a\x00.png"),
+        InvalidMessage,
+        "media['filename'] contains a NUL",
+        id="nul-filename",
+    ),
     pytest.param(lambda c: c.send(OK_NUMBER), InvalidMessage, "exactly one of text= or template=", id="no-content"),
     pytest.param(
         lambda c: c.send(OK_NUMBER, text="x", template=TEMPLATE, data=DATA),
@@ -128,8 +213,32 @@ CLIENT_CASES: list[Any] = [
     pytest.param(
         lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}, {"whatsapp": "abc"}, {"whatsapp": OK_NUMBER}], text="x"),
         InvalidMessage,
-        "1 of 3 recipients are invalid, nothing was queued: #1: *** is not a phone number",
+        "1 of 3 recipients are invalid, nothing was queued: #1: 'abc' is not a phone number",
         id="bulk-one-bad-number",
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}, {"whatsapp": "0812 3456 789x"}], text="x"),
+        InvalidMessage,
+        "#1: '0812 3456 789x' is not a phone number: it holds 'x'",
+        id="bulk-letter-number",
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}], text="Halo\x00"), InvalidMessage, "NUL", id="bulk-nul"
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}], template=TEMPLATE, template_data={**DATA, "nama": "\x00"}),
+        InvalidMessage,
+        "template_data['nama'] contains a NUL",
+        id="bulk-nul-shared-data",
+    ),
+    pytest.param(
+        lambda c: c.send_bulk(
+            [{"whatsapp": OK_NUMBER, "data": DATA}, {"whatsapp": OK_NUMBER, "data": {**DATA, "nama": ["\x00"]}}],
+            template=TEMPLATE,
+        ),
+        InvalidMessage,
+        "#1: data['nama'][0] contains a NUL",
+        id="bulk-nul-recipient-data",
     ),
     pytest.param(
         lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}], text=HUGE), InvalidMessage, "at most 4096", id="bulk-huge"
@@ -206,6 +315,28 @@ CLIENT_CASES: list[Any] = [
         id="notify-int-number",
     ),
     pytest.param(
+        lambda c: c.notify("invoice.created", {"customer_whatsapp": "0812-3456-7890 ext 5"}, template=TEMPLATE),
+        InvalidPhoneNumber,
+        "'0812-3456-7890 ext 5' is not a phone number",
+        id="notify-extension-number",
+    ),
+    pytest.param(
+        lambda c: c.notify(
+            "invoice.created", {"customer_whatsapp": OK_NUMBER, **DATA, "nama": "\x00"}, template=TEMPLATE
+        ),
+        InvalidMessage,
+        "data['nama'] contains a NUL",
+        id="notify-nul-data",
+    ),
+    pytest.param(
+        lambda c: c.notify(
+            "bulk.send", {"templateName": TEMPLATE, "recipients": [{"whatsapp": "0812-3456-789a", "data": DATA}]}
+        ),
+        InvalidMessage,
+        "#0: '0812-3456-789a' is not a phone number",
+        id="notify-bulk-letter-number",
+    ),
+    pytest.param(
         lambda c: c.notify("invoice.created", {"customer_whatsapp": OK_NUMBER}, template="nope"),
         UnknownTemplate,
         "'nope'",
@@ -252,7 +383,35 @@ TASK_CASES: list[Any] = [
     pytest.param(
         "wa.send", {"to": 123, "text": "x"}, "invalid_phone_number: phone number must be a string", id="int-to"
     ),
-    pytest.param("wa.send", {"to": "abc", "text": "x"}, "invalid_phone_number: ", id="letters-to"),
+    pytest.param("wa.send", {"to": "abc", "text": "x"}, "invalid_phone_number: 'abc' is not a phone", id="letters-to"),
+    pytest.param(
+        "wa.send",
+        {"to": "+62 812 3456 789a", "text": "x"},
+        "invalid_phone_number: '+62 812 3456 789a' is not a phone number: it holds 'a'",
+        id="letter-to",
+    ),
+    pytest.param(
+        "wa.send", {"to": "12345", "text": "x"}, "invalid_phone_number: '12345' is not a valid phone", id="short-to"
+    ),
+    pytest.param(
+        "wa.send", {"to": "0812\x003456", "text": "x"}, "invalid_phone_number: '0812\\x003456' is not", id="nul-to"
+    ),
+    pytest.param(
+        "wa.send", {"to": OK_NUMBER, "text": "Halo\x00"}, "invalid_message: text contains a NUL", id="nul-text"
+    ),
+    pytest.param(
+        "wa.send",
+        {"to": OK_NUMBER, "template": TEMPLATE, "data": {**DATA, "nama": {"depan": "Bu\x00di"}}},
+        "invalid_message: data['nama']['depan'] contains a NUL",
+        id="nul-data",
+    ),
+    pytest.param(
+        "wa.send",
+        {"to": OK_NUMBER, "text": "x", "idempotency_key": "k\x00"},
+        "idempotency_key contains a NUL",
+        id="nul-key",
+    ),
+    pytest.param("wa.send", {"to": OK_NUMBER, "text": "x", "session": "wa\x00"}, "session contains a NUL", id="nul-s"),
     pytest.param("wa.send", {"text": "x"}, "invalid_phone_number: phone number must be a string", id="no-to"),
     pytest.param("wa.send", {"to": OK_NUMBER, "text": ""}, "invalid_message: text is empty", id="empty-text"),
     pytest.param("wa.send", {"to": OK_NUMBER, "text": HUGE}, "the limit is 4096", id="huge-text"),
@@ -278,6 +437,24 @@ TASK_CASES: list[Any] = [
         {"event": "invoice.created", "data": {"customer_whatsapp": "abc"}},
         "invalid_phone_number: ",
         id="notify-bad-number",
+    ),
+    pytest.param(
+        "wa.notify",
+        {"event": "invoice.created", "data": {"customer_whatsapp": "0812-3456-7890 ext 5"}},
+        "invalid_phone_number: '0812-3456-7890 ext 5' is not a phone number",
+        id="notify-extension-number",
+    ),
+    pytest.param(
+        "wa.notify",
+        {"event": "invoice.created", "data": {"customer_whatsapp": OK_NUMBER, "customer_name": "\x00"}},
+        "invalid_message: data['customer_name'] contains a NUL",
+        id="notify-nul-data",
+    ),
+    pytest.param(
+        "wa.notify",
+        {"event": "bulk.send", "data": {"templateName": TEMPLATE, "recipients": [{"whatsapp": "0812 3456 789x"}]}},
+        "#0: '0812 3456 789x' is not a phone number",
+        id="notify-bulk-letter-number",
     ),
     pytest.param(
         "wa.notify",
@@ -322,15 +499,37 @@ def test_the_public_tasks_record_each_bad_request_as_a_failed_message_and_send_n
     # And nothing was queued or sent
     time.sleep(1.0)  # a dispatch that slipped through would reach the session in this time
     assert_nothing_queued(stack, refused=len(TASK_CASES))
-    assert "Traceback" not in (stack.logdir / "worker.log").read_text()
+    worker_log = (stack.logdir / "worker.log").read_text()
+    assert "Traceback" not in worker_log
+
+    # And the worker's log lines mask the refused numbers that the stored errors quote
+    for raw in ("+62 812 3456 789a", "0812-3456-7890 ext 5", "0812 3456 789x"):
+        assert raw not in worker_log
+        assert f"{mask(raw)!r} is not a phone number" in worker_log, worker_log
 
 
 # The command line -------------------------------------------------------------------------------
 
 #: (arguments after ``wa-tasks``, what the error says). Each must exit non-zero without a traceback.
 CLI_CASES: list[Any] = [
-    pytest.param(["send", "abc", "--text", "x"], "is not a phone number", id="send-bad-number"),
-    pytest.param(["send", "12345", "--text", "x"], "is not a valid phone number", id="send-short-number"),
+    pytest.param(["send", "abc", "--text", "x"], "'abc' is not a phone number", id="send-bad-number"),
+    pytest.param(["send", "12345", "--text", "x"], "'12345' is not a valid phone number", id="send-short-number"),
+    pytest.param(
+        ["send", "0812-3456-789a", "--text", "x"], "'0812-3456-789a' is not a phone number", id="send-letter-number"
+    ),
+    pytest.param(["send", "0812-3456-7890 ext 5", "--text", "x"], "it holds 'e'", id="send-extension-number"),
+    pytest.param(
+        [
+            "send",
+            OK_NUMBER,
+            "--template",
+            TEMPLATE,
+            "--data",
+            '{"nama": "B\\u0000", "jumlah": "1", "jatuh_tempo": "x"}',
+        ],
+        "data['nama'] contains a NUL",
+        id="send-nul-data",
+    ),
     pytest.param(["send", OK_NUMBER], "give exactly one of text= or template=", id="send-no-content"),
     pytest.param(["send", OK_NUMBER, "--text", ""], "text is empty", id="send-empty-text"),
     pytest.param(["send", OK_NUMBER, "--text", HUGE], "the limit is 4096", id="send-huge-text"),

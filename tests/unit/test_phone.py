@@ -74,13 +74,15 @@ def test_an_invalid_number_is_an_invalid_request_and_a_value_error():
     assert info.value.code == "invalid_phone_number"
 
 
-def test_the_refusal_message_does_not_repeat_the_full_number():
+def test_the_refusal_message_quotes_the_callers_input_and_its_log_form_masks_it():
     # A 13-digit number that is not valid in Indonesia (unassigned prefix).
     raw = "0999123456789"
     with pytest.raises(InvalidPhoneNumber) as info:
         normalize(raw)
 
-    assert raw not in str(info.value)
+    assert str(info.value).startswith(f"{raw!r} is not a valid phone number")
+    assert raw not in info.value.loggable
+    assert info.value.loggable.startswith(f"{mask(raw)!r} is not a valid phone number")
 
 
 def test_mask_hides_the_middle_digits():
