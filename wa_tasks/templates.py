@@ -170,7 +170,9 @@ _SCALAR = 32
 
 
 def _digits(number: int) -> int:
-    """The decimal digits of ``number`` (at least; plus one for a sign)."""
+    """The length of ``number`` written out (for a long one, a bound that never falls short)."""
+    if number.bit_length() <= 64:
+        return len(str(number))
     return number.bit_length() * 30103 // 100000 + 2
 
 
@@ -335,7 +337,7 @@ def _materialized(items: Iterable[Any], separator: int, what: str) -> list[Any]:
 def _shown(value: Any) -> str:
     """A short description of an operand for an error message."""
     if isinstance(value, int):
-        return str(value) if value.bit_length() < 64 else f"a number of {_digits(value) - 2} digits"
+        return str(value) if value.bit_length() <= 64 else f"a number of about {_digits(value)} digits"
     if isinstance(value, str | bytes) and len(value) <= 12:
         return repr(value)
     if isinstance(value, str | bytes | list | tuple):
