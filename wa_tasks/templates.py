@@ -17,7 +17,8 @@ that names the limit:
   output is over :data:`MAX_VALUE_SIZE` characters, and everything one render makes adds up to at
   most :data:`MAX_MADE_SIZE`;
 - steps: at most :data:`MAX_STEPS` loop iterations, calls, filters and ``* ** + %`` operations;
-- CPU: at most :data:`MAX_CPU_SECONDS` of the rendering thread's CPU time.
+- CPU: at most :data:`MAX_CPU_SECONDS` of the rendering thread's CPU time (garbage collections
+  that happen to run during the render excepted).
 
 The sandbox keeps the budget itself, rather than rendering in a child process with resource limits:
 renders are many and short (every send, every keystroke of the live preview) so a process per render
@@ -44,6 +45,7 @@ value by factors the checks would have to model.
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import re
 import time
@@ -91,7 +93,8 @@ MAX_MADE_SIZE = 16 * MAX_VALUE_SIZE
 #: The most steps one render may take: loop iterations, calls, filters and ``* ** + %`` operations.
 #: Also the most numbers ``range()`` may give.
 MAX_STEPS = 10_000
-#: The most CPU time (of the rendering thread) one render may use, compiling included.
+#: The most CPU time (of the rendering thread) one render may use, compiling included and garbage
+#: collections left out.
 MAX_CPU_SECONDS = 0.1
 
 
@@ -109,10 +112,29 @@ class _Budget:
     deadline: float
     steps: int = 0
     made: int = 0
+    #: When a garbage collection in this render's thread started (CPU time), 0 when none is running.
+    collecting_since: float = 0.0
 
 
 #: The budget of the render running in this thread (or task); None outside renders.
 _budget: ContextVar[_Budget | None] = ContextVar("template_render_budget", default=None)
+
+
+def _collecting(phase: str, info: dict[str, Any]) -> None:
+    """Moves a render's CPU deadline past a garbage collection that happens during it: a full
+    collection of a big process's heap can take more than the whole budget, and it is not the
+    template's work (it runs in the thread whose allocation set it off)."""
+    budget = _budget.get()
+    if budget is None:
+        return
+    if phase == "start":
+        budget.collecting_since = time.thread_time()
+    elif budget.collecting_since:
+        budget.deadline += time.thread_time() - budget.collecting_since
+        budget.collecting_since = 0.0
+
+
+gc.callbacks.append(_collecting)
 
 
 def _over_size(what: str, size: float | None = None) -> RenderLimitExceeded:
