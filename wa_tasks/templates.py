@@ -34,8 +34,8 @@ operation that runs long or allocates much before control comes back to Jinja, s
   (containers written out included, so a list of a thousand references to one long string counts as
   what ``str()`` of it would make), with a walk that stops as soon as it is over the limit;
 - every loop iteration (the compiled template iterates through :meth:`_BudgetedEnvironment.counted_loop`),
-  call, filter and operator counts as a step, and each step reads the thread's CPU clock, so work
-  that stays small step by step (nested loops) still ends at the step or the CPU limit.
+  call, filter and operator counts as a step, and each step checks the CPU limit, so work that stays
+  small step by step (nested loops) still ends at the step or the CPU limit.
 
 Filters that write HTML, JavaScript or debugging dumps (``tojson``, ``urlize``, ``xmlattr``,
 ``pprint``) are not offered: a WhatsApp message has no use for them, and their options can grow a
@@ -311,7 +311,7 @@ def _check_power(base: Any, exponent: Any) -> None:
         raise _over_size(f"{_shown(base)} ** {_shown(exponent)}", digits)
 
 
-def _check_join(left: Any, right: Any) -> None:
+def _check_add(left: Any, right: Any) -> None:
     """``left + right``."""
     if isinstance(left, str | bytes | list | tuple) and isinstance(right, str | bytes | list | tuple):
         size = _size(left) + _size(right)
@@ -620,12 +620,13 @@ class _BudgetedEnvironment(ImmutableSandboxedEnvironment):
         elif operator == "**":
             _check_power(left, right)
         elif operator == "+":
-            _check_join(left, right)
+            _check_add(left, right)
         elif operator == "%":
             _check_printf(left, right)
         return _made(self.binop_table[operator](left, right))
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: B902 - Jinja's names
+    # Named like the sandbox's own call(): a template may pass keyword arguments named self, context or obj.
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step()
         for value in args:
             _checked(value, "a value given to a call")
