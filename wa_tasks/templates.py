@@ -89,7 +89,7 @@ LINK = re.compile(r"https?://\S+", re.IGNORECASE)
 #: as they would be written out; a number counts its digits).
 MAX_VALUE_SIZE = 64 * 1024
 #: The most characters all the values one render makes (outputs included) may add up to.
-MAX_MADE_SIZE = 16 * MAX_VALUE_SIZE
+MAX_MADE_SIZE = 64 * MAX_VALUE_SIZE
 #: The most steps one render may take: loop iterations, calls, filters and ``* ** + %`` operations.
 #: Also the most numbers ``range()`` may give.
 MAX_STEPS = 10_000

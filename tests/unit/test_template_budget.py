@@ -63,7 +63,7 @@ ADVERSARIAL = [
     (BIG + "{% set out %}{% for i in range(9000) %}{{ big }}{% endfor %}{% endset %}", "size"),
     # Many values each under the limit.
     (BIG + "{{ range(5000)|map('center', 60000)|list|length }}", "size"),
-    (BIG + "{% for i in range(100) %}{% set y = big ~ i %}{% endfor %}", "size"),
+    (BIG + "{% for i in range(200) %}{% set y = big ~ i %}{% endfor %}", "size"),
     # range() itself, and calls growing without end.
     ("{{ range(10**9)|length }}", "step"),
     ("{% macro m(n) %}{{ m(n) }}{{ m(n) }}{% endmacro %}{{ m(1) }}", "nesting"),
