@@ -208,6 +208,9 @@ def _checked(
         raise InvalidTemplate(f"{label}: content is {len(content)} characters; the limit is {templates.MAX_LENGTH}")
     try:
         variables = templates.variables_of(content, name=label)
+        # A template over the render limits whatever its data could never be sent: refused now,
+        # not at each send or for each recipient of a bulk job.
+        templates.check_limits(content, name=label)
     except TemplateRenderError as exc:
         raise InvalidTemplate(str(exc)) from None
     return {

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis as redis_lib
 from sqlalchemy import delete, func, select
@@ -17,6 +19,7 @@ from models import Message, OptOut, Template
 from models.db import session_scope
 from support.billing_samples import PNG_1PX
 from support.stack import settings_env
+from support.web import API_KEY, running_web
 from wa_tasks import errors, optout
 from wa_tasks.client import Client
 from wa_tasks.default_templates import DEFAULTS
@@ -97,6 +100,71 @@ def test_a_bad_template_is_refused_with_what_is_wrong(
         client.create_template(name, content, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(errors.UnknownTemplate, match="unknown template 'nope'"):
         client.update_template("nope", content="x")
+
+
+#: Never ends without the render limits: 9,999 ** 3 loop iterations (each loop is under range()'s bound).
+LOOPS = (
+    "{% for i in range(9999) %}{% for j in range(9999) %}{% for k in range(9999) %}{% endfor %}{% endfor %}{% endfor %}"
+)
+#: Depends on its data: a few iterations with n=2, 10**8 with n=10000.
+DATA_LOOPS = "Halo {{ nama }}{% for i in range(n) %}{% for j in range(n) %}.{% endfor %}{% endfor %}"
+
+
+@pytest.mark.timeout(20)
+def test_a_template_over_the_render_limits_is_refused_when_saved_sent_bulk_sent_and_previewed(client: Client) -> None:
+    client.create_template("ulang", DATA_LOOPS)
+
+    # Over the limits whatever the data: refused when saved, and the saved content is kept.
+    for content, limit in [(LOOPS, "step"), ("{{ 'x' * 10**9 }}", "size")]:
+        with pytest.raises(
+            errors.InvalidTemplate, match=f"template 'bom' could not be rendered: over the {limit} limit"
+        ):
+            client.create_template("bom", content)
+        with pytest.raises(errors.InvalidTemplate, match=f"over the {limit} limit"):
+            client.update_template("ulang", content=content)
+    assert [t["name"] for t in client.list_templates()] == ["ulang"]
+    assert client.get_template("ulang")["content"] == DATA_LOOPS
+
+    # Over the limits with this data: every path that renders refuses it, quickly.
+    started = time.monotonic()
+    with pytest.raises(errors.TemplateRenderError, match="template 'ulang' could not be rendered: over the step limit"):
+        client.send("081234567890", template="ulang", data={"nama": "Ani", "n": 10000})
+    with pytest.raises(errors.InvalidRequest, match="over the step limit"):
+        client.send_bulk([{"whatsapp": "081234567890", "data": {"nama": "Ani", "n": 10000}}], template="ulang")
+    with pytest.raises(errors.TemplateRenderError, match="over the step limit"):
+        client.preview_template("ulang", {"nama": "Ani", "n": 10000})
+    assert time.monotonic() - started < 5
+    assert _rows(client.settings) == 0 and _broker_keys(client.settings) == []
+
+    # Within them, it is an ordinary template.
+    assert client.preview_template("ulang", {"nama": "Ani", "n": 2})["text"] == "Halo Ani...."
+    client.send("081234567890", template="ulang", data={"nama": "Ani", "n": 2})
+    with session_scope(client.settings.database) as db:
+        assert db.scalar(select(Message.content)) == "Halo Ani...."
+
+
+@pytest.mark.timeout(60)
+def test_the_api_answers_a_preview_over_the_render_limits_with_a_422_naming_the_limit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with (
+        running_web(settings, tmp_path / "logs") as base,
+        httpx.Client(base_url=f"{base}/api/whatsapp", headers={"X-API-Key": API_KEY}, timeout=30) as api,
+    ):
+        for content, limit in [(LOOPS, "step"), ("{{ 'x' * 10**9 }}", "size"), ("{{ 'x'|center(10**9) }}", "size")]:
+            started = time.monotonic()
+            answer = api.post("/templates/preview", json={"content": content})
+            assert time.monotonic() - started < 5
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["error"] == "template_error"
+            assert f"over the {limit} limit" in answer.json()["detail"]
+
+        created = api.post("/templates", json={"name": "bom", "content": LOOPS})
+        assert created.status_code == 422 and "over the step limit" in created.json()["detail"]
+        # The web process is still answering, and ordinary previews still work.
+        fine = api.post("/templates/preview", json={"content": DATA_LOOPS, "data": {"nama": "Ani", "n": 1}})
+        assert fine.status_code == 200 and fine.json()["text"] == "Halo Ani."
+        assert httpx.get(f"{base}/health").json()["status"] == "ok"
 
 
 def test_install_defaults_is_idempotent_and_never_overwrites_an_operators_template(client: Client) -> None:
