@@ -2,7 +2,7 @@
 
 Loaded by ``wa_tasks.celery_app`` (and by Flower through it). Values that differ per
 installation come from ``wa_tasks.settings`` (``WA_*`` environment variables).
-See shared notes "Celery on Redis" for why each of these is set.
+The comment above each setting says why it is set.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ worker_hijack_root_logger = False
 # Each due job is claimed in Redis before it is sent, so several beats send it once (wa_tasks/beat.py).
 beat_scheduler = "wa_tasks.beat:Scheduler"
 beat_schedule = {
-    # Seed §10.2: every 30 s (WA_HEALTH_CHECK_SECONDS); probes message nobody.
+    # The session health check, every 30 s by default (WA_HEALTH_CHECK_SECONDS); probes message nobody.
     "health-check": {
         "task": "wa.health_check",
         "schedule": _settings.health_check_seconds,
@@ -87,19 +87,19 @@ beat_schedule = {
         # A stale sample is worthless: the next one supersedes it.
         "options": {"priority": 4, "expires": 25.0},
     },
-    # Seed §13, daily at 02:00 WIB (19:00 UTC), a quiet hour for billing.
+    # Retention (wa_tasks/retention.py), daily at 02:00 WIB (19:00 UTC), a quiet hour for billing.
     "retention": {
         "task": "wa.retention",
         "schedule": crontab(hour=19, minute=0),
         "options": {"priority": 8},
     },
-    # Seed §14: yesterday's figures, shortly after midnight WIB (17:00 UTC).
+    # Yesterday's figures (wa_tasks/metrics.py), shortly after midnight WIB (17:00 UTC).
     "metrics-rollup": {
         "task": "wa.metrics_rollup",
         "schedule": crontab(hour=17, minute=15),
         "options": {"priority": 8},
     },
-    # Seed §2.1 contact sync: re-check numbers whose answer is older than WA_CONTACT_MAX_AGE_DAYS,
+    # Contact sync: re-check numbers whose answer is older than WA_CONTACT_MAX_AGE_DAYS,
     # at 03:30 WIB (20:30 UTC), away from billing's morning runs.
     "contacts-refresh": {
         "task": "wa.contacts_refresh",

@@ -78,7 +78,7 @@ def run(env: Environment, seconds: float, sessions_count: int) -> Report:
     }
     report.targets = {
         "rate ≥ 0.98 of 5/s": "met" if rate >= 0.98 * expected else "missed",
-        # The figure: fixed windows. Sends less than a second apart are reported beside it.
+        # The target is stated on fixed windows; sends less than a second apart are reported beside it.
         "no 1-second window with two sends of a session": "met" if crowded_fixed == 0 else "missed",
     }
     return report

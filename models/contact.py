@@ -1,4 +1,4 @@
-"""Whether a number is on WhatsApp, as a session last found it (contact sync, seed §2.1).
+"""Whether a number is on WhatsApp, as a session last found it (contact sync).
 
 One row per number; ``checked_at`` is the answer's age. A fresh "not on WhatsApp" makes a send
 fail fast (``wa_tasks.submit``); stale rows are checked again by ``wa.contacts_refresh``.

@@ -1,4 +1,4 @@
-"""One day's figures (seed §14), stored by the daily roll-up (``wa.metrics_rollup``).
+"""One day's figures, stored by the daily roll-up (``wa.metrics_rollup``).
 
 A row per local day (WIB) for all sessions (``session_id`` NULL) and one per session that had any
 activity that day. There is no foreign key to the sessions: the history outlives a deleted session.

@@ -68,7 +68,7 @@ def _ping_when_idle(engine: Engine) -> None:
     """``pool_pre_ping``, but only for connections that sat idle in the pool: PostgreSQL drops
     (a restart, an idle timeout, a failover) are still found before a connection is used, while a
     connection handed back a moment ago (a session host's claim, then its ``sent``) is not pinged
-    again: that ping was ≈12 % of the session host's time. A drop in that moment surfaces as an
+    again: that ping would cost ≈12 % of the session host's time. A drop in that moment surfaces as an
     error with ``connection_invalidated`` set (the pool then replaces every connection); callers
     whose write must not be lost retry it once (sessions_host.delivery)."""
 

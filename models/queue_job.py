@@ -1,4 +1,4 @@
-"""A bulk job: many messages sent as one unit with progress (seed §9 ``whatsapp_queue_jobs``)."""
+"""A bulk job: many messages sent as one unit with progress."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A WhatsApp session: one linked device (number) that wa-tasks sends through (seed §9 ``whatsapp_sessions``)."""
+"""A WhatsApp session: one linked device (number) that wa-tasks sends through."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ SENT_OR_FINAL: frozenset[MessageStatus] = frozenset(
 
 
 class SessionStatus(StrEnum):
-    """A WhatsApp session's connection state (DESIGN.md, "Sessions")."""
+    """A WhatsApp session's connection state, as its session host reports it."""
 
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
@@ -40,7 +40,7 @@ class SessionStatus(StrEnum):
 
 
 class JobStatus(StrEnum):
-    """A bulk job's state (seed §9 ``whatsapp_queue_jobs``)."""
+    """A bulk job's state (``whatsapp_queue_jobs.status``)."""
 
     PENDING = "pending"
     RUNNING = "running"

@@ -1,4 +1,4 @@
-"""A message template (seed §6, §9 ``whatsapp_templates``)."""
+"""A message template: its text with ``{{variables}}``, its category and type, stored by name."""
 
 from __future__ import annotations
 

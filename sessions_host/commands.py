@@ -112,7 +112,7 @@ class CommandListener:
 
 def probe(runner: Any) -> float:
     """Time one round trip to WhatsApp without messaging anyone: the session asks whether its own
-    number is on WhatsApp (the seed probed a stranger's number; this does not)."""
+    number is on WhatsApp, so no stranger is ever looked up."""
     transport = runner.transport
     if not transport.connected:
         raise SessionError(f"session is {getattr(transport, 'status', None) or runner.status}")

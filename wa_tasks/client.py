@@ -84,7 +84,8 @@ class Client:
         return message_id
 
     def status(self, message_id: str) -> dict[str, Any]:
-        """id, status, sentAt, deliveredAt, readAt, sessionId, error, attempts (seed §8.2)."""
+        """id, status, sentAt, deliveredAt, readAt, sessionId, error, attempts: the fields of
+        ``GET /api/whatsapp/message/{id}/status``."""
         with session_scope(self.settings.database) as db:
             message = db.get(Message, message_id)
             if message is None:
@@ -103,7 +104,8 @@ class Client:
     ) -> str:
         """Queue one message per recipient (``{"whatsapp": number, "data": {...}}``; ``data`` is merged
         over ``template_data``) as one bulk job; returns the job id. Any invalid recipient raises
-        an error listing the first ones and queues nothing. Default priority: high (seed §4.2)."""
+        an error listing the first ones and queues nothing. Default priority: high, so urgent single
+        messages still go first."""
         return bulk.create(
             self.settings,
             self.app,
@@ -193,7 +195,7 @@ class Client:
             submit.publish_dispatch(self.app, message_id, prepared.priority)
         return message_id
 
-    # Notification triggers (seed §7) ------------------------------------------------------------
+    # Notification triggers ----------------------------------------------------------------------
 
     def notify(
         self,
@@ -218,7 +220,7 @@ class Client:
             session=session,
         )
 
-    # Templates (seed §6, §8.3) ----------------------------------------------------------------------
+    # Templates --------------------------------------------------------------------------------------
 
     def list_templates(self, *, include_inactive: bool = True) -> list[dict[str, Any]]:
         """Every template (``include_inactive=False``: only the usable ones), by name."""
@@ -272,7 +274,7 @@ class Client:
         type: str = "text",
     ) -> dict[str, Any]:
         """What a template sends with sample ``data``: ``text``, ``variables``, ``missing`` and
-        ``warnings`` (seed §11: long runs of one character, links). Never queues anything."""
+        ``warnings`` (long runs of one character, links). Never queues anything."""
         return template_store.preview(self.settings, name, data, content=content, type=type)
 
     def install_default_templates(self) -> dict[str, list[str]]:
@@ -292,14 +294,14 @@ class Client:
         return optout.opt_in(self.settings, number)
 
     def stats(self, day: str | dt.date | None = None, session: str | None = None) -> dict[str, Any]:
-        """The figures of one local day (WIB; default today), seed §14: ``sent``, ``delivered``,
+        """The figures of one local day (WIB; default today): ``sent``, ``delivered``,
         ``read``, ``failed``, ``avg_delivery_seconds``, ``active_sessions`` and per session under
         ``sessions``; only ``session``'s when given. ``day``: a date or ``YYYY-MM-DD``."""
         from wa_tasks import metrics
 
         return metrics.stats(self.settings, metrics.parse_day(day), session)
 
-    # Contact sync (seed §2.1) ----------------------------------------------------------------------
+    # Contact sync ----------------------------------------------------------------------------------
 
     def sync_contacts(self, numbers: Iterable[str], *, refresh: bool = False) -> dict[str, bool]:
         """Whether each customer number is on WhatsApp, keyed by E.164 digits (``6281234567890``).

@@ -1,4 +1,4 @@
-"""Contact sync (seed §2.1): which customers' numbers are on WhatsApp, asked in batches through a
+"""Contact sync: which customers' numbers are on WhatsApp, asked in batches through a
 connected session and cached with the answer's age in ``whatsapp_contacts``.
 
 - ``Client.sync_contacts(numbers)`` checks the billing code's customer list; answers younger than
@@ -31,7 +31,7 @@ from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Numbers per ``is_on_whatsapp`` query (seed §10.1's batch size; one usync query each).
+#: Numbers per ``is_on_whatsapp`` query (one usync query each).
 BATCH_SIZE = 50
 #: The most stale numbers one refresh run checks (the next day's run takes the rest).
 REFRESH_LIMIT = 5000

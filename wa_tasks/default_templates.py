@@ -1,12 +1,12 @@
-"""The templates wa-tasks ships (seed §6.2, plus ``new_invoice`` that the seed's ``invoice.created``
-trigger uses but never defines).
+"""The templates wa-tasks ships: the usual billing notifications, and ``new_invoice`` for the
+``invoice.created`` trigger.
 
 They are installed by the 0002 migration and by ``wa-tasks templates install-defaults``; both only
 add the ones that are missing and never overwrite a template an operator has edited or
-deactivated. The texts are the seed's, with amounts and dates passed through the Indonesian
-formatting helpers: ``{{amount|rupiah}}`` shows ``150000`` as ``Rp150.000`` where the seed wrote
-``Rp{{amount}}``, and ``{{due_date|tanggal}}`` shows ``2025-01-09`` as ``9 Januari 2025`` (a date
-already written out in words is shown as given).
+deactivated. The texts pass amounts and dates through the Indonesian formatting helpers:
+``{{amount|rupiah}}`` shows ``150000`` as ``Rp150.000`` (not ``Rp150000``), and
+``{{due_date|tanggal}}`` shows ``2025-01-09`` as ``9 Januari 2025`` (a date already written out in
+words is shown as given).
 """
 
 from __future__ import annotations

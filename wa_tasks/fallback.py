@@ -1,4 +1,4 @@
-"""Email fallback (seed §15): a message that finally failed on WhatsApp goes to the customer by
+"""Email fallback: a message that finally failed on WhatsApp goes to the customer by
 email, when the fallback is on (``WA_EMAIL_FALLBACK``) and the message carries an address.
 
 Flow: whoever marks a message ``failed`` (the session host, or ``submit`` for a number known not
@@ -49,7 +49,7 @@ QUEUED, SENDING, SENT, FAILED, SKIPPED = "queued", "sending", "sent", "failed", 
 #: ``fallback_error`` of a skipped fallback.
 DISABLED, NO_ADDRESS = "disabled", "no_address"
 
-#: Subject prefix, as in the seed.
+#: Subject prefix: tells the customer the email stands in for a WhatsApp message.
 SUBJECT_PREFIX = "[WhatsApp Backup]"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -184,7 +184,7 @@ def subject_of(content: str, template_name: str | None) -> str:
 
 
 def compose(settings: Settings, *, to: str, content: str, template_name: str | None) -> EmailMessage:
-    """A text part (the message as WhatsApp would have shown it) and the seed's HTML wrapper,
+    """A text part (the message as WhatsApp would have shown it) and a plain HTML wrapper,
     with the content escaped (template data is customer text, never markup)."""
     email = EmailMessage()
     email["Subject"] = subject_of(content, template_name)

@@ -1,10 +1,10 @@
-"""The session health check (seed §10.2), run by beat every 30 seconds.
+"""The session health check, run by beat every 30 seconds.
 
 For every configured session it records in the session row: ``offline`` (no host reports it: a
 stale heartbeat or a dead host), ``slow`` (a probe round trip over 5 s), ``failing`` (more than 5
 errors in a row: the owning host is asked to reconnect it), ``idle`` (connected but nothing sent
-for 24 h) or ``ok``. The probe asks WhatsApp whether the session's own number is on WhatsApp:
-unlike the seed's, it messages nobody and looks up no stranger.
+for 24 h) or ``ok``. The probe asks WhatsApp whether the session's own number is on WhatsApp,
+so it messages nobody and looks up no stranger.
 
 Until a session has been checked in its current status, it shows as ``pending`` (:func:`shown`).
 """
@@ -27,11 +27,11 @@ from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Seed §10.2: a response slower than this is reported.
+#: A probe round trip slower than this is reported.
 SLOW_SECONDS = 5.0
-#: Seed §10.2: more errors in a row than this, and the session is reconnected.
+#: More errors in a row than this, and the session is reconnected.
 MAX_ERRORS = 5
-#: Seed §10.2: connected without sending for this long is reported.
+#: Connected without sending for this long is reported.
 IDLE_AFTER = dt.timedelta(hours=24)
 #: Shown until a session is checked in its current status (a result of before describes another).
 PENDING = "pending"

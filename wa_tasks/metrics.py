@@ -1,4 +1,4 @@
-"""Daily figures of seed §14, computed from the message rows: sent, delivered, read, failed, the
+"""Daily figures, computed from the message rows: sent, delivered, read, failed, the
 average delivery time and the active sessions, overall and per session; and the daily roll-up that
 stores yesterday's figures in ``whatsapp_daily_metrics`` (beat, ``wa.metrics_rollup``).
 
@@ -7,8 +7,8 @@ on the day it happened: a message sent at 23:59 and read at 00:01 counts as sent
 the next. ``failed`` counts messages whose final status is ``failed`` on the day they failed
 (refused requests included). ``avg_delivery_seconds`` is the mean of ``delivered_at - sent_at`` of
 the messages delivered that day. ``active_sessions`` is the number of sessions that sent at least
-one message that day (the seed counted sessions connected at query time, which says nothing about
-a past day; live connection states are on ``/metrics``).
+one message that day (the sessions connected at query time would say nothing about a past day;
+live connection states are on ``/metrics``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from wa_tasks.errors import InvalidPriority
 #: Name → Redis priority step. ``celeryconfig`` sets ten real steps (0..9).
 LEVELS: dict[str, int] = {
     "urgent": 0,  # payment confirmation, voucher activation, OTP
-    "high": 2,  # bulk notifications (the seed's "bulk with high priority")
+    "high": 2,  # bulk notifications: ahead of routine messages, behind urgent ones
     "normal": 5,  # everything else; also task_default_priority
     "low": 8,
 }

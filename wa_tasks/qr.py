@@ -16,5 +16,5 @@ def terminal(code: str) -> str:
 
 
 def png_data_url(code: str, scale: int = 6) -> str:
-    """The QR code as ``data:image/png;base64,…`` (the seed's ``GET …/qr`` shape)."""
+    """The QR code as ``data:image/png;base64,…`` (as ``GET …/qr`` answers it, ready for an ``<img src>``)."""
     return str(segno.make(code, error="l").png_data_uri(scale=scale, border=2))

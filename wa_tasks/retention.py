@@ -1,4 +1,4 @@
-"""Data retention (seed §13), run by beat once a day: old messages, ended bulk jobs and long
+"""Data retention, run by beat once a day: old messages, ended bulk jobs and long
 disconnected sessions are deleted, in batches so that a large table is never locked for long.
 
 What goes, with the default settings:

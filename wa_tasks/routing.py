@@ -1,14 +1,14 @@
 """Which session sends a message: the routing choice as a pure function over live session state.
 
-Policies (DESIGN.md):
-- ``failover`` (the seed's default): everything to the primary, the connected session with the
+Policies (``WA_ROUTING_POLICY``):
+- ``failover`` (the default): everything to the primary, the connected session with the
   lowest priority number; the others only when it is down.
 - ``spillover``: the primary until its backlog would make a new message wait longer than a bound,
   then the next session by priority (and so on).
 - ``balanced``: the session where a new message would wait least (backlog × pace): sessions share
   the load in proportion to their speed. Sessions that tie (idle ones, typically) are picked at
-  random: by priority or id, a stream slower than the sessions' pace went mostly to the first of
-  them.
+  random: picked by priority or id, a stream slower than the sessions' pace would go mostly to the
+  first of them.
 """
 
 from __future__ import annotations

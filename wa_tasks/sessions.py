@@ -230,7 +230,8 @@ def unlink_and_remove(settings: Settings, session_id: str, *, unlink: bool = Tru
 
 
 def listing(settings: Settings) -> list[dict[str, Any]]:
-    """Every session with its live status and whether it is the primary (seed §8.1 fields)."""
+    """Every session with its live status and whether it is the primary, in the fields of
+    ``GET /api/whatsapp/sessions``."""
     with session_scope(settings.database) as db:
         rows = (
             db.execute(select(WhatsAppSession).order_by(WhatsAppSession.priority, WhatsAppSession.session_id))

@@ -1,4 +1,4 @@
-"""Notification triggers (seed §7): billing events mapped to a template and a priority.
+"""Notification triggers: billing events mapped to a template and a priority.
 
 =====================  ======================  ========
 event                  template                priority
@@ -10,12 +10,12 @@ event                  template                priority
 ``bulk.send``          ``data["templateName"]`` high (one bulk job)
 =====================  ======================  ========
 
-The customer's number is ``data["customer_whatsapp"]`` (seed) or ``data["to"]``; the whole of
-``data`` is the template's data. Billing code adds or replaces mappings with :func:`register`
-(process-wide: a worker running ``wa.notify`` knows the built-ins and what *its* process registered;
-callers of ``wa.notify`` from another codebase pass ``template=`` instead).
+The customer's number is ``data["customer_whatsapp"]`` (as billing events carry it) or
+``data["to"]``; the whole of ``data`` is the template's data. Billing code adds or replaces mappings
+with :func:`register` (process-wide: a worker running ``wa.notify`` knows the built-ins and what
+*its* process registered; callers of ``wa.notify`` from another codebase pass ``template=`` instead).
 
-Unlike the seed, a trigger that cannot be carried out is never swallowed: the thin client raises an
+A trigger that cannot be carried out is never swallowed: the thin client raises an
 :class:`~wa_tasks.errors.InvalidRequest` subclass, and the ``wa.notify`` task records it as a
 ``failed`` message with the reason.
 """
@@ -45,14 +45,14 @@ class Trigger:
     priority: str | int = "normal"
 
 
-#: The seed's triggers, plus ``voucher.activated`` (its template is one of the seed's defaults).
+#: The built-in triggers: each billing event and the default template it sends.
 BUILTIN: Mapping[str, Trigger] = {
     "invoice.created": Trigger("new_invoice"),
     "payment.completed": Trigger("payment_confirmation", "urgent"),
     "service.expiring": Trigger("expiry_warning"),
     "voucher.activated": Trigger("voucher_activated", "urgent"),
 }
-#: Priority of ``bulk.send`` jobs (the seed sends bulk with high priority).
+#: Priority of ``bulk.send`` jobs: ahead of routine messages, behind urgent ones.
 BULK_PRIORITY = "high"
 
 _registered: dict[str, Trigger] = {}
@@ -97,7 +97,7 @@ def resolve(event: object) -> Trigger:
 
 
 def recipient_of(data: Mapping[str, Any]) -> str:
-    """The customer's number from trigger data: ``customer_whatsapp`` (seed) or ``to``."""
+    """The customer's number from trigger data: ``customer_whatsapp`` (as billing events carry it) or ``to``."""
     number = data.get("customer_whatsapp") or data.get("to")
     if not number:
         raise MissingRecipient(
@@ -152,7 +152,7 @@ def _bulk(
     template: str | None,
     priority: str | int | None,
 ) -> str:
-    """``bulk.send`` (seed §7): ``recipients`` [{whatsapp, data}], ``templateName``, ``templateData``."""
+    """``bulk.send``: ``recipients`` [{whatsapp, data}], ``templateName``, ``templateData``."""
     name = template or data.get("templateName") or data.get("template")
     if not isinstance(name, str) or not name.strip():
         raise InvalidMessage("bulk.send data needs 'templateName', the template to send")

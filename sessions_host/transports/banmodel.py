@@ -1,5 +1,5 @@
 """How the simulated network restricts a number, modelled on what users of other WhatsApp gateways
-report about WhatsApp's anti-spam (shared/notes/neonize.md, "Ban folklore"):
+report about WhatsApp's anti-spam:
 
 - a young number that messages more than a few tens of strangers a day is restricted: WhatsApp
   answers ``server returned error 463`` for new contacts, for a day or more;

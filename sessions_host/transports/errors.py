@@ -2,7 +2,7 @@
 move the message off the session.
 
 neonize raises ``NeonizeError`` subclasses whose only content is whatsmeow's error text; the library
-has no retryable/permanent split, so the text is classified here (shared/notes/neonize.md, "Errors").
+has no retryable/permanent split, so the text is classified here.
 :func:`classify` is pure so the table can be tested without a network.
 
 - ``TransientSendError`` (retry with backoff; routing picks a connected session): websocket not

@@ -90,7 +90,7 @@ def test_every_route_but_health_needs_the_key(settings: Settings, web: str, tmp_
     docs = httpx.get(f"{web}/docs", follow_redirects=False)
     assert docs.status_code == 303 and docs.headers["location"].startswith("/login")
 
-    # The schema lists every seed §8 path, with the key as its security scheme
+    # The schema lists every path billing systems call, with the key as its security scheme
     schema = httpx.get(f"{web}/openapi.json", headers={"X-API-Key": API_KEY}).json()
     for path in ("/sessions", "/sessions/{session_id}/qr", "/send", "/send-bulk", "/message/{message_id}/status",
                  "/templates", "/templates/preview"):  # fmt: skip
@@ -339,7 +339,7 @@ def test_bulk_send_progress_list_and_cancel(stack: Stack, api: httpx.Client) -> 
     stack.wait_connected("wa-1")
     api.post("/templates", json={"name": "gangguan", "content": "Halo {{ name }}, {{ note }}"}).raise_for_status()
 
-    # When a bulk job is sent in the seed's shape
+    # When a bulk job is sent in the shape billing systems send (whatsapp, data, template, templateData)
     recipients = [{"whatsapp": f"6281234500{i:03d}@s.whatsapp.net", "data": {"name": f"P{i}"}} for i in range(20)]
     queued = api.post(
         "/send-bulk", json={"recipients": recipients, "template": "gangguan", "templateData": {"note": "maaf"}}
@@ -470,12 +470,12 @@ def test_templates_create_get_update_preview_deactivate(api: httpx.Client) -> No
     )
     assert api.get("/templates/custom_template").json()["variables"] == ["name", "order_id"]
 
-    # Preview in the seed's shape, by templateId (a name), by name, by numeric id, and unsaved content
-    seed = api.post(
+    # Preview by templateId (a name, the shape billing systems send), by name, by numeric id, and unsaved content
+    by_template_id = api.post(
         "/templates/preview", json={"templateId": "custom_template", "data": {"name": "Budi", "order_id": "7"}}
     )
-    assert seed.status_code == 200, seed.text
-    assert seed.json()["text"] == "Hello Budi, your order 7 is ready!"
+    assert by_template_id.status_code == 200, by_template_id.text
+    assert by_template_id.json()["text"] == "Hello Budi, your order 7 is ready!"
     by_name = api.post("/templates/preview", json={"name": "custom_template", "data": {"name": "Ani"}}).json()
     assert by_name["missing"] == ["order_id"]
     by_id = api.post(

@@ -1,4 +1,4 @@
-"""Contact sync (seed §2.1) through the real stack on the simulated network: numbers checked in
+"""Contact sync through the real stack on the simulated network: numbers checked in
 batches through the owning session host, cached with their age, refreshed when too old."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fault drills (issue 8): a 2,000-recipient bulk over three simulated sessions while a fault is
+"""Fault drills: a 2,000-recipient bulk over three simulated sessions while a fault is
 applied again and again: the worker killed with SIGKILL, the session host killed with SIGKILL,
 wa-tasks' Redis (AOF, everysec) stopped and started again with nothing, a second or all of its
 data lost, PostgreSQL's connections terminated. Each drill waits until every message is final and

@@ -1,4 +1,4 @@
-"""Email fallback (seed §15) through the real stack: a message that fails on WhatsApp reaches a
+"""Email fallback through the real stack: a message that fails on WhatsApp reaches a
 real local SMTP server (aiosmtpd) rendered from its template, once; disabled, no address and an
 SMTP server that is down are recorded on the message."""
 

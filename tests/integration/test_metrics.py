@@ -1,4 +1,4 @@
-"""Metrics (seed §14) on SQLite and PostgreSQL: the daily figures equal counts made here from the rows
+"""Daily metrics on SQLite and PostgreSQL: the daily figures equal counts made here from the rows
 inserted, the roll-up stores and replaces a day, and the web process serves ``/metrics`` and
 ``/api/whatsapp/metrics`` over real HTTP."""
 

@@ -346,7 +346,7 @@ def test_editing_a_template_shows_a_live_preview_and_saves_it(stack: Stack, web:
     stays_loaded(page)
     content = page.locator("textarea[name=content]")
     content.fill("Halo {{customer_name}}, bayar di https://bayar.example/{{invoice_number}} ya")
-    # Then it lists the variables and what the sample lacks, and warns about the link (seed §11)
+    # Then it lists the variables and what the sample lacks, and warns about the link
     expect(preview.locator("[data-testid=preview-missing]")).to_contain_text("customer_name, invoice_number")
     expect(preview.locator("[data-testid=preview-warning]")).to_contain_text("link")
     page.locator("textarea[name=sample]").fill("customer_name: Budi\ninvoice_number: INV-7")

@@ -1,4 +1,4 @@
-"""Retention (seed §13) on SQLite and PostgreSQL: exactly what is older than the limits goes, in
+"""Retention on SQLite and PostgreSQL: exactly what is older than the limits goes, in
 batches; opt-outs, live bulk jobs, recent rows and other sessions stay. And beat's daily jobs
 (retention, metrics roll-up) run on a real worker."""
 

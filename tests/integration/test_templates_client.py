@@ -73,7 +73,7 @@ def test_templates_are_created_listed_updated_deactivated_and_checked(client: Cl
     with session_scope(client.settings.database) as db:
         assert db.scalar(select(Message.content)) == "Yth. Ani: Rp99.000 (Jan)"
 
-    # is_active=False is kept (the seed's `is_active || true` made every template active)
+    # is_active=False is kept: a false value is not taken for a missing one (which means active)
     assert client.create_template("draf", "Draf", is_active=False)["isActive"] is False
 
 

@@ -301,7 +301,7 @@ def test_every_page_form_refuses_bad_input_with_a_4xx_never_a_5xx(client: TestCl
         return response
 
     get = client.get
-    # Every form, each bad input that was once a 500 or never tried
+    # Every form, with each bad input a handler could turn into a 500
     for path, fields in FORMS:
         url = _path(path, None)
         names = fields or ["x"]

@@ -8,7 +8,7 @@ from sessions_host.transports.base import RecipientError, RestrictedError, SendE
 from sessions_host.transports.errors import AmbiguousSendError, classify, to_send_error
 
 # Texts as whatsmeow/neonize 0.5.2 word them (the dial error and "client is nil" were read from
-# this machine; the others from whatsmeow's sources and shared/notes/neonize.md).
+# this machine; the others from whatsmeow's sources).
 TRANSIENT = [
     "websocket not connected",
     "failed to send usync query: websocket not connected",

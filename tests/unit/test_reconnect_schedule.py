@@ -1,4 +1,4 @@
-"""The neonize transport's reconnect schedule (seed §12: base 2 s, cap 60 s, 10 attempts, jitter),
+"""The neonize transport's reconnect schedule (base 2 s, cap 60 s, 10 attempts, jitter),
 as a pure function and as the tenacity loop the transport runs."""
 
 from __future__ import annotations

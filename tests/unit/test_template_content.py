@@ -87,8 +87,8 @@ def test_every_default_refuses_to_render_without_each_of_its_variables(name):
         assert str(info.value) == f"template {name!r} needs data for: {variable}"
 
 
-def test_the_seeds_own_example_data_renders_the_way_the_seed_meant():
-    # The seed's API example passes amount as the string "150000" (its template showed "Rp150000").
+def test_an_amount_given_as_a_string_renders_as_rupiah():
+    # Billing systems may pass the amount as the string "150000": it still shows as rupiah.
     text = templates.render(
         DEFAULTS["payment_reminder"].content, {**DATA, "amount": "150000", "due_date": "30 November 2026"}
     )

@@ -1,4 +1,4 @@
-"""wa_tasks.templates: sandboxed Jinja2 with the seed's {{variable}} syntax; every failure is a TemplateRenderError."""
+"""wa_tasks.templates: sandboxed Jinja2 with the {{variable}} syntax; every failure is a TemplateRenderError."""
 
 import pytest
 

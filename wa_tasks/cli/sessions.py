@@ -32,7 +32,7 @@ def sessions(ctx: click.Context, hostname: str | None) -> None:
 
 
 @sessions.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (seed §8.1 shape).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the fields of GET /api/whatsapp/sessions).")
 def list_(as_json: bool) -> None:
     """List sessions with live status; the primary is marked."""
     from wa_tasks import sessions as manage

@@ -1,4 +1,4 @@
-"""``wa-tasks stats``: one day's figures (seed §14), overall and per session."""
+"""``wa-tasks stats``: one day's figures, overall and per session."""
 
 from __future__ import annotations
 

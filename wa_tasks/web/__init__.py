@@ -1,1 +1,2 @@
-"""The ``web`` process: HTTP API (seed §8) and, later, the management pages."""
+"""The ``web`` process: the HTTP API (``api``) for billing systems and the management pages
+(``pages``) for operators, served by one ASGI app (``app``) with Prometheus ``/metrics``."""

@@ -1,4 +1,4 @@
-"""The HTTP API under ``/api/whatsapp`` (seed §8 paths and JSON shapes, plus what operators need).
+"""The HTTP API under ``/api/whatsapp`` (the paths and JSON shapes billing systems call, plus what operators need).
 
 Every route needs the API key (see ``auth``). Bad input is a 422 that names the field and says why;
 an unknown id in the path is a 404; a session host that does not answer is a 503; none of them is
@@ -121,7 +121,7 @@ def client() -> Client:
     return Client(get_settings())
 
 
-# Sessions (seed §8.1) -----------------------------------------------------------------------------
+# Sessions -----------------------------------------------------------------------------------------
 
 
 @router.get("/sessions", response_model=schemas.Sessions)
@@ -313,7 +313,7 @@ def probe_session(session_id: SessionId) -> dict[str, Any]:
     return {"sessionId": session_id, "latencyMs": _command(session_id, "probe")["latency_ms"]}
 
 
-# Messages (seed §8.2) -----------------------------------------------------------------------------
+# Messages -----------------------------------------------------------------------------------------
 
 
 class SendBody(Body):
@@ -405,7 +405,7 @@ def send_bulk(body: BulkBody) -> dict[str, Any]:
 
 @router.get("/message/{message_id}/status", responses=NOT_FOUND, response_model=schemas.MessageStatus)
 def message_status(message_id: MessageId) -> dict[str, Any]:
-    """id, status, sentAt, deliveredAt, readAt, sessionId (seed §8.2), error and attempts."""
+    """id, status, sentAt, deliveredAt, readAt, sessionId (what billing systems poll), error and attempts."""
     return client().status(message_id)
 
 
@@ -505,7 +505,7 @@ def queue() -> dict[str, Any]:
     }
 
 
-# Metrics (seed §14) ---------------------------------------------------------------------------
+# Metrics --------------------------------------------------------------------------------------
 
 
 @router.get("/metrics")
@@ -513,11 +513,11 @@ def daily_metrics(
     day: Annotated[Plain | None, Query(max_length=10, description="YYYY-MM-DD, default today (WIB)")] = None,
     session: Annotated[Plain | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
-    """One local day's figures (seed §14): sent, delivered, read, failed, average delivery time."""
+    """One local day's figures: sent, delivered, read, failed, average delivery time."""
     return client().stats(day, session)
 
 
-# Templates (seed §8.3) ------------------------------------------------------------------------
+# Templates ------------------------------------------------------------------------------------
 
 Category = Literal["notification", "reminder", "promotion"]
 TemplateType = Literal["text", "media", "button", "list"]
@@ -584,7 +584,7 @@ def _template_ref(value: object) -> str | int:
     raise ValueError(f"templateId must be a template name (1-100 characters) or a numeric id, got {value!r}")
 
 
-#: The seed's ``templateId``: a template's name, or its numeric database id.
+#: ``templateId`` as billing systems send it: a template's name, or its numeric database id.
 TemplateRef = Annotated[
     str | int,
     PlainValidator(_template_ref),
@@ -594,7 +594,7 @@ TemplateRef = Annotated[
                 {"type": "string", "minLength": 1, "maxLength": 100},
                 {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
             ],
-            "description": "Template name (or its numeric id), as in the seed",
+            "description": "Template name (or its numeric id)",
         }
     ),
 ]

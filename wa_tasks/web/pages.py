@@ -1,4 +1,4 @@
-"""The management pages (seed §3.1 ``views/whatsapp/``): server-rendered HTML for operators.
+"""The management pages: server-rendered HTML for operators.
 
 Dashboard, sessions (QR and pairing code), templates (live preview) and queue (messages, depths,
 bulk jobs). Live parts are partial templates (``templates/_*.html``) that htmx polls every couple

@@ -27,7 +27,8 @@ class Out(BaseModel):
 
 
 class Session(Out):
-    """A session (seed §8.1 fields first) with its live state."""
+    """A session with its live state: the fields billing systems read (``id`` to ``lastActivity``)
+    first, then what operators need."""
 
     id: str
     deviceId: str
@@ -83,7 +84,8 @@ class Queued(Out):
 
 
 class MessageStatus(Out):
-    """Seed §8.2's status fields, and what an operator needs to act on it."""
+    """A message's status in the fields billing systems poll (``id`` to ``sessionId``), and what an
+    operator needs to act on it."""
 
     id: str
     status: str

@@ -8,7 +8,6 @@ session's client runs in), ``session`` (one client in the current process and it
 ``NeonizeTransport`` implements ``Transport`` (base.py): ``start``/``stop``, ``connected``,
 ``send_text``, ``send_media``; beyond the protocol it offers ``is_on_whatsapp``, ``send_typing``,
 ``pair_phone`` (8-character code, valid once the first QR code was shown) and ``logout``.
-shared/notes/neonize.md lists the library facts this module relies on.
 
 Decisions
 ---------
@@ -52,7 +51,7 @@ database read) gives the session's own number.
 
 **Reconnect.** whatsmeow does not retry a failed first connect, and after a drop it retries on its
 own with a linear, uncapped delay. Here every connection ends in the same loop: the client is
-stopped on a drop and reconnected on the seed's schedule (§12): exponential backoff with jitter,
+stopped on a drop and reconnected on one schedule: exponential backoff with jitter,
 2 s base, 60 s cap, 10 attempts, then ``failed`` (:class:`Backoff`, driven by tenacity). A
 connection that stayed up for ``cap`` seconds starts a fresh series. States reported on the way:
 ``connecting`` per attempt, ``disconnected`` with the error and the next delay, ``qr`` while

@@ -1,4 +1,4 @@
-"""The reconnect schedule of a neonize session (seed §12): exponential backoff with jitter, 2 s base,
+"""The reconnect schedule of a neonize session: exponential backoff with jitter, 2 s base,
 60 s cap, 10 attempts, then ``failed``; driven by tenacity."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class ConnectAttemptFailed(Exception):
 
 @dataclass(frozen=True)
 class Backoff:
-    """The reconnect schedule (seed §12): exponential from ``base`` seconds, capped at ``cap``, with
+    """The reconnect schedule: exponential from ``base`` seconds, capped at ``cap``, with
     jitter, ``attempts`` tries in all.
 
     The delay after failed attempt *n* is ``min(cap, base·2^(n-1))`` minus a random share of up to
