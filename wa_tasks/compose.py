@@ -2,12 +2,13 @@
 
 - ``text``: the rendered content.
 - ``media``: the rendered content is the caption of an image (or document) given as
-  ``data["media_url"]`` (the seed's ``mediaUrl`` works too) or as bytes to ``Client.send_media``.
+  ``data["media_url"]`` (``mediaUrl``, the camelCase spelling billing apps use, works too) or as
+  bytes to ``Client.send_media``.
 - ``button`` and ``list``: WhatsApp's interactive messages often do not render (they are reserved
   to the Business API, and many phones show an empty bubble or nothing for them when sent from an
   ordinary account), so wa-tasks sends a plain-text fallback instead: the rendered text, the
-  options numbered, and "Balas dengan angka pilihan Anda." The options come from the data, as in
-  seed §6.1: ``buttons`` (a list of labels, or of ``{"text": ...}``/``{"title": ...}``), or
+  options numbered, and "Balas dengan angka pilihan Anda." The options come from the data:
+  ``buttons`` (a list of labels, or of ``{"text": ...}``/``{"title": ...}``), or
   ``sections`` (``[{"title": ..., "rows": [{"title": ..., "description": ...}]}]``), and an optional
   ``footer``. The stored ``content`` is exactly the text sent.
 """
@@ -24,9 +25,9 @@ from wa_tasks import media as media_mod
 from wa_tasks import templates
 from wa_tasks.errors import InvalidMessage
 
-#: Template categories (seed §6.1). Only ``promotion`` is held back for customers who opted out.
+#: Template categories. Only ``promotion`` is held back for customers who opted out.
 CATEGORIES = ("notification", "reminder", "promotion")
-#: Template types (seed §6.1).
+#: Template types.
 TYPES = ("text", "media", "button", "list")
 #: The last line of a button or list fallback.
 REPLY_HINT = "Balas dengan angka pilihan Anda."

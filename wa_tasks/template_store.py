@@ -1,4 +1,4 @@
-"""Templates kept in the database (seed §6, §8.3): list, get, create, update, deactivate, preview,
+"""Templates kept in the database: list, get, create, update, deactivate, preview,
 and installing the shipped defaults.
 
 Every write goes through here, so a template is always checked before it is saved and its
@@ -172,7 +172,7 @@ def install_defaults(settings: Settings) -> dict[str, list[str]]:
 
 
 def name_of(settings: Settings, template_id: int) -> str:
-    """The name of the template with database id ``template_id`` (the seed's ``templateId``)."""
+    """The name of the template with database id ``template_id`` (``templateId`` in the HTTP API)."""
     with session_scope(settings.database) as db:
         name = db.scalar(select(Template.name).where(Template.id == template_id))
     if name is None:

@@ -1,10 +1,10 @@
-"""Template rendering: Jinja2 in a sandbox with the seed's ``{{variable}}`` syntax.
+"""Template rendering: Jinja2 in a sandbox with ``{{variable}}`` syntax.
 
 A missing variable is an error raised to the caller before anything is queued: a customer must
 never receive ``{{customer_name}}``. Templates can use the Indonesian formatting helpers of
 :mod:`wa_tasks.formatting` (``{{ amount|rupiah }}``, ``{{ due_date|tanggal }}``, ...). ``preview``
 renders for an operator instead: missing variables are listed and shown as ``{{name}}``, and the
-content warnings of seed §11 (long runs of one character, links) are reported, not refused.
+content warnings (long runs of one character, links: patterns that spam filters flag) are reported, not refused.
 
 Render limits
 -------------
@@ -78,10 +78,10 @@ from markupsafe import Markup
 from wa_tasks.errors import TemplateRenderError
 from wa_tasks.formatting import HELPERS, FormattingError
 
-#: WhatsApp's text limit the seed enforces (§11).
+#: The longest text a message may have, in characters.
 MAX_LENGTH = 4096
 
-#: Seed §11 spam patterns, reported as warnings: one character 11 or more times in a row, and links.
+#: Spam patterns, reported as warnings: one character 11 or more times in a row, and links.
 REPEATED_RUN = re.compile(r"(.)\1{10,}", re.DOTALL)
 LINK = re.compile(r"https?://\S+", re.IGNORECASE)
 
@@ -813,7 +813,7 @@ def _render_with(env: _BudgetedEnvironment, content: str, data: dict[str, Any], 
 
 
 def content_warnings(text: str) -> list[str]:
-    """Seed §11's spam checks, as advice for the operator (sending is not refused for them)."""
+    """Spam checks, as advice for the operator (sending is not refused for them)."""
     warnings = []
     for found in REPEATED_RUN.finditer(text):
         char = found.group(1)
@@ -842,7 +842,7 @@ class Preview:
     variables: list[str]
     #: Variables the sample data lacks (sending would be refused until they are given).
     missing: list[str]
-    #: Content advice (seed §11) and anything that would make the send fail (length).
+    #: Content advice and anything that would make the send fail (length).
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
