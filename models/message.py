@@ -38,6 +38,8 @@ class Message(Base):
     )
     #: A session the caller asked for; routing then uses only that one.
     requested_session: Mapped[str | None] = mapped_column(String(100))
+    #: Chosen before the send when the transport can choose it (written with the claim), else
+    #: WhatsApp's answer to the send.
     wa_message_id: Mapped[str | None] = mapped_column(String(100))
     #: The recipient, E.164 digits without "+" (``6281234567890``); for a refused request, the raw input.
     to_number: Mapped[str] = mapped_column(String(64))
@@ -82,6 +84,10 @@ class Message(Base):
     routed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     sending_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: ``receipt``: the host stopped during the send, so WhatsApp's acknowledgement was never
+    #: recorded; a delivery or read receipt for ``wa_message_id`` proved the message arrived
+    #: (``sent_at`` is then when the send began). NULL: the acknowledgement was recorded.
+    confirmed_by: Mapped[str | None] = mapped_column(String(20))
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -132,7 +132,7 @@ class Deliverer:
                 return Outcome.SKIPPED
             if message.status == MessageStatus.SENDING and message.session_id == self.session_id:
                 lifecycle.mark_failed(db, message_id, lifecycle.AMBIGUOUS_SEND)
-                mlog.error("ambiguous send found after a restart: marked failed, not resent")
+                mlog.error("ambiguous send found after a restart: marked failed, not resent (a receipt may resolve it)")
                 return Outcome.AMBIGUOUS
             mine = message.status == MessageStatus.ROUTED and message.session_id == self.session_id
             if not mine and message.status != MessageStatus.QUEUED:
@@ -161,7 +161,11 @@ class Deliverer:
                 )
                 mlog.warning("not sent: the recipient's hourly cap is reached")
                 return Outcome.FAILED
-            attempts = lifecycle.claim_attempts(db, message_id, self.session_id)
+            # The WhatsApp id is chosen now and stored with the claim, before anything goes out:
+            # if this host dies during the send, a receipt for the id still proves whether the
+            # message arrived (None: the transport cannot choose it; see wa_tasks.lifecycle).
+            wa_id = self.transport.new_message_id()
+            attempts = lifecycle.claim_attempts(db, message_id, self.session_id, wa_id)
             if attempts is None:
                 return Outcome.SKIPPED
             try:
@@ -198,9 +202,11 @@ class Deliverer:
             return Outcome.DEFERRED
         try:
             if payload is None:
-                result = self.transport.send_text(to_jid, content)
+                result = self.transport.send_text(to_jid, content, message_id=wa_id)
             else:
-                result = self.transport.send_media(to_jid, payload.data, payload.mimetype, content, payload.filename)
+                result = self.transport.send_media(
+                    to_jid, payload.data, payload.mimetype, content, payload.filename, message_id=wa_id
+                )
         except SessionError as exc:
             if isinstance(exc, (RestrictedError, BannedError)):
                 until = exc.until.timestamp() if isinstance(exc, BannedError) and exc.until else None

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     #: sweeper (covers a crash between the database commit and the broker publish).
     sweep_after_seconds: float = Field(default=120.0, gt=0)
 
+    #: A send interrupted by the host's death (``ambiguous_send``) is resolved by a delivery or
+    #: read receipt for it; after this many seconds without one it is shown as "no receipt seen".
+    ambiguous_receipt_window_seconds: float = Field(default=900.0, gt=0)
+
     #: How often beat runs the session health check (seed §10.2: every 30 seconds).
     health_check_seconds: float = Field(default=30.0, ge=1.0)
 

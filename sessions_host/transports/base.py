@@ -114,12 +114,25 @@ class Transport(Protocol):
     def stop(self) -> None:
         """Close the connection; the device stays linked."""
 
-    def send_text(self, jid: str, text: str) -> SendResult:
-        """Send a text message; blocks until WhatsApp's server acknowledges it."""
+    def new_message_id(self) -> str | None:
+        """A WhatsApp message id for a send to come, or None if this transport cannot choose the id
+        of its sends. Stored with the claim before the send, it lets a receipt for that id resolve
+        the send if the host dies during it (``wa_tasks.lifecycle``, the ambiguous send)."""
+        ...
+
+    def send_text(self, jid: str, text: str, message_id: str | None = None) -> SendResult:
+        """Send a text message (with ``message_id``, from ``new_message_id``, as its WhatsApp id);
+        blocks until WhatsApp's server acknowledges it."""
         ...
 
     def send_media(
-        self, jid: str, data: bytes, mimetype: str, caption: str = "", filename: str | None = None
+        self,
+        jid: str,
+        data: bytes,
+        mimetype: str,
+        caption: str = "",
+        filename: str | None = None,
+        message_id: str | None = None,
     ) -> SendResult:
         """Send an image (``image/*``) or a document (anything else) with a caption."""
         ...

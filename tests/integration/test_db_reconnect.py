@@ -89,7 +89,10 @@ class _DroppingTransport:
         self.url = url
         self.outcome = outcome
 
-    def send_text(self, to_jid: str, text: str) -> SendResult:
+    def new_message_id(self) -> None:
+        return None
+
+    def send_text(self, to_jid: str, text: str, message_id: str | None = None) -> SendResult:
         _kill(self.url, self.backend)
         if self.outcome is not None:
             raise self.outcome

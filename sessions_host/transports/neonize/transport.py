@@ -161,13 +161,29 @@ class NeonizeTransport:
     def status(self) -> str:
         return self._status
 
-    def send_text(self, jid: str, text: str) -> SendResult:
+    def new_message_id(self) -> None:
+        """None: neonize 0.5.2 cannot send with an id chosen beforehand. Its ``send_message`` takes
+        no id and its library's ``SendMessage`` passes whatsmeow no ``SendRequestExtra``, so
+        whatsmeow generates the id during the send; ``generate_message_id`` only makes one up. An
+        ambiguous send of a neonize session therefore has no id a receipt could be matched to,
+        and stays with the operator (matching a receipt by recipient or time would be a guess)."""
+        return None
+
+    def send_text(self, jid: str, text: str, message_id: str | None = None) -> SendResult:
+        _no_chosen_id(message_id)
         result: SendResult = self._call("send_text", jid, text)
         return result
 
     def send_media(
-        self, jid: str, data: bytes, mimetype: str, caption: str = "", filename: str | None = None
+        self,
+        jid: str,
+        data: bytes,
+        mimetype: str,
+        caption: str = "",
+        filename: str | None = None,
+        message_id: str | None = None,
     ) -> SendResult:
+        _no_chosen_id(message_id)
         result: SendResult = self._call("send_media", jid, data, mimetype, caption, filename)
         return result
 
@@ -354,6 +370,13 @@ class NeonizeTransport:
         """The child process's id (isolated mode, while it runs)."""
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
+
+
+def _no_chosen_id(message_id: str | None) -> None:
+    """A send given an id it cannot carry is refused before anything goes out: a receipt would
+    otherwise be awaited for an id WhatsApp never sees (see ``NeonizeTransport.new_message_id``)."""
+    if message_id is not None:
+        raise ValueError("neonize 0.5.2 cannot send with a chosen message id")
 
 
 def _describe_exit(code: int | None) -> str:
