@@ -41,6 +41,9 @@ class Message(Base):
     #: Chosen before the send when the transport can choose it (written with the claim), else
     #: WhatsApp's answer to the send.
     wa_message_id: Mapped[str | None] = mapped_column(String(100))
+    #: Hex of the ``messageSecret`` the send carries when the transport cannot choose the id
+    #: (neonize): whatsmeow stores the id it generates with it, which a receipt is matched by.
+    send_secret: Mapped[str | None] = mapped_column(String(64))
     #: The recipient, E.164 digits without "+" (``6281234567890``); for a refused request, the raw input.
     to_number: Mapped[str] = mapped_column(String(64))
     template_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("whatsapp_templates.id", ondelete="SET NULL"))

@@ -161,11 +161,13 @@ class Deliverer:
                 )
                 mlog.warning("not sent: the recipient's hourly cap is reached")
                 return Outcome.FAILED
-            # The WhatsApp id is chosen now and stored with the claim, before anything goes out:
-            # if this host dies during the send, a receipt for the id still proves whether the
-            # message arrived (None: the transport cannot choose it; see wa_tasks.lifecycle).
-            wa_id = self.transport.new_message_id()
-            attempts = lifecycle.claim_attempts(db, message_id, self.session_id, wa_id)
+            # What identifies the send to WhatsApp is chosen now and stored with the claim, before
+            # anything goes out: if this host dies during the send, a receipt for it still proves
+            # whether the message arrived (see wa_tasks.lifecycle).
+            tag = self.transport.new_tag()
+            attempts = lifecycle.claim_attempts(
+                db, message_id, self.session_id, wa_message_id=tag.wa_message_id, send_secret=tag.secret
+            )
             if attempts is None:
                 return Outcome.SKIPPED
             try:
@@ -202,10 +204,10 @@ class Deliverer:
             return Outcome.DEFERRED
         try:
             if payload is None:
-                result = self.transport.send_text(to_jid, content, message_id=wa_id)
+                result = self.transport.send_text(to_jid, content, tag=tag)
             else:
                 result = self.transport.send_media(
-                    to_jid, payload.data, payload.mimetype, content, payload.filename, message_id=wa_id
+                    to_jid, payload.data, payload.mimetype, content, payload.filename, tag=tag
                 )
         except SessionError as exc:
             if isinstance(exc, (RestrictedError, BannedError)):

@@ -11,15 +11,18 @@ Delivery semantics, written down where they are enforced:
   the message) is never resent: it is marked ``failed`` with reason ``ambiguous_send``. A
   duplicate to a customer is the worse outcome for billing messages that carry amounts and due
   dates.
-- What WhatsApp says afterwards resolves it, without a guess: a transport that can choose the
-  WhatsApp message id chooses it before the send, and the claim stores it on the row in the same
-  write (``claim_attempts``). A delivery or read receipt carrying that id proves the message reached
-  the phone, so it moves the row (``sending``, or ``failed`` with ``ambiguous_send``) to
-  ``delivered``/``read`` (``confirmed_by = 'receipt'``). An id names one message; a receipt whose
-  id is on two rows resolves nothing. Without a receipt the row stays ``failed``; after
+- What WhatsApp says afterwards resolves it, without a guess: what identifies the send is chosen
+  before it and stored on the row in the same write as the claim (``claim_attempts``). The
+  simulated transport chooses the WhatsApp message id itself. neonize 0.5.2 cannot (its
+  ``send_message`` takes no id; whatsmeow generates one during the send), so the send carries a
+  random ``messageSecret`` instead, which whatsmeow stores with the id it generates before the
+  message leaves; a receipt for an id no message has is looked up there (``adopt_id``). A delivery
+  or read receipt for the send proves the message reached the phone, so it moves the row
+  (``sending``, or ``failed`` with ``ambiguous_send``) to ``delivered``/``read``
+  (``confirmed_by = 'receipt'``). An id or a secret names one message; one found on two rows
+  resolves nothing. Without a receipt the row stays ``failed``; after
   ``WA_AMBIGUOUS_RECEIPT_WINDOW_SECONDS`` the status views say "no receipt seen", for an operator
-  to decide (the recipient's phone may also just be off). A transport that cannot choose the id
-  (neonize 0.5.2's ``send_message`` takes none) leaves its ambiguous sends to the operator.
+  to decide (the recipient's phone may also just be off).
 """
 
 from __future__ import annotations
@@ -91,11 +94,19 @@ def claim(db: Session, message_id: str, session_id: str) -> bool:
     return claim_attempts(db, message_id, session_id) is not None
 
 
-def claim_attempts(db: Session, message_id: str, session_id: str, wa_message_id: str | None = None) -> int | None:
+def claim_attempts(
+    db: Session,
+    message_id: str,
+    session_id: str,
+    *,
+    wa_message_id: str | None = None,
+    send_secret: str | None = None,
+) -> int | None:
     """``claim`` in one statement that also returns the attempts counted so far (this one
-    included); None if the message was not claimable. ``wa_message_id``: the WhatsApp id the send
-    will carry, when the transport chose it beforehand; stored with the claim so that a receipt
-    can resolve the send if its host dies during it (None clears an earlier claim's id)."""
+    included); None if the message was not claimable. ``wa_message_id``/``send_secret``: what the
+    send will carry to identify it, when the transport chose it beforehand; stored with the claim
+    so that a receipt can resolve the send if its host dies during it (None clears an earlier
+    claim's)."""
     now = utcnow()
     attempts = db.scalar(
         update(Message)
@@ -112,6 +123,7 @@ def claim_attempts(db: Session, message_id: str, session_id: str, wa_message_id:
             sending_at=now,
             attempts=Message.attempts + 1,
             wa_message_id=wa_message_id,
+            send_secret=send_secret,
             updated_at=now,
         )
         .returning(Message.attempts)
@@ -129,6 +141,7 @@ def unclaim(db: Session, message_id: str, session_id: str) -> bool:
         status=S.ROUTED,
         attempts=case((Message.attempts > 0, Message.attempts - 1), else_=0),
         wa_message_id=None,
+        send_secret=None,
     )
 
 
@@ -285,6 +298,21 @@ def _resolve_by_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datet
         extra={"message_id": message_id},
     )
     return True
+
+
+def adopt_id(db: Session, secrets: list[str], wa_message_id: str) -> bool:
+    """A receipt came for ``wa_message_id``, which no message has; the transport's store says the
+    send of that id carried one of ``secrets`` (see ``Message.send_secret``). The one unconfirmed
+    send that carried it takes the id, so that the receipt resolves it. Nothing if no message, or
+    more than one, carried it."""
+    if not secrets:
+        return False
+    rows = db.scalars(select(Message.id).where(Message.send_secret.in_(secrets)).limit(2)).all()
+    if len(rows) != 1:
+        if rows:
+            log.warning("the send of WhatsApp id %s matches more than one message: nothing resolved", wa_message_id)
+        return False
+    return _update(db, rows[0], [_UNCONFIRMED, Message.wa_message_id.is_(None)], wa_message_id=wa_message_id)
 
 
 def _update_by_wa(db: Session, wa_message_id: str, where: list[Any], **values: Any) -> bool:

@@ -38,6 +38,7 @@ from sessions_host.transports.base import (
     RecipientError,
     RestrictedError,
     SendResult,
+    SendTag,
     SessionError,
     StateChanged,
     TransientSendError,
@@ -202,6 +203,10 @@ class SimHub:
                 self._cond.wait(timeout=max(0.0, wake - time.monotonic()))
 
 
+def _new_id() -> str:
+    return "SIM" + uuid.uuid4().hex[:17].upper()
+
+
 def _safely(fn: Callable[[], None]) -> None:
     try:
         fn()
@@ -251,13 +256,13 @@ class SimulatedTransport:
     def state(self) -> str:
         return self._state
 
-    def new_message_id(self) -> str:
+    def new_tag(self) -> SendTag:
         """An id in the simulated network's format; the send given it carries it, as whatsmeow's
         ``SendRequestExtra.ID`` does."""
-        return "SIM" + uuid.uuid4().hex[:17].upper()
+        return SendTag(wa_message_id=_new_id())
 
-    def send_text(self, jid: str, text: str, message_id: str | None = None) -> SendResult:
-        return self._send(jid, text, message_id=message_id)
+    def send_text(self, jid: str, text: str, tag: SendTag | None = None) -> SendResult:
+        return self._send(jid, text, message_id=tag.wa_message_id if tag else None)
 
     def send_media(
         self,
@@ -266,9 +271,10 @@ class SimulatedTransport:
         mimetype: str,
         caption: str = "",
         filename: str | None = None,
-        message_id: str | None = None,
+        tag: SendTag | None = None,
     ) -> SendResult:
         kind = "image" if mimetype.startswith("image/") else "document"
+        message_id = tag.wa_message_id if tag else None
         return self._send(jid, caption, kind=kind, mimetype=mimetype, size=len(data), message_id=message_id)
 
     def _send(
@@ -304,7 +310,7 @@ class SimulatedTransport:
         except Exception:
             time.sleep(latency / 2)
             raise
-        wa_id = message_id or self.new_message_id()
+        wa_id = message_id or _new_id()
         sender = self._number or self.simnet.device_number(self.session_id) or "?"
         sent = time.time()
         self.simnet.record(

@@ -169,7 +169,7 @@ def test_a_receipt_resolves_the_one_unconfirmed_send_its_id_names_and_nothing_el
 def test_the_claim_stores_the_chosen_id_and_taking_it_back_clears_it(settings: Settings) -> None:
     _message(settings, "msg_1", None, "routed")
     with session_scope(settings.database) as db:
-        assert lifecycle.claim_attempts(db, "msg_1", "wa-1", "SIMCHOSEN") == 1
+        assert lifecycle.claim_attempts(db, "msg_1", "wa-1", wa_message_id="SIMCHOSEN") == 1
     assert _row(settings, "msg_1").wa_message_id == "SIMCHOSEN"
     with session_scope(settings.database) as db:
         assert lifecycle.unclaim(db, "msg_1", "wa-1")

@@ -20,6 +20,7 @@ from sessions_host.transports.base import (
     AmbiguousSendError,
     RecipientError,
     SendResult,
+    SendTag,
     SessionError,
     TransientSendError,
 )
@@ -89,10 +90,10 @@ class _DroppingTransport:
         self.url = url
         self.outcome = outcome
 
-    def new_message_id(self) -> None:
-        return None
+    def new_tag(self) -> SendTag:
+        return SendTag()
 
-    def send_text(self, to_jid: str, text: str, message_id: str | None = None) -> SendResult:
+    def send_text(self, to_jid: str, text: str, tag: SendTag | None = None) -> SendResult:
         _kill(self.url, self.backend)
         if self.outcome is not None:
             raise self.outcome
