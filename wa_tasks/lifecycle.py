@@ -241,13 +241,9 @@ def apply_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -
     Receipts may arrive out of order or twice; a status never goes backwards. A receipt for a send
     whose outcome is unknown resolves it (see module docstring).
     """
-    if kind not in ("delivered", "read"):
-        raise ValueError(f"unknown receipt kind {kind!r}")
-    if _resolve_by_receipt(db, wa_message_id, kind, at):
-        return True
     if kind == "delivered":
-        return _update_by_wa(db, wa_message_id, [Message.status == S.SENT], status=S.DELIVERED, delivered_at=at)
-    if kind == "read":
+        found = _update_by_wa(db, wa_message_id, [Message.status == S.SENT], status=S.DELIVERED, delivered_at=at)
+    elif kind == "read":
         found = _update_by_wa(db, wa_message_id, [Message.status.in_([S.SENT, S.DELIVERED])], status=S.READ, read_at=at)
         if found:
             # A read implies delivery; keep the earliest known delivery time.
@@ -256,8 +252,9 @@ def apply_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -
                 .where(Message.wa_message_id == wa_message_id, Message.delivered_at.is_(None))
                 .values(delivered_at=at)
             )
-        return found
-    raise AssertionError(kind)
+    else:
+        raise ValueError(f"unknown receipt kind {kind!r}")
+    return found or _resolve_by_receipt(db, wa_message_id, kind, at)
 
 
 def _resolve_by_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -> bool:
