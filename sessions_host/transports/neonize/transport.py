@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from models.statuses import SessionStatus
@@ -408,7 +409,7 @@ def sent_secrets(store: NeonizeStore, wa_message_id: str) -> list[str]:
         if not os.path.exists(store.location):
             return []
         # Read-only, beside the client that writes it (SQLite allows readers while it does).
-        db = sqlite3.connect(f"file:{store.location}?mode=ro", uri=True, timeout=5.0)
+        db = sqlite3.connect(f"{Path(store.location).resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
         try:
             rows = db.execute("SELECT key FROM whatsmeow_message_secrets WHERE message_id = ?", (wa_message_id,))
             return [bytes(k).hex() for (k,) in rows]
