@@ -1,4 +1,4 @@
-"""A message to one recipient and every step of its life (seed §9 ``whatsapp_messages``)."""
+"""A message to one recipient and every step of its life (the ``whatsapp_messages`` table)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,12 @@ class Message(Base):
     )
     #: A session the caller asked for; routing then uses only that one.
     requested_session: Mapped[str | None] = mapped_column(String(100))
+    #: Chosen before the send when the transport can choose it (written with the claim), else
+    #: WhatsApp's answer to the send.
     wa_message_id: Mapped[str | None] = mapped_column(String(100))
+    #: Hex of the ``messageSecret`` the send carries when the transport cannot choose the id
+    #: (neonize): whatsmeow stores the id it generates with it, which a receipt is matched by.
+    send_secret: Mapped[str | None] = mapped_column(String(64))
     #: The recipient, E.164 digits without "+" (``6281234567890``); for a refused request, the raw input.
     to_number: Mapped[str] = mapped_column(String(64))
     template_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("whatsapp_templates.id", ondelete="SET NULL"))
@@ -62,7 +67,7 @@ class Message(Base):
         String(100), ForeignKey("whatsapp_queue_jobs.job_id", ondelete="SET NULL")
     )
     error_message: Mapped[str | None] = mapped_column(Text)
-    #: Send attempts made so far (seed: retry_count).
+    #: Send attempts made so far.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
 
@@ -82,6 +87,10 @@ class Message(Base):
     routed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     sending_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: ``receipt``: the host stopped during the send, so WhatsApp's acknowledgement was never
+    #: recorded; a delivery or read receipt for ``wa_message_id`` proved the message arrived
+    #: (``sent_at`` is then when the send began). NULL: the acknowledgement was recorded.
+    confirmed_by: Mapped[str | None] = mapped_column(String(20))
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

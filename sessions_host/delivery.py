@@ -71,8 +71,8 @@ class Gate(Protocol):
 
 #: What delivering reads of a message, as one prepared statement: the columns it needs and no
 #: more (not the encrypted ``data`` and ``email``, which would be decrypted for nothing), read as a
-#: row rather than loaded as an ORM object (the object and its identity-map bookkeeping were
-#: ≈15 % of the host's CPU a message at high rates).
+#: row rather than loaded as an ORM object (the object and its identity-map bookkeeping would
+#: cost ≈15 % of the host's CPU a message at high rates).
 READ_MESSAGE = select(
     Message.status,
     Message.session_id,
@@ -132,7 +132,7 @@ class Deliverer:
                 return Outcome.SKIPPED
             if message.status == MessageStatus.SENDING and message.session_id == self.session_id:
                 lifecycle.mark_failed(db, message_id, lifecycle.AMBIGUOUS_SEND)
-                mlog.error("ambiguous send found after a restart: marked failed, not resent")
+                mlog.error("ambiguous send found after a restart: marked failed, not resent (a receipt may resolve it)")
                 return Outcome.AMBIGUOUS
             mine = message.status == MessageStatus.ROUTED and message.session_id == self.session_id
             if not mine and message.status != MessageStatus.QUEUED:
@@ -161,7 +161,13 @@ class Deliverer:
                 )
                 mlog.warning("not sent: the recipient's hourly cap is reached")
                 return Outcome.FAILED
-            attempts = lifecycle.claim_attempts(db, message_id, self.session_id)
+            # What identifies the send to WhatsApp is chosen now and stored with the claim, before
+            # anything goes out: if this host dies during the send, a receipt for it still proves
+            # whether the message arrived (see wa_tasks.lifecycle).
+            tag = self.transport.new_tag()
+            attempts = lifecycle.claim_attempts(
+                db, message_id, self.session_id, wa_message_id=tag.wa_message_id, send_secret=tag.secret
+            )
             if attempts is None:
                 return Outcome.SKIPPED
             try:
@@ -198,9 +204,11 @@ class Deliverer:
             return Outcome.DEFERRED
         try:
             if payload is None:
-                result = self.transport.send_text(to_jid, content)
+                result = self.transport.send_text(to_jid, content, tag=tag)
             else:
-                result = self.transport.send_media(to_jid, payload.data, payload.mimetype, content, payload.filename)
+                result = self.transport.send_media(
+                    to_jid, payload.data, payload.mimetype, content, payload.filename, tag=tag
+                )
         except SessionError as exc:
             if isinstance(exc, (RestrictedError, BannedError)):
                 until = exc.until.timestamp() if isinstance(exc, BannedError) and exc.until else None

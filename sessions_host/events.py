@@ -8,10 +8,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from models import WhatsAppSession, utcnow
 from models.db import session_scope
@@ -31,6 +31,8 @@ class _Pending:
     event: Event
     first_seen: float
     not_before: float = 0.0
+    #: A receipt's unknown ids were looked up in the session's device store (once is enough).
+    looked_up: bool = False
 
 
 class EventProcessor:
@@ -138,11 +140,11 @@ class EventProcessor:
         )
 
     def _receipt(self, item: _Pending, event: Receipt) -> None:
-        missing = []
-        with session_scope(self.settings.database) as db:
-            for wa_id in event.wa_message_ids:
-                if not lifecycle.apply_receipt(db, wa_id, event.kind, event.at) and not lifecycle.has_wa_id(db, wa_id):
-                    missing.append(wa_id)
+        missing = self._apply(event, event.wa_message_ids)
+        if missing and not item.looked_up:
+            item.looked_up = True
+            if self._adopt(item.session_id, missing):
+                missing = self._apply(event, missing)
         if missing:
             if time.monotonic() - item.first_seen < RECEIPT_PATIENCE_SECONDS:
                 item.event = Receipt(wa_message_ids=tuple(missing), kind=event.kind, at=event.at)
@@ -155,3 +157,33 @@ class EventProcessor:
                     ", ".join(missing),
                     extra={"session_id": item.session_id},
                 )
+
+    def _apply(self, event: Receipt, wa_ids: Sequence[str]) -> list[str]:
+        """Apply ``event`` to each of ``wa_ids``; returns those no message has."""
+        missing = []
+        with session_scope(self.settings.database) as db:
+            for wa_id in wa_ids:
+                if not lifecycle.apply_receipt(db, wa_id, event.kind, event.at) and not lifecycle.has_wa_id(db, wa_id):
+                    missing.append(wa_id)
+        return missing
+
+    def _adopt(self, session_id: str, wa_ids: list[str]) -> bool:
+        """Receipts for ids no message has. On a neonize session the id may be that of a send
+        whose host died before WhatsApp's answer (with the id) came back: whatsmeow stored the
+        secret the send carried with the id, and the message with that secret takes the id
+        (``lifecycle.adopt_id``). True if one did."""
+        with session_scope(self.settings.database) as db:
+            transport = db.scalar(select(WhatsAppSession.transport).where(WhatsAppSession.session_id == session_id))
+        if transport != "neonize":
+            return False
+        from sessions_host.transports.neonize.store import NeonizeStore
+        from sessions_host.transports.neonize.transport import sent_secrets
+
+        store = NeonizeStore.for_session(self.settings.database, self.settings.data_path, session_id)
+        adopted = False
+        for wa_id in wa_ids:
+            found = sent_secrets(store, wa_id)
+            if found:
+                with session_scope(self.settings.database) as db:
+                    adopted = lifecycle.adopt_id(db, found, wa_id) or adopted
+        return adopted

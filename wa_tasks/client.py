@@ -90,7 +90,7 @@ class Client:
             message = db.get(Message, message_id)
             if message is None:
                 raise MessageNotFound(f"no message with id {message_id!r}")
-            return lifecycle.status_view(message)
+            return lifecycle.status_view(message, self.settings.ambiguous_receipt_window_seconds)
 
     def send_bulk(
         self,

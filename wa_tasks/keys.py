@@ -136,6 +136,12 @@ SIM_QR = f"{PREFIX}sim:qr"
 SIM_SCANNED = f"{PREFIX}sim:scanned"
 
 
+def sim_receipts(session_id: str) -> str:
+    """Sorted set: delivery and read receipts (JSON) the simulated network holds for a session's
+    device until it is connected, scored by the time each is due (it outlives the host that sent)."""
+    return f"{PREFIX}sim:receipts:{session_id}"
+
+
 def sim_replies(session_id: str) -> str:
     """List: customers' replies (JSON) waiting to reach a simulated session as incoming messages."""
     return f"{PREFIX}sim:replies:{session_id}"

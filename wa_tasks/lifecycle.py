@@ -8,25 +8,55 @@ Delivery semantics, written down where they are enforced:
   ``routed → sending`` for its own session (``claim``). A second copy of the task finds the row
   no longer ``routed`` and does nothing.
 - An ambiguous send (the host died while the row was ``sending``: WhatsApp may or may not have
-  the message) is never resent: it is marked ``failed`` with reason ``ambiguous_send`` so an
-  operator can check and retry it by hand. A duplicate to a customer is the worse outcome for
-  billing messages that carry amounts and due dates.
+  the message) is never resent: it is marked ``failed`` with reason ``ambiguous_send``. A
+  duplicate to a customer is the worse outcome for billing messages that carry amounts and due
+  dates.
+- What WhatsApp says afterwards resolves it, without a guess: what identifies the send is chosen
+  before it and stored on the row in the same write as the claim (``claim_attempts``). The
+  simulated transport chooses the WhatsApp message id itself. neonize 0.5.2 cannot (its
+  ``send_message`` takes no id; whatsmeow generates one during the send), so the send carries a
+  random ``messageSecret`` instead, which whatsmeow stores with the id it generates before the
+  message leaves; a receipt for an id no message has is looked up there (``adopt_id``). A delivery
+  or read receipt for the send proves the message reached the phone, so it moves the row
+  (``sending``, or ``failed`` with ``ambiguous_send``) to ``delivered``/``read``
+  (``confirmed_by = 'receipt'``). An id or a secret names one message; one found on two rows
+  resolves nothing. Without a receipt the row stays ``failed``; after
+  ``WA_AMBIGUOUS_RECEIPT_WINDOW_SECONDS`` the status views say "no receipt seen", for an operator
+  to decide (the recipient's phone may also just be off).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
+from wa_tasks.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 S = MessageStatus
 
 #: Error text stored on a message whose send was interrupted (see module docstring).
 AMBIGUOUS_SEND = "ambiguous_send: the session host stopped during the send; not resent to avoid a duplicate"
+#: How every ambiguous send's error begins (a transport may add what it saw).
+AMBIGUOUS_PREFIX = AMBIGUOUS_SEND.split(":", 1)[0]
+#: ``confirmed_by`` of a send that a receipt proved (see module docstring).
+BY_RECEIPT = "receipt"
+#: What the status views say of an ambiguous send, within the receipt window and after it.
+AWAITING_RECEIPT = "waiting for a receipt"
+NO_RECEIPT_SEEN = "no receipt seen"
+RESOLVED_BY_RECEIPT = "resolved by its receipt"
+
+#: A send whose outcome is unknown: in flight (or its host died), or found interrupted.
+_UNCONFIRMED = or_(
+    Message.status == S.SENDING,
+    and_(Message.status == S.FAILED, Message.error_message.startswith(AMBIGUOUS_PREFIX)),
+)
 
 
 def _update(db: Session, message_id: str, where: list[Any], **values: Any) -> bool:
@@ -64,9 +94,19 @@ def claim(db: Session, message_id: str, session_id: str) -> bool:
     return claim_attempts(db, message_id, session_id) is not None
 
 
-def claim_attempts(db: Session, message_id: str, session_id: str) -> int | None:
+def claim_attempts(
+    db: Session,
+    message_id: str,
+    session_id: str,
+    *,
+    wa_message_id: str | None = None,
+    send_secret: str | None = None,
+) -> int | None:
     """``claim`` in one statement that also returns the attempts counted so far (this one
-    included); None if the message was not claimable."""
+    included); None if the message was not claimable. ``wa_message_id``/``send_secret``: what the
+    send will carry to identify it, when the transport chose it beforehand; stored with the claim
+    so that a receipt can resolve the send if its host dies during it (None clears an earlier
+    claim's)."""
     now = utcnow()
     attempts = db.scalar(
         update(Message)
@@ -77,7 +117,15 @@ def claim_attempts(db: Session, message_id: str, session_id: str) -> int | None:
                 Message.status == S.QUEUED,
             ),
         )
-        .values(status=S.SENDING, session_id=session_id, sending_at=now, attempts=Message.attempts + 1, updated_at=now)
+        .values(
+            status=S.SENDING,
+            session_id=session_id,
+            sending_at=now,
+            attempts=Message.attempts + 1,
+            wa_message_id=wa_message_id,
+            send_secret=send_secret,
+            updated_at=now,
+        )
         .returning(Message.attempts)
     )
     return None if attempts is None else int(attempts)
@@ -92,6 +140,8 @@ def unclaim(db: Session, message_id: str, session_id: str) -> bool:
         [Message.status == S.SENDING, Message.session_id == session_id],
         status=S.ROUTED,
         attempts=case((Message.attempts > 0, Message.attempts - 1), else_=0),
+        wa_message_id=None,
+        send_secret=None,
     )
 
 
@@ -99,7 +149,16 @@ def mark_sent(
     db: Session, message_id: str, wa_message_id: str, sent_at: dt.datetime, session_id: str | None = None
 ) -> bool:
     """``sending → sent``; counts the send on its session (``session_id`` if the caller knows it,
-    which saves a query)."""
+    which saves a query). A receipt that overtook this write already resolved the row: the
+    acknowledgement then only gives it its true ``sent_at``."""
+    if _update(
+        db,
+        message_id,
+        [Message.confirmed_by == BY_RECEIPT, Message.status.in_([S.DELIVERED, S.READ])],
+        sent_at=sent_at,
+        confirmed_by=None,
+    ):
+        return True
     done = _update(
         db,
         message_id,
@@ -179,11 +238,12 @@ def retry_failed(db: Session, message_id: str) -> bool:
 def apply_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -> bool:
     """A delivery or read receipt for the message WhatsApp knows as ``wa_message_id``.
 
-    Receipts may arrive out of order or twice; a status never goes backwards.
+    Receipts may arrive out of order or twice; a status never goes backwards. A receipt for a send
+    whose outcome is unknown resolves it (see module docstring).
     """
     if kind == "delivered":
-        return _update_by_wa(db, wa_message_id, [Message.status == S.SENT], status=S.DELIVERED, delivered_at=at)
-    if kind == "read":
+        found = _update_by_wa(db, wa_message_id, [Message.status == S.SENT], status=S.DELIVERED, delivered_at=at)
+    elif kind == "read":
         found = _update_by_wa(db, wa_message_id, [Message.status.in_([S.SENT, S.DELIVERED])], status=S.READ, read_at=at)
         if found:
             # A read implies delivery; keep the earliest known delivery time.
@@ -192,8 +252,64 @@ def apply_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -
                 .where(Message.wa_message_id == wa_message_id, Message.delivered_at.is_(None))
                 .values(delivered_at=at)
             )
-        return found
-    raise ValueError(f"unknown receipt kind {kind!r}")
+    else:
+        raise ValueError(f"unknown receipt kind {kind!r}")
+    return found or _resolve_by_receipt(db, wa_message_id, kind, at)
+
+
+def _resolve_by_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -> bool:
+    """An unconfirmed send (``sending``, or ``failed`` as ambiguous) whose id the receipt carries
+    reached the phone: ``delivered`` or ``read``, counted on its session. Only when the id names
+    exactly one message: two rows with one id would make the receipt a guess."""
+    rows = db.execute(
+        select(Message.id, Message.session_id).where(Message.wa_message_id == wa_message_id).limit(2)
+    ).all()
+    if len(rows) != 1:
+        if rows:
+            log.warning(
+                "receipt for WhatsApp id %s, which names more than one message: nothing resolved", wa_message_id
+            )
+        return False
+    message_id, session_id = rows[0]
+    values: dict[str, Any] = {
+        "status": S.DELIVERED if kind == "delivered" else S.READ,
+        "delivered_at": at,
+        "sent_at": func.coalesce(Message.sending_at, at),
+        "error_message": None,
+        "failed_at": None,
+        "confirmed_by": BY_RECEIPT,
+    }
+    if kind == "read":
+        values["read_at"] = at
+    if not _update(db, message_id, [_UNCONFIRMED], **values):
+        return False
+    db.execute(
+        update(WhatsAppSession)
+        .where(WhatsAppSession.session_id == session_id)
+        .values(message_count=WhatsAppSession.message_count + 1)
+    )
+    log.info(
+        "message %s resolved by its %s receipt: it reached the phone",
+        message_id,
+        kind,
+        extra={"message_id": message_id},
+    )
+    return True
+
+
+def adopt_id(db: Session, secrets: list[str], wa_message_id: str) -> bool:
+    """A receipt came for ``wa_message_id``, which no message has; the transport's store says the
+    send of that id carried one of ``secrets`` (see ``Message.send_secret``). The one unconfirmed
+    send that carried it takes the id, so that the receipt resolves it. Nothing if no message, or
+    more than one, carried it."""
+    if not secrets:
+        return False
+    rows = db.scalars(select(Message.id).where(Message.send_secret.in_(secrets)).limit(2)).all()
+    if len(rows) != 1:
+        if rows:
+            log.warning("the send of WhatsApp id %s matches more than one message: nothing resolved", wa_message_id)
+        return False
+    return _update(db, rows[0], [_UNCONFIRMED, Message.wa_message_id.is_(None)], wa_message_id=wa_message_id)
 
 
 def _update_by_wa(db: Session, wa_message_id: str, where: list[Any], **values: Any) -> bool:
@@ -210,8 +326,26 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def status_view(message: Message) -> dict[str, Any]:
-    """The fields of the seed's ``GET /api/whatsapp/message/:id/status`` plus error and attempts."""
+def ambiguity(message: Message, window_seconds: float | None = None, now: dt.datetime | None = None) -> str | None:
+    """What to say of an ambiguous send: waiting for a receipt (within ``window_seconds`` of its
+    failure; default ``WA_AMBIGUOUS_RECEIPT_WINDOW_SECONDS``), no receipt seen (after), or resolved
+    by its receipt. None for any other message."""
+    if message.confirmed_by == BY_RECEIPT:
+        return RESOLVED_BY_RECEIPT
+    if message.status != S.FAILED or not (message.error_message or "").startswith(AMBIGUOUS_PREFIX):
+        return None
+    if window_seconds is None:
+        window_seconds = get_settings().ambiguous_receipt_window_seconds
+    failed_at = message.failed_at or message.updated_at
+    if failed_at is not None and (now or utcnow()) - failed_at < dt.timedelta(seconds=window_seconds):
+        return AWAITING_RECEIPT
+    return NO_RECEIPT_SEEN
+
+
+def status_view(message: Message, window_seconds: float | None = None) -> dict[str, Any]:
+    """A message's status as billing systems poll it (``GET /api/whatsapp/message/{id}/status``),
+    with its error and attempts and what is known of an ambiguous send (``ambiguousSend``, see
+    :func:`ambiguity`)."""
     return {
         "id": message.id,
         "status": message.status,
@@ -225,4 +359,5 @@ def status_view(message: Message) -> dict[str, Any]:
         "createdAt": iso(message.created_at),
         "failedAt": iso(message.failed_at),
         "waMessageId": message.wa_message_id,
+        "ambiguousSend": ambiguity(message, window_seconds),
     }

@@ -16,7 +16,7 @@ from models import Message, MessageStatus, QueueJob, Template, WhatsAppSession
 from models.db import session_scope
 from wa_tasks import bulk, keys, live_state
 from wa_tasks.errors import InvalidPhoneNumber, InvalidRequest
-from wa_tasks.lifecycle import iso
+from wa_tasks.lifecycle import ambiguity, iso
 from wa_tasks.phone import normalize
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -31,8 +31,9 @@ def _check_limit(limit: int) -> int:
     return limit
 
 
-def message_row(message: Message, template: str | None) -> dict[str, Any]:
-    """One message as lists show it (no text)."""
+def message_row(message: Message, template: str | None, window_seconds: float | None = None) -> dict[str, Any]:
+    """One message as lists show it (no text); ``ambiguousSend``: see :func:`lifecycle.ambiguity`
+    (``window_seconds``: ``WA_AMBIGUOUS_RECEIPT_WINDOW_SECONDS``)."""
     return {
         "id": message.id,
         "to": message.to_number,
@@ -41,6 +42,7 @@ def message_row(message: Message, template: str | None) -> dict[str, Any]:
         "sessionId": message.session_id,
         "template": template,
         "error": message.error_message,
+        "ambiguousSend": ambiguity(message, window_seconds),
         "attempts": message.attempts,
         "createdAt": iso(message.created_at),
         "sentAt": iso(message.sent_at),
@@ -90,7 +92,8 @@ def list_messages(
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(limit)
         )
-        return [message_row(message, name) for message, name in db.execute(query).all()]
+        window = settings.ambiguous_receipt_window_seconds
+        return [message_row(message, name, window) for message, name in db.execute(query).all()]
 
 
 def _stored_number(settings: Settings, to: str) -> str:

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     #: message). Transactional messages still go to them.
     optout_words: str = "STOP,BERHENTI,UNSUBSCRIBE"
 
-    #: Seconds between two sends of one WhatsApp session (seed §2.1: 1 message/second).
+    #: Seconds between two sends of one WhatsApp session (1 message a second by default).
     #: A session's own ``pace_seconds`` overrides it.
     pace_seconds: float = Field(default=1.0, ge=0.0)
 
@@ -74,13 +74,13 @@ class Settings(BaseSettings):
     restriction_pause_seconds: float = Field(default=6 * 3600.0, ge=0)
     ban_margin_seconds: float = Field(default=1800.0, ge=0)
 
-    #: Attempts per message before it is marked ``failed`` (seed: maxAttempts 3).
+    #: Attempts per message before it is marked ``failed``.
     max_attempts: int = Field(default=3, ge=1)
 
     #: Longest a dispatch waits between two tries when no session is usable (seconds).
     dispatch_retry_max_seconds: float = Field(default=30.0, gt=0)
 
-    #: How dispatch chooses a session: failover (seed default), spillover or balanced.
+    #: How dispatch chooses a session: failover (the default), spillover or balanced.
     routing_policy: Literal["failover", "spillover", "balanced"] = "failover"
 
     #: spillover: the longest a new message may wait on a session's backlog before the next one is used.
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     failover_grace_seconds: float = Field(default=5.0, ge=0.0)
 
     #: Broker visibility timeout: an unacknowledged message is redelivered after this long.
-    #: No countdown may be longer than this (celery-redis notes).
+    #: No countdown may be longer than this: on Redis a task held past it is delivered again.
     visibility_timeout: int = Field(default=3600, gt=60)
 
     #: Each session is owned by one session host at a time through a Redis lease (with a fencing
@@ -111,10 +111,14 @@ class Settings(BaseSettings):
     #: sweeper (covers a crash between the database commit and the broker publish).
     sweep_after_seconds: float = Field(default=120.0, gt=0)
 
-    #: How often beat runs the session health check (seed §10.2: every 30 seconds).
+    #: A send interrupted by the host's death (``ambiguous_send``) is resolved by a delivery or
+    #: read receipt for it; after this many seconds without one it is shown as "no receipt seen".
+    ambiguous_receipt_window_seconds: float = Field(default=900.0, gt=0)
+
+    #: How often beat runs the session health check.
     health_check_seconds: float = Field(default=30.0, ge=1.0)
 
-    #: Retention (seed §13, beat daily): messages are deleted this many days after they were created.
+    #: Retention (beat, daily): messages are deleted this many days after they were created.
     retention_messages_days: int = Field(default=15, ge=1)
 
     #: Retention: bulk jobs that ended (completed, failed or cancelled) are deleted after this many days.
@@ -123,7 +127,7 @@ class Settings(BaseSettings):
     #: Retention: sessions left ``disconnected`` and not updated for this many days are deleted.
     retention_sessions_days: int = Field(default=90, ge=1)
 
-    #: Email fallback (seed §15): a message that finally fails on WhatsApp (or whose recipient is
+    #: Email fallback: a message that finally fails on WhatsApp (or whose recipient is
     #: not on WhatsApp) is sent by email when it carries the customer's address (wa_tasks/fallback.py).
     email_fallback: bool = False
 
@@ -140,7 +144,7 @@ class Settings(BaseSettings):
     #: Seconds an SMTP connection or command may take before the email counts as failed.
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
-    #: Contact sync (seed §2.1): an answer of ``is_on_whatsapp`` is trusted this many days; older
+    #: Contact sync: an answer of ``is_on_whatsapp`` is trusted this many days; older
     #: ones are refreshed by the daily ``wa.contacts_refresh`` and ignored when sending.
     contact_max_age_days: int = Field(default=7, ge=1)
 

@@ -4,9 +4,9 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02
 
-Ban safety's warm-up caps grow with a number's age, which was taken from the day the session was
-added: a number used on WhatsApp for years, linked to a new installation, was capped like a new
-one (20 sends a day). ``number_since`` lets the operator say how old the number is.
+Ban safety's warm-up caps grow with a number's age. Without this column the age counts from the
+day the session was added, so a number used on WhatsApp for years, linked to a new installation, is
+capped like a new one (20 sends a day). ``number_since`` lets the operator say how old the number is.
 """
 
 from __future__ import annotations

@@ -60,6 +60,19 @@ EventSink = Callable[[Event], None]
 
 
 @dataclass(frozen=True)
+class SendTag:
+    """What a transport chooses for a send before it goes out; stored with the claim, so that a
+    receipt can resolve the send if the host dies during it (``wa_tasks.lifecycle``, the ambiguous
+    send). Empty: the transport can choose nothing, and its ambiguous sends stay with the operator."""
+
+    #: The WhatsApp message id the send carries (a transport that can choose it).
+    wa_message_id: str | None = None
+    #: Hex of the 32-byte ``messageSecret`` the send carries: whatsmeow stores it with the id it
+    #: generates before the message leaves, so the id can be found from it (neonize).
+    secret: str | None = None
+
+
+@dataclass(frozen=True)
 class SendResult:
     wa_message_id: str
     #: Server acknowledgement time.
@@ -114,12 +127,23 @@ class Transport(Protocol):
     def stop(self) -> None:
         """Close the connection; the device stays linked."""
 
-    def send_text(self, jid: str, text: str) -> SendResult:
-        """Send a text message; blocks until WhatsApp's server acknowledges it."""
+    def new_tag(self) -> SendTag:
+        """What the next send will carry to identify it (see ``SendTag``)."""
+        ...
+
+    def send_text(self, jid: str, text: str, tag: SendTag | None = None) -> SendResult:
+        """Send a text message carrying ``tag`` (from ``new_tag``); blocks until WhatsApp's server
+        acknowledges it."""
         ...
 
     def send_media(
-        self, jid: str, data: bytes, mimetype: str, caption: str = "", filename: str | None = None
+        self,
+        jid: str,
+        data: bytes,
+        mimetype: str,
+        caption: str = "",
+        filename: str | None = None,
+        tag: SendTag | None = None,
     ) -> SendResult:
         """Send an image (``image/*``) or a document (anything else) with a caption."""
         ...

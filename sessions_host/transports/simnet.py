@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import redis
@@ -55,8 +56,35 @@ class SimNet:
 
     # Ledger ------------------------------------------------------------------------------------
 
-    def record(self, entry: LedgerEntry) -> None:
-        self.redis.rpush(keys.SIM_LEDGER, entry.to_json())
+    def record(self, entry: LedgerEntry, receipts: Sequence[tuple[str, float]] = ()) -> None:
+        """The network accepts a message: it is on the recipient's phone, and its receipts
+        (``(kind, due unix time)``) are held for the sending session in the same transaction, as
+        WhatsApp's server holds them for a device that is offline when they come."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(keys.SIM_LEDGER, entry.to_json())
+        if receipts:
+            pipe.zadd(
+                keys.sim_receipts(entry.session),
+                {json.dumps({"id": entry.wa_message_id, "kind": kind}): due for kind, due in receipts},
+            )
+        pipe.execute()
+
+    def take_receipts(self, session_ids: list[str], now: float) -> dict[str, list[tuple[str, str, float]]]:
+        """Remove and return the receipts due by ``now`` for each of ``session_ids``, as
+        ``(WhatsApp message id, kind, due unix time)`` (one round trip)."""
+        if not session_ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=True)
+        for session_id in session_ids:
+            pipe.zrangebyscore(keys.sim_receipts(session_id), "-inf", now, withscores=True)
+            pipe.zremrangebyscore(keys.sim_receipts(session_id), "-inf", now)
+        results = pipe.execute()
+        taken: dict[str, list[tuple[str, str, float]]] = {}
+        for i, session_id in enumerate(session_ids):
+            for raw, due in results[2 * i]:
+                receipt = json.loads(raw)
+                taken.setdefault(session_id, []).append((receipt["id"], receipt["kind"], float(due)))
+        return taken
 
     def ledger(self, number: str | None = None) -> list[LedgerEntry]:
         entries = [LedgerEntry(**json.loads(raw)) for raw in self.redis.lrange(keys.SIM_LEDGER, 0, -1)]

@@ -3,7 +3,10 @@ benchmarks run on.
 
 It has what matters about the real thing: send latency, injected failures, a QR code that rotates
 until "scanned" (or automatic pairing), connections that drop and come back, delivery and read
-receipts after delays, and a recipient-side ledger of every accepted message (``simnet``).
+receipts after delays, and a recipient-side ledger of every accepted message (``simnet``). As on
+WhatsApp, a send carries the message id its sender chose, the network accepts a message half-way
+through the send's round trip (a sender killed during a send may or may not have reached the
+ledger), and receipts wait on the network for the sending device until it is connected again.
 Randomness comes from a seed, so a run can be repeated. All simulated sessions of a process share
 one ``SimHub`` thread, so hundreds of them stay cheap.
 """
@@ -35,6 +38,7 @@ from sessions_host.transports.base import (
     RecipientError,
     RestrictedError,
     SendResult,
+    SendTag,
     SessionError,
     StateChanged,
     TransientSendError,
@@ -124,7 +128,8 @@ def _check_option(key: str, value: Any, default: Any) -> None:
 
 class SimHub:
     """One thread per process driving every simulated session: watches the network state in Redis
-    (drops, scans, pairings) and fires timed events (receipts)."""
+    (drops, scans, pairings), hands connected sessions their due receipts and replies, and fires
+    timed events."""
 
     TICK_SECONDS = 0.25
 
@@ -173,10 +178,13 @@ class SimHub:
             if transports:
                 next_tick = now + self.TICK_SECONDS
                 replies: dict[str, list[Reply]] = {}
+                receipts: dict[str, list[tuple[str, str, float]]] = {}
                 try:
                     dropped = self.simnet.dropped()
                     devices = self.simnet.devices()
-                    replies = self.simnet.take_replies([t.session_id for t in transports if t.connected])
+                    connected = [t.session_id for t in transports if t.connected]
+                    replies = self.simnet.take_replies(connected)
+                    receipts = self.simnet.take_receipts(connected, time.time())
                 except Exception as exc:
                     log.warning("simulated network unreachable: %s", exc)
                     dropped, devices = None, None
@@ -184,6 +192,8 @@ class SimHub:
                     _safely(functools.partial(transport._tick, dropped, devices))
                     for reply in replies.get(transport.session_id, ()):
                         _safely(functools.partial(transport._receive, reply))
+                    for wa_id, kind, at in receipts.get(transport.session_id, ()):
+                        _safely(functools.partial(transport._receipt, wa_id, kind, at))
             with self._cond:
                 if self._stop:
                     return
@@ -191,6 +201,10 @@ class SimHub:
                 if self._timers:
                     wake = min(wake, self._timers[0][0])
                 self._cond.wait(timeout=max(0.0, wake - time.monotonic()))
+
+
+def _new_id() -> str:
+    return "SIM" + uuid.uuid4().hex[:17].upper()
 
 
 def _safely(fn: Callable[[], None]) -> None:
@@ -242,17 +256,36 @@ class SimulatedTransport:
     def state(self) -> str:
         return self._state
 
-    def send_text(self, jid: str, text: str) -> SendResult:
-        return self._send(jid, text)
+    def new_tag(self) -> SendTag:
+        """An id in the simulated network's format; the send given it carries it, as whatsmeow's
+        ``SendRequestExtra.ID`` does."""
+        return SendTag(wa_message_id=_new_id())
+
+    def send_text(self, jid: str, text: str, tag: SendTag | None = None) -> SendResult:
+        return self._send(jid, text, message_id=tag.wa_message_id if tag else None)
 
     def send_media(
-        self, jid: str, data: bytes, mimetype: str, caption: str = "", filename: str | None = None
+        self,
+        jid: str,
+        data: bytes,
+        mimetype: str,
+        caption: str = "",
+        filename: str | None = None,
+        tag: SendTag | None = None,
     ) -> SendResult:
         kind = "image" if mimetype.startswith("image/") else "document"
-        return self._send(jid, caption, kind=kind, mimetype=mimetype, size=len(data))
+        message_id = tag.wa_message_id if tag else None
+        return self._send(jid, caption, kind=kind, mimetype=mimetype, size=len(data), message_id=message_id)
 
     def _send(
-        self, jid: str, text: str, *, kind: str = "text", mimetype: str | None = None, size: int | None = None
+        self,
+        jid: str,
+        text: str,
+        *,
+        kind: str = "text",
+        mimetype: str | None = None,
+        size: int | None = None,
+        message_id: str | None = None,
     ) -> SendResult:
         if self._state != SessionStatus.CONNECTED:
             raise SessionError(f"websocket not connected (session is {self._state})")
@@ -263,16 +296,23 @@ class SimulatedTransport:
         fails = self._rng.random() < self.options.failure_rate
         delivered_after = self._rng.uniform(0.5, 1.5) * self.options.delivered_after_seconds
         read_after = delivered_after + self._rng.uniform(0.5, 1.5) * self.options.read_after_seconds
+        # The message travels half the round trip to the server, which accepts or refuses it; its
+        # answer travels the other half back.
         if latency:
-            time.sleep(latency)
-        if fails:
-            raise TransientSendError("timed out waiting for message send response")
-        if not self.simnet.is_on_whatsapp(jid.split("@", 1)[0]):
-            raise RecipientError(f"{mask(jid)} is not on WhatsApp")
-        if self._ban is not None:
-            self._judge(jid.split("@", 1)[0], text)
-        wa_id = "SIM" + uuid.uuid4().hex[:17].upper()
+            time.sleep(latency / 2)
+        try:
+            if fails:
+                raise TransientSendError("timed out waiting for message send response")
+            if not self.simnet.is_on_whatsapp(jid.split("@", 1)[0]):
+                raise RecipientError(f"{mask(jid)} is not on WhatsApp")
+            if self._ban is not None:
+                self._judge(jid.split("@", 1)[0], text)
+        except Exception:
+            time.sleep(latency / 2)
+            raise
+        wa_id = message_id or _new_id()
         sender = self._number or self.simnet.device_number(self.session_id) or "?"
+        sent = time.time()
         self.simnet.record(
             LedgerEntry(
                 session=self.session_id,
@@ -284,10 +324,11 @@ class SimulatedTransport:
                 kind=kind,
                 mimetype=mimetype,
                 size=size,
-            )
+            ),
+            receipts=[("delivered", sent + delivered_after), ("read", sent + read_after)],
         )
-        self.hub.call_later(delivered_after, lambda: self._receipt(wa_id, "delivered"))
-        self.hub.call_later(read_after, lambda: self._receipt(wa_id, "read"))
+        if latency:
+            time.sleep(latency / 2)
         return SendResult(wa_message_id=wa_id)
 
     # Operator actions (as the neonize transport offers them) ----------------------------------
@@ -331,8 +372,10 @@ class SimulatedTransport:
         at = dt.datetime.fromisoformat(reply.at.replace("Z", "+00:00"))
         self._on_event(Incoming(sender=reply.sender, text=reply.text, wa_message_id=reply.wa_message_id, at=at))
 
-    def _receipt(self, wa_id: str, kind: str) -> None:
-        self._on_event(Receipt(wa_message_ids=(wa_id,), kind=kind, at=dt.datetime.now(dt.UTC)))
+    def _receipt(self, wa_id: str, kind: str, due: float) -> None:
+        """A receipt the network held for this device: ``at`` is when the phone got (or read) the
+        message, which may be long before a device that was offline receives the receipt."""
+        self._on_event(Receipt(wa_message_ids=(wa_id,), kind=kind, at=dt.datetime.fromtimestamp(due, dt.UTC)))
 
     def _set(self, status: SessionStatus, detail: str | None = None, until: dt.datetime | None = None) -> None:
         with self._lock:

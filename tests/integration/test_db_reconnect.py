@@ -20,6 +20,7 @@ from sessions_host.transports.base import (
     AmbiguousSendError,
     RecipientError,
     SendResult,
+    SendTag,
     SessionError,
     TransientSendError,
 )
@@ -89,7 +90,10 @@ class _DroppingTransport:
         self.url = url
         self.outcome = outcome
 
-    def send_text(self, to_jid: str, text: str) -> SendResult:
+    def new_tag(self) -> SendTag:
+        return SendTag()
+
+    def send_text(self, to_jid: str, text: str, tag: SendTag | None = None) -> SendResult:
         _kill(self.url, self.backend)
         if self.outcome is not None:
             raise self.outcome

@@ -9,6 +9,8 @@ The rule the checks hold the system to (README, "Delivery guarantees"): every me
 ``sent``/``delivered``/``read`` or ``failed``; each recipient is in the ledger at most once; a
 message in the ledger is one the database says was sent, or a ``failed`` ``ambiguous_send`` (the
 host died during that send: it may or may not have reached the phone, and it is never resent).
+An interrupted send that reached the phone is resolved by its receipt (``confirmed_by = receipt``):
+every one of them is, and none that did not reach it.
 
 ``WA_DRILL_SOAK=1`` runs each drill longer (10,000 recipients, a fault every few seconds
 throughout); the default size keeps all drills within about 8 minutes on a 2-core machine.
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from conftest import free_port
 from models import Message
@@ -60,6 +62,12 @@ class Outcome:
     failed_by_error: Counter[str]
     received: int
     duplicates: int
+    #: Sends interrupted by a fault (left ambiguous, or resolved by their receipt); those of them
+    #: that reached the phone; those resolved by their receipt that did, and that did not.
+    interrupted: int = 0
+    reached: int = 0
+    resolved: int = 0
+    wrongly_resolved: int = 0
 
     def line(self) -> str:
         sent = sum(self.statuses[s] for s in SENT)
@@ -67,7 +75,9 @@ class Outcome:
         return (
             f"drill {self.drill}: {RECIPIENTS} messages, {self.faults} faults, {self.seconds:.0f}s; "
             f"sent {sent}, ambiguous {self.ambiguous}, other failures: {other}; "
-            f"ledger {self.received}, duplicates {self.duplicates}"
+            f"ledger {self.received}, duplicates {self.duplicates}; interrupted sends {self.interrupted}: "
+            f"{self.reached} reached the phone, {self.resolved} of them resolved by their receipt, "
+            f"{self.wrongly_resolved} resolved wrongly"
         )
 
 
@@ -80,6 +90,7 @@ def _check(stack: Stack, drill: str, faults: int, started: float, rows: list[Mes
     per_recipient = Counter(e.to for e in ledger)
     ambiguous = {m.to_number for m in rows if m.status == "failed" and (m.error_message or "").startswith("ambiguous")}
     others = [m for m in rows if m.status == "failed" and m.to_number not in ambiguous]
+    by_receipt = {m.to_number for m in rows if m.confirmed_by == lifecycle.BY_RECEIPT}
     outcome = Outcome(
         drill=drill,
         faults=faults,
@@ -89,8 +100,14 @@ def _check(stack: Stack, drill: str, faults: int, started: float, rows: list[Mes
         failed_by_error=Counter(_error_kind(m.error_message) for m in others),
         received=len(ledger),
         duplicates=sum(n - 1 for n in per_recipient.values() if n > 1),
+        interrupted=len(ambiguous | by_receipt),
+        reached=len((ambiguous | by_receipt) & set(per_recipient)),
+        resolved=len(by_receipt & set(per_recipient)),
+        wrongly_resolved=len(by_receipt - set(per_recipient)),
     )
     print(outcome.line())
+    # Every interrupted send that reached the phone was resolved by its receipt, and only those.
+    assert outcome.resolved == outcome.reached and outcome.wrongly_resolved == 0, outcome.line()
     # Every message is final, and no recipient got one twice.
     assert len(rows) == RECIPIENTS and sum(outcome.statuses[s] for s in (*SENT, "failed")) == RECIPIENTS
     assert outcome.duplicates == 0, [to for to, n in per_recipient.items() if n > 1][:10]
@@ -134,9 +151,30 @@ def _drill(
             fault()
             faults += 1
 
-        # Then every message becomes final
-        rows = stack.wait_final(RECIPIENTS, timeout=RECIPIENTS * 0.1)
+        # Then every message becomes final, and the receipts of interrupted sends come
+        stack.wait_final(RECIPIENTS, timeout=RECIPIENTS * 0.1)
+        rows = _wait_receipts(stack)
     return _check(stack, name, faults, started, rows)
+
+
+def _wait_receipts(stack: Stack, timeout: float = 60.0) -> list[Message]:
+    """Every row, once no ambiguous send is on the ledger any more (its receipt resolved it) or
+    after ``timeout`` (the check then says which were not resolved)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with stack.db() as db:
+            rows = list(db.scalars(select(Message)).all())
+        received = {e.to for e in stack.ledger()}
+        waiting = [
+            m
+            for m in rows
+            if m.status == "failed"
+            and (m.error_message or "").startswith(lifecycle.AMBIGUOUS_PREFIX)
+            and m.to_number in received
+        ]
+        if not waiting or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
 
 
 MAX_FAULTS = 60 if SOAK else 12

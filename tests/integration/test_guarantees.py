@@ -100,8 +100,10 @@ def test_kill_9_of_worker_and_host_mid_bulk_loses_nothing_and_sends_nothing_twic
             stack.kill("sessions")
             kills += 1
 
-        # Then every message ends sent or failed (the sweeper covers lost dispatches)
-        rows = stack.wait_final(300)
+        # Then every message ends sent or failed (the sweeper covers lost dispatches), and the
+        # receipts of the interrupted sends that reached the phone come
+        stack.wait_final(300)
+        rows = _wait_receipts(stack)
     statuses = Counter(m.status for m in rows)
 
     # And nobody got a message twice; the only messages not sent are ambiguous sends (at most one
@@ -111,10 +113,34 @@ def test_kill_9_of_worker_and_host_mid_bulk_loses_nothing_and_sends_nothing_twic
     assert max(per_recipient.values()) == 1
     failed = [m for m in rows if m.status == "failed"]
     assert all(m.error_message == lifecycle.AMBIGUOUS_SEND for m in failed), [m.error_message for m in failed]
-    assert len(failed) <= kills
     sent = {m.to_number for m in rows if m.status != "failed"}
     assert sent <= set(per_recipient)
-    print(f"kill drill: {len(ledger)} received, {len(failed)} ambiguous (failed, not resent), statuses {statuses}")
+    # And every interrupted send that reached the phone was resolved by its receipt (not resent),
+    # and none that did not reach it
+    by_receipt = {m.to_number for m in rows if m.confirmed_by == lifecycle.BY_RECEIPT}
+    interrupted = by_receipt | {m.to_number for m in failed}
+    reached = interrupted & set(per_recipient)
+    resolved, wrong = by_receipt & set(per_recipient), by_receipt - set(per_recipient)
+    assert len(interrupted) <= kills
+    print(
+        f"kill drill: {len(ledger)} received, {len(interrupted)} sends interrupted by {kills} host kills: "
+        f"{len(reached)} reached the phone, {len(resolved)} of them resolved by their receipt, "
+        f"{len(wrong)} resolved wrongly, {len(failed)} left ambiguous (failed, not resent); statuses {statuses}"
+    )
+    assert resolved == reached and not wrong
+
+
+def _wait_receipts(stack: Stack, timeout: float = 60.0) -> list[Message]:
+    """Every row, once no ambiguous send is on the ledger any more (its receipt resolved it) or
+    after ``timeout`` (the caller's check then fails)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with stack.db() as db:
+            rows = list(db.scalars(select(Message)).all())
+        received = {e.to for e in stack.ledger()}
+        if time.monotonic() > deadline or not any(m.status == "failed" and m.to_number in received for m in rows):
+            return rows
+        time.sleep(0.5)
 
 
 def test_transient_errors_retry_with_backoff_then_fail_and_permanent_ones_fail_at_once(stack: Stack) -> None:

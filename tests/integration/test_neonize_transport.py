@@ -478,6 +478,116 @@ def test_ignored_events_emit_nothing(session: tuple[NeonizeSession, Recorder]) -
     assert recorder.snapshot() == []
 
 
+# An ambiguous send found by the secret it carried ---------------------------------------------------------
+
+
+def _put_secret(store: NeonizeStore, wa_message_id: str, chat: str, secret: bytes) -> None:
+    """What whatsmeow's ``SendMessage`` writes before the message leaves (``PutMessageSecret``), or
+    its message handler for an incoming message with a secret."""
+    insert = (
+        "INSERT INTO whatsmeow_message_secrets (our_jid, chat_jid, sender_jid, message_id, key) "
+        "VALUES ('628110000001@s.whatsapp.net', :chat, :chat, :id, :key)"
+    )
+    if store.is_postgres:
+        from sqlalchemy import text
+
+        from models.db import create
+
+        engine = create(store.location)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f'SET LOCAL search_path TO "{store.schema}"'))
+                conn.execute(text("SET LOCAL session_replication_role = replica"))  # no device row for the FK
+                conn.execute(text(insert), {"chat": chat, "id": wa_message_id, "key": secret})
+        finally:
+            engine.dispose()
+    else:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(store.location)) as db, db:
+            db.execute(insert, {"chat": chat, "id": wa_message_id, "key": secret})
+
+
+def test_a_receipt_for_a_send_whose_answer_was_lost_finds_it_by_the_secret_in_the_device_store(
+    settings: Settings,
+) -> None:
+    from sqlalchemy import select, text
+
+    from models import Message, WhatsAppSession
+    from models.db import create, session_scope
+    from sessions_host.events import EventProcessor
+    from sessions_host.transports.neonize.session import text_message, with_secret
+    from sessions_host.transports.neonize.transport import sent_secrets
+    from wa_tasks import lifecycle
+
+    # Given a neonize session's device store, with whatsmeow's tables
+    store = NeonizeStore.for_session(settings.database, settings.data_path, "wa-n")
+    assert stored_devices(store.prepare()) == []
+    try:
+        # And two sends its host died during, each with the secret the transport chose for it
+        # (neonize cannot choose the id), the first carried in the message as it is sent
+        t = NeonizeTransport("wa-n", store, isolate=False)
+        tag, other = t.new_tag(), t.new_tag()
+        assert tag.wa_message_id is None and tag.secret and len(bytes.fromhex(tag.secret)) == 32
+        assert tag.secret != other.secret
+        sent = with_secret(text_message("Tagihan Rp150.000"), tag.secret)
+        assert sent.conversation == "Tagihan Rp150.000"
+        assert sent.messageContextInfo.messageSecret == bytes.fromhex(tag.secret)
+        failed_at = dt.datetime.now(dt.UTC)
+        with session_scope(settings.database) as db:
+            db.add(WhatsAppSession(session_id="wa-n", device_id="WA-N", transport="neonize"))
+            db.flush()
+            for message_id, secret in (("msg_lost", tag.secret), ("msg_other", other.secret)):
+                db.add(
+                    Message(
+                        id=message_id,
+                        to_number=CUSTOMER,
+                        status="failed",
+                        error_message=lifecycle.AMBIGUOUS_SEND,
+                        failed_at=failed_at,
+                        session_id="wa-n",
+                        sending_at=failed_at,
+                        send_secret=secret,
+                    )
+                )
+        # And whatsmeow stored the first one's secret with the id it generated, before it left;
+        # and an incoming message's secret under an id of its own
+        chat = f"{CUSTOMER}@s.whatsapp.net"
+        _put_secret(store, "3EB0C0FFEE0001", chat, sent.messageContextInfo.messageSecret)
+        _put_secret(store, "3EB0INCOMING01", chat, os.urandom(32))
+        assert sent_secrets(store, "3EB0C0FFEE0001") == [tag.secret]
+
+        # When the delivery receipt for that id reaches the session host's event processor
+        processor = EventProcessor(settings, on_state=lambda session_id, event: None)
+        processor.start()
+        try:
+            at = failed_at + dt.timedelta(seconds=3)
+            processor.sink_for("wa-n")(Receipt(wa_message_ids=("3EB0C0FFEE0001",), kind="delivered", at=at))
+            processor.sink_for("wa-n")(Receipt(wa_message_ids=("3EB0INCOMING01",), kind="read", at=at))
+            deadline = time.monotonic() + 20
+            while True:
+                with session_scope(settings.database) as db:
+                    rows = {m.id: m for m in db.scalars(select(Message)).all()}
+                    db.expunge_all()
+                if rows["msg_lost"].status != "failed" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        finally:
+            processor.stop()
+
+        # Then that send took the id and is delivered, confirmed by its receipt
+        lost = rows["msg_lost"]
+        assert (lost.status, lost.wa_message_id, lost.confirmed_by) == ("delivered", "3EB0C0FFEE0001", "receipt")
+        # And the other send, whose secret no receipt's id was stored with, stays ambiguous
+        assert (rows["msg_other"].status, rows["msg_other"].wa_message_id) == ("failed", None)
+    finally:
+        if store.is_postgres:
+            engine = create(settings.database)
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
+            engine.dispose()
+
+
 # The translations, on real protobuf events ---------------------------------------------------------------
 
 

@@ -80,7 +80,7 @@ def test_message_lists_filter_and_page_like_the_rows(settings: Settings) -> None
     assert first["template"] == "info" and first["to"] == "6281234000001" and "text" not in first
     assert set(first) == {
         "id", "to", "status", "priority", "sessionId", "template", "error", "attempts",
-        "createdAt", "sentAt", "deliveredAt", "readAt", "bulkJobId",
+        "createdAt", "sentAt", "deliveredAt", "readAt", "bulkJobId", "ambiguousSend",
     }  # fmt: skip
 
     # Each filter, and a combination, equal a filter made here

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         StreamReplacedEv,
         TemporaryBanEv,
     )
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,25 @@ _T = TypeVar("_T")
 _E = TypeVar("_E", bound="Message")
 #: What a handler receives: an event, or the QR callback's payload.
 _A = TypeVar("_A")
+
+
+def text_message(text: str) -> WAMessage:
+    """A plain text message, as neonize's ``send_message`` builds one for text without mentions or
+    a link preview."""
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+    return Message(conversation=text)
+
+
+def with_secret(message: WAMessage, secret: str | None) -> WAMessage:
+    """``message`` carrying ``secret`` (hex of 32 bytes) as its ``messageSecret``, as neonize's
+    ``add_msg_secret`` gives it a random one. whatsmeow's ``SendMessage`` stores the secret with the
+    message id it generates (``whatsmeow_message_secrets``) before the message leaves, so the id of
+    a send its host died during can be found from the secret (``sent_secrets``)."""
+    if secret is not None:
+        message.messageContextInfo.messageSecret = bytes.fromhex(secret)
+    return message
+
 
 #: Extra wait after the last QR code expired before the attempt counts as failed.
 QR_GRACE_SECONDS = 10.0
@@ -187,26 +207,34 @@ class NeonizeSession:
 
     # Calls -------------------------------------------------------------------------------------------
 
-    def send_text(self, jid: str, text: str) -> SendResult:
+    def send_text(self, jid: str, text: str, secret: str | None = None) -> SendResult:
+        """``secret``: hex of the ``messageSecret`` the message carries (see ``with_secret``)."""
         client = self._live_client()
         to = to_jid(jid)
-        return send_result(self._go(lambda: client.send_message(to, text)))
+        if secret is None:
+            return send_result(self._go(lambda: client.send_message(to, text)))
+        message = with_secret(text_message(text), secret)
+        return send_result(self._go(lambda: client.send_message(to, message)))
 
     def send_media(
-        self, jid: str, data: bytes, mimetype: str, caption: str = "", filename: str | None = None
+        self,
+        jid: str,
+        data: bytes,
+        mimetype: str,
+        caption: str = "",
+        filename: str | None = None,
+        secret: str | None = None,
     ) -> SendResult:
         client = self._live_client()
         to = to_jid(jid)
-        if mimetype.startswith("image/"):
-            response = self._go(lambda: client.send_image(to, data, caption=caption or None))
-        else:
+
+        def build() -> WAMessage:  # what send_image / send_document build (the upload included)
+            if mimetype.startswith("image/"):
+                return client.build_image_message(data, caption or None)
             name = filename or "document"
-            response = self._go(
-                lambda: client.send_document(
-                    to, data, caption=caption or None, title=name, filename=name, mimetype=mimetype
-                )
-            )
-        return send_result(response)
+            return client.build_document_message(data, caption or None, title=name, filename=name, mimetype=mimetype)
+
+        return send_result(self._go(lambda: client.send_message(to, with_secret(build(), secret))))
 
     def is_on_whatsapp(self, numbers: Sequence[str]) -> dict[str, bool]:
         """Which of these numbers (digits, any formatting) have WhatsApp, in one query. Numbers the

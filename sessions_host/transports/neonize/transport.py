@@ -6,8 +6,11 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
+import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,6 +19,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from models.statuses import SessionStatus
@@ -23,6 +27,7 @@ from sessions_host.transports.base import (
     Event,
     EventSink,
     SendResult,
+    SendTag,
     SessionError,
     StateChanged,
     TransientSendError,
@@ -161,14 +166,31 @@ class NeonizeTransport:
     def status(self) -> str:
         return self._status
 
-    def send_text(self, jid: str, text: str) -> SendResult:
-        result: SendResult = self._call("send_text", jid, text)
+    def new_tag(self) -> SendTag:
+        """A random ``messageSecret`` for the send, not an id: neonize 0.5.2 cannot send with an id
+        chosen beforehand (``send_message`` takes none, and its library's ``SendMessage`` passes
+        whatsmeow no ``SendRequestExtra``; ``generate_message_id`` only makes one up), so whatsmeow
+        generates the id during the send. It stores the secret with that id before the message
+        leaves, which is how a receipt for the id finds the send (``sent_secrets``)."""
+        return SendTag(secret=secrets.token_hex(32))
+
+    def send_text(self, jid: str, text: str, tag: SendTag | None = None) -> SendResult:
+        _no_chosen_id(tag)
+        result: SendResult = self._call("send_text", jid, text, tag.secret if tag else None)
         return result
 
     def send_media(
-        self, jid: str, data: bytes, mimetype: str, caption: str = "", filename: str | None = None
+        self,
+        jid: str,
+        data: bytes,
+        mimetype: str,
+        caption: str = "",
+        filename: str | None = None,
+        tag: SendTag | None = None,
     ) -> SendResult:
-        result: SendResult = self._call("send_media", jid, data, mimetype, caption, filename)
+        _no_chosen_id(tag)
+        secret = tag.secret if tag else None
+        result: SendResult = self._call("send_media", jid, data, mimetype, caption, filename, secret)
         return result
 
     # Beyond the protocol -------------------------------------------------------------------------------
@@ -354,6 +376,48 @@ class NeonizeTransport:
         """The child process's id (isolated mode, while it runs)."""
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
+
+
+def _no_chosen_id(tag: SendTag | None) -> None:
+    """A send given an id it cannot carry is refused before anything goes out: a receipt would
+    otherwise be awaited for an id WhatsApp never sees (see ``NeonizeTransport.new_tag``)."""
+    if tag is not None and tag.wa_message_id is not None:
+        raise ValueError("neonize 0.5.2 cannot send with a chosen message id")
+
+
+def sent_secrets(store: NeonizeStore, wa_message_id: str) -> list[str]:
+    """The ``messageSecret`` (hex) whatsmeow stored with ``wa_message_id`` in the device store, if
+    any: for a message this device sent with one (``NeonizeTransport.new_tag``), the secret its
+    send carried. Incoming messages' secrets are stored too (another device chose them, so none is
+    any send's). A store that cannot be read gives none."""
+    try:
+        if store.is_postgres:
+            from sqlalchemy import text
+
+            from models.db import create
+
+            engine = create(re.sub(r"^postgres://", "postgresql://", store.location))
+            try:
+                with engine.connect() as conn:
+                    keys = conn.execute(
+                        text(f'SELECT key FROM "{store.schema}".whatsmeow_message_secrets WHERE message_id = :id'),
+                        {"id": wa_message_id},
+                    ).scalars()
+                    return [bytes(k).hex() for k in keys]
+            finally:
+                engine.dispose()
+        if not os.path.exists(store.location):
+            return []
+        # Read-only, beside the client that writes it (SQLite allows readers while it does).
+        db = sqlite3.connect(f"{Path(store.location).resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = db.execute("SELECT key FROM whatsmeow_message_secrets WHERE message_id = ?", (wa_message_id,))
+            return [bytes(k).hex() for (k,) in rows]
+        finally:
+            db.close()
+    except Exception as exc:
+        log.warning("device store %s not readable for message secrets: %s", store.describe(), exc)
+        return []
 
 
 def _describe_exit(code: int | None) -> str:
