@@ -33,7 +33,9 @@ SLOW_SECONDS = 5.0
 MAX_ERRORS = 5
 #: Connected without sending for this long is reported.
 IDLE_AFTER = dt.timedelta(hours=24)
-#: Shown until a session is checked in its current status (a result of before describes another).
+#: No host reports the session.
+OFFLINE = "offline"
+#: Shown until a session is checked for the first time, or again once a host reports it.
 PENDING = "pending"
 #: How long one probe may take before it counts as an error.
 PROBE_TIMEOUT_SECONDS = 15.0
@@ -103,9 +105,9 @@ def _judge(
     now: dt.datetime,
 ) -> Result:
     if state is None:
-        return Result(session_id, "offline", "no session host reports it (stale heartbeat, or no host running)")
+        return Result(session_id, OFFLINE, "no session host reports it (stale heartbeat, or no host running)")
     if not state.connected:
-        return Result(session_id, "offline", f"{state.status} on {state.host}")
+        return Result(session_id, OFFLINE, f"{state.status} on {state.host}")
     if isinstance(probe, Exception):
         if errors + 1 > MAX_ERRORS:
             return Result(session_id, "failing", f"{errors + 1} errors in a row, reconnecting; last: {probe}")
@@ -128,12 +130,14 @@ def shown(
     state: live_state.LiveState | None,
     every_seconds: float,
 ) -> tuple[str, str | None]:
-    """The health to show for a session now (pages, CLI, API). A result found before the session's
-    current status began (checked while the host was still starting, say: "offline") describes an
-    earlier session, and a session never checked has none: both are ``pending`` until the next check."""
+    """The health to show for a session now (pages, CLI, API). A session never checked has none, and
+    an "offline" found before a host began reporting the session (checked while the host was still
+    starting, say) describes a host that is there now: both are ``pending`` until the next check.
+    Any other result stays shown across a status change: a ``failing`` session is reconnected by
+    its host, and the operator should still see why."""
     if health is None:
         return PENDING, f"not checked yet; the health check runs every {every_seconds:.0f} s"
-    if state is not None and checked_at is not None and checked_at.timestamp() < state.since:
+    if health == OFFLINE and state is not None and checked_at is not None and checked_at.timestamp() < state.since:
         return PENDING, f"the first check since it became {state.status} is due within {every_seconds:.0f} s"
     return health, detail
 
