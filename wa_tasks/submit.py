@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks import compose, contacts, fallback, keys, optout, priorities, templates
+from wa_tasks import compose, contacts, fallback, keys, optout, priorities, task_names, templates
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.logs import MessageLog
 from wa_tasks.media import Media
@@ -29,8 +29,6 @@ from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DISPATCH_TASK = "wa.dispatch"
 
 
 @dataclass(frozen=True)
@@ -271,7 +269,7 @@ def publish_dispatch(
         kwargs["exclude"] = exclude
     try:
         app.send_task(
-            DISPATCH_TASK,
+            task_names.DISPATCH,
             kwargs=kwargs,
             queue=dispatch_queue(priority),
             priority=priority,
