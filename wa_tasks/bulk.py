@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from models import JobStatus, Message, MessageStatus, QueueJob, Template, bulk_insert, encryption, utcnow
 from models.db import session_scope
 from wa_tasks import optout, priorities, submit, task_names, templates
-from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownTemplate, WaTasksError
+from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownJob, UnknownTemplate
 from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
 
@@ -33,10 +33,6 @@ BATCH_SIZE = 500
 MAX_KEY_LENGTH = 190
 #: How many invalid recipients an error message lists.
 ERRORS_SHOWN = 5
-
-
-class UnknownJob(WaTasksError, LookupError):
-    code = "unknown_job"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
 from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit
-from wa_tasks.errors import InvalidRequest, UnknownSession
+from wa_tasks.errors import CommandFailed, InvalidRequest, UnknownSession
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
 
@@ -224,7 +224,7 @@ def unlink_and_remove(settings: Settings, session_id: str, *, unlink: bool = Tru
         try:
             session_control.request(settings, session_id, "logout", timeout=timeout)
             unlinked = True
-        except session_control.CommandFailed as exc:
+        except CommandFailed as exc:
             error = str(exc)
     return Removal(remove(settings, session_id), unlinked, error)
 
