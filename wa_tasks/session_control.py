@@ -19,6 +19,8 @@ from wa_tasks.settings import Settings
 
 #: What a session host can be asked to do.
 ACTIONS = ("pair", "logout", "probe", "reconnect", "check_numbers")
+#: How long the API and the pages wait for a session host to answer an operator's command.
+COMMAND_TIMEOUT = 15.0
 
 
 def request(

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit
+from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit, timefmt
 from wa_tasks.errors import CommandFailed, InvalidRequest, UnknownSession
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -261,7 +261,7 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
                 "isPrimary": primary is not None and primary.session_id == r.session_id,
                 "priority": r.priority,
                 "messageCount": r.message_count,
-                "lastActivity": lifecycle.iso(r.last_activity),
+                "lastActivity": timefmt.iso_or_none(r.last_activity),
                 "phoneNumber": r.phone_number,
                 "transport": r.transport,
                 "host": state.host if state else None,
@@ -271,7 +271,9 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
                 "healthDetail": health_detail,
                 "lastProbeMs": r.last_probe_ms,
                 # Ban safety: out of rotation until then (a cap reached, or restricted by WhatsApp).
-                "pausedUntil": _iso_ts(state.available_until) if state and state.available_until > now else None,
+                "pausedUntil": timefmt.iso_timestamp(state.available_until)
+                if state and state.available_until > now
+                else None,
             }
         )
     return result
@@ -291,7 +293,3 @@ def view(settings: Settings, session_id: str) -> dict[str, Any]:
                 options=dict(row.transport_options or {}),
             )
     return found
-
-
-def _iso_ts(timestamp: float) -> str:
-    return lifecycle.iso(dt.datetime.fromtimestamp(timestamp, dt.UTC)) or ""

@@ -54,8 +54,6 @@ router = APIRouter(prefix="/api/whatsapp", dependencies=[Depends(require_key)], 
 
 #: Most recipients one ``send-bulk`` request may carry (split larger sends into several jobs).
 MAX_RECIPIENTS = 10_000
-#: Seconds the API waits for a session host to answer an operator command.
-COMMAND_TIMEOUT = 15.0
 #: Seconds to wait for the device to be unlinked before a session is deleted.
 UNLINK_TIMEOUT = 10.0
 
@@ -267,7 +265,7 @@ def _command(session_id: str, action: str, args: dict[str, Any] | None = None) -
     session = _session(session_id)
     if session["status"] == "offline":
         raise HostUnavailable(f"no session host runs session {session_id}: start one with `wa-tasks sessions`")
-    answer = session_control.request(settings(), session_id, action, args, timeout=COMMAND_TIMEOUT)
+    answer = session_control.request(settings(), session_id, action, args, timeout=session_control.COMMAND_TIMEOUT)
     answer.pop("ok", None)
     return answer
 

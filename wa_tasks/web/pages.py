@@ -40,8 +40,6 @@ HERE = Path(__file__).parent
 #: Jinja2 environment of the pages (``templates/``, autoescaped); assets are served from ``static/``.
 templates = Jinja2Templates(directory=HERE / "templates")
 
-#: How long a page waits for a session host to answer an operator's command.
-COMMAND_TIMEOUT = 15.0
 #: Scripts only from /static (no inline code, no eval); QR codes are data: images; inline styles
 #: are the progress bars' widths and Chart.js' canvas sizing.
 CSP = (
@@ -409,7 +407,9 @@ def link_qr(request: Request, session_id: str) -> HTMLResponse:
 def link_pair(request: Request, session_id: str, phone: Annotated[str, Form()] = "") -> Response:
     state = _link_state(session_id)
     try:
-        answer = session_control.request(get_settings(), session_id, "pair", {"phone": phone}, timeout=COMMAND_TIMEOUT)
+        answer = session_control.request(
+            get_settings(), session_id, "pair", {"phone": phone}, timeout=session_control.COMMAND_TIMEOUT
+        )
     except WaTasksError as exc:
         return render(request, "link.html", status_code=422, pair_error=str(exc), phone=phone, **state)
     return render(request, "link.html", pair_code=answer.get("code"), phone=phone, **state)
@@ -418,7 +418,7 @@ def link_pair(request: Request, session_id: str, phone: Annotated[str, Form()] =
 @pages.post("/sessions/{session_id}/logout")
 def session_logout(request: Request, session_id: str) -> RedirectResponse:
     def run() -> str:
-        session_control.request(get_settings(), session_id, "logout", timeout=COMMAND_TIMEOUT)
+        session_control.request(get_settings(), session_id, "logout", timeout=session_control.COMMAND_TIMEOUT)
         return f"session {session_id} logged out: link it again with a new QR code (Reconnect)"
 
     return attempt(request, run, "/sessions")
@@ -427,7 +427,7 @@ def session_logout(request: Request, session_id: str) -> RedirectResponse:
 @pages.post("/sessions/{session_id}/reconnect")
 def session_reconnect(request: Request, session_id: str) -> RedirectResponse:
     def run() -> str:
-        session_control.request(get_settings(), session_id, "reconnect", timeout=COMMAND_TIMEOUT)
+        session_control.request(get_settings(), session_id, "reconnect", timeout=session_control.COMMAND_TIMEOUT)
         return f"session {session_id} is reconnecting"
 
     return attempt(request, run, "/sessions")
@@ -437,7 +437,7 @@ def session_reconnect(request: Request, session_id: str) -> RedirectResponse:
 def session_remove(request: Request, session_id: str) -> RedirectResponse:
     def run() -> str:
         # As `wa-tasks sessions remove`: unlink the device from the phone first.
-        removal = manage.unlink_and_remove(get_settings(), session_id, timeout=COMMAND_TIMEOUT)
+        removal = manage.unlink_and_remove(get_settings(), session_id, timeout=session_control.COMMAND_TIMEOUT)
         note = (
             " (its device could not be unlinked: remove it on the phone under Linked devices)"
             if removal.unlink_error
