@@ -254,6 +254,40 @@ def record_refusal(
     return message_id
 
 
+def queue(
+    settings: Settings,
+    app: Celery,
+    *,
+    to: object,
+    text: object = None,
+    template: object = None,
+    data: object = None,
+    priority: object = "normal",
+    idempotency_key: object = None,
+    session: object = None,
+    email: object = None,
+) -> str:
+    """Validate, store and dispatch one message (:func:`prepare`, :func:`persist`,
+    :func:`publish_dispatch`); returns its id."""
+    with session_scope(settings.database) as db:
+        prepared = prepare(
+            db,
+            settings,
+            to=to,
+            text=text,
+            template=template,
+            data=data,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            session=session,
+            email=email,
+        )
+    message_id, created = persist(settings, prepared)
+    if created and not prepared.fail_reason:
+        publish_dispatch(app, message_id, prepared.priority)
+    return message_id
+
+
 def dispatch_queue(priority: int) -> str:
     """Where a ``dispatch`` goes: urgent ones to their own queue (see ``keys.URGENT_QUEUE``)."""
     return keys.URGENT_QUEUE if priority <= priorities.LEVELS["urgent"] else keys.DEFAULT_QUEUE

@@ -39,8 +39,8 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import fallback, keys, lifecycle, live_state, priorities, routing, submit, task_names
-from wa_tasks.celery_app import app
+from wa_tasks import bulk, fallback, keys, lifecycle, live_state, priorities, routing, submit, task_names, triggers
+from wa_tasks.celery_app import app, app_for
 from wa_tasks.errors import InvalidRequest
 from wa_tasks.logs import MessageLog
 from wa_tasks.redis_client import client_for
@@ -362,23 +362,38 @@ def notify(
     returns the message id (a bulk job id for ``bulk.send``). A refused trigger (unknown event, no
     customer number, missing template data, an opted-out customer) is stored as a ``failed``
     message whose error says why: a trigger failure is recorded, never swallowed."""
-    # Imported here: the thin client is not needed by the rest of this module.
-    from wa_tasks import triggers
-    from wa_tasks.client import Client
-
     settings = get_settings()
     # A redelivered wa.notify (worker died before its ack) must not send a second message.
     key = idempotency_key if idempotency_key is not None else f"task:{self.request.id}"
     try:
         _refuse_unknown(task_names.NOTIFY, unknown, NOTIFY_ARGUMENTS)
-        return triggers.fire(
-            Client(settings),
+        planned = triggers.plan(
             event,
             data,
             idempotency_key=key,  # type: ignore[arg-type]  # checked by the send it leads to
             template=template,  # type: ignore[arg-type]
             priority=priority,  # type: ignore[arg-type]
             session=session,  # type: ignore[arg-type]
+        )
+        if isinstance(planned, triggers.Bulk):
+            return bulk.create(
+                settings,
+                app_for(settings),
+                planned.recipients,
+                template=planned.template,
+                template_data=planned.template_data,
+                priority=planned.priority,
+                idempotency_key=planned.idempotency_key,
+            )
+        return submit.queue(
+            settings,
+            app_for(settings),
+            to=planned.to,
+            template=planned.template,
+            data=planned.data,
+            priority=planned.priority,
+            idempotency_key=planned.idempotency_key,
+            session=planned.session,
         )
     except InvalidRequest as exc:
         return submit.record_refusal(
