@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit, timefmt
+from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit, timefmt, transport_names
 from wa_tasks.errors import CommandFailed, InvalidRequest, UnknownSession
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -49,8 +49,6 @@ def add(
 ) -> str:
     """Configure a new session; returns its id. ``number_since``: the day the number started using
     WhatsApp (ban safety warms up a number by its age; by default it counts as new)."""
-    from sessions_host import transports
-
     if not isinstance(device_id, str) or not device_id.strip():
         raise InvalidRequest("device id is empty")
     if len(device_id.strip()) > MAX_DEVICE_ID or "\x00" in device_id:
@@ -59,21 +57,19 @@ def add(
     session_id = session_id or slug(device_id)
     if not SESSION_ID.match(session_id):
         raise InvalidRequest(f"session id {session_id!r} must be 1-63 characters of a-z, 0-9, '-' or '_'")
-    if transport not in transports.AVAILABLE:
-        raise InvalidRequest(f"transport {transport!r} is not available; use one of {', '.join(transports.AVAILABLE)}")
+    if transport not in transport_names.AVAILABLE:
+        raise InvalidRequest(
+            f"transport {transport!r} is not available; use one of {', '.join(transport_names.AVAILABLE)}"
+        )
     _check_pace(pace_seconds)
     _check_number_since(number_since)
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("options must be an object of transport options")
+    # The option schemas live with the transports, in the session host's package.
+    from sessions_host.transports import check_options
+
     try:
-        if transport == "simulated":
-            from sessions_host.transports.simulated import SimOptions
-
-            SimOptions.build(settings, options)
-        else:
-            from sessions_host.transports.neonize import NeonizeOptions
-
-            NeonizeOptions.build(options)
+        check_options(transport, settings, options)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(str(exc)) from None
     with session_scope(settings.database) as db:

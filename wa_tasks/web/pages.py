@@ -28,7 +28,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import MessageStatus
-from wa_tasks import compose, dashboard, metrics, qr, session_control, template_store
+from wa_tasks import compose, dashboard, metrics, qr, session_control, template_store, transport_names
 from wa_tasks import sessions as manage
 from wa_tasks.client import Client
 from wa_tasks.errors import WaTasksError
@@ -288,10 +288,8 @@ def _sessions() -> tuple[list[dict[str, Any]], str | None]:
 
 @pages.get("/sessions")
 def sessions_page(request: Request) -> HTMLResponse:
-    from sessions_host import transports
-
     rows, error = _sessions()
-    return render(request, "sessions.html", sessions=rows, error=error, transports=transports.AVAILABLE)
+    return render(request, "sessions.html", sessions=rows, error=error, transports=transport_names.AVAILABLE)
 
 
 @pages.get("/sessions/table")
