@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
+from wa_tasks import task_names
 from wa_tasks.keys import DEFAULT_QUEUE, URGENT_QUEUE
 from wa_tasks.settings import get_settings
 
@@ -70,39 +71,39 @@ beat_scheduler = "wa_tasks.beat:Scheduler"
 beat_schedule = {
     # The session health check, every 30 s by default (WA_HEALTH_CHECK_SECONDS); probes message nobody.
     "health-check": {
-        "task": "wa.health_check",
+        "task": task_names.HEALTH_CHECK,
         "schedule": _settings.health_check_seconds,
         # A check that waited longer than most of its period is superseded by the next one.
         "options": {"priority": 1, "expires": _settings.health_check_seconds * 5 / 6},
     },
     "sweep-queued": {
-        "task": "wa.sweep",
+        "task": task_names.SWEEP,
         "schedule": 60.0,
         "options": {"priority": 3},
     },
     # The dashboard's queue-depth chart: a sample of every session's depth (kept 24 h in Redis).
     "sample-depth": {
-        "task": "wa.sample_depth",
+        "task": task_names.SAMPLE_DEPTH,
         "schedule": 30.0,
         # A stale sample is worthless: the next one supersedes it.
         "options": {"priority": 4, "expires": 25.0},
     },
     # Retention (wa_tasks/retention.py), daily at 02:00 WIB (19:00 UTC), a quiet hour for billing.
     "retention": {
-        "task": "wa.retention",
+        "task": task_names.RETENTION,
         "schedule": crontab(hour=19, minute=0),
         "options": {"priority": 8},
     },
     # Yesterday's figures (wa_tasks/metrics.py), shortly after midnight WIB (17:00 UTC).
     "metrics-rollup": {
-        "task": "wa.metrics_rollup",
+        "task": task_names.METRICS_ROLLUP,
         "schedule": crontab(hour=17, minute=15),
         "options": {"priority": 8},
     },
     # Contact sync: re-check numbers whose answer is older than WA_CONTACT_MAX_AGE_DAYS,
     # at 03:30 WIB (20:30 UTC), away from billing's morning runs.
     "contacts-refresh": {
-        "task": "wa.contacts_refresh",
+        "task": task_names.CONTACTS_REFRESH,
         "schedule": crontab(hour=20, minute=30),
         "options": {"priority": 8},
     },

@@ -27,6 +27,7 @@ from celery import Celery
 from kombu import Connection
 
 import wa_tasks
+from wa_tasks import task_names
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Monitor:
         with self._lock:
             self.active[task_id] = {
                 "id": task_id,
-                "name": "wa.deliver",
+                "name": task_names.DELIVER,
                 "kwargs": kwargs,
                 "delivery_info": {"routing_key": queue, "priority": priority},
                 "hostname": self.hostname,
@@ -90,7 +91,7 @@ class Monitor:
         self._send(
             "task-received",
             uuid=task_id,
-            name="wa.deliver",
+            name=task_names.DELIVER,
             args="()",
             kwargs=repr(kwargs),
             retries=0,
@@ -187,7 +188,7 @@ class Monitor:
                 },
                 "broker": broker,
                 "clock": str(self.app.clock.value),
-                "total": {"wa.deliver": self.processed},
+                "total": {task_names.DELIVER: self.processed},
             }
 
         def active(state: Any, **_: Any) -> list[dict[str, Any]]:
@@ -203,7 +204,7 @@ class Monitor:
             return []
 
         def registered(state: Any, **_: Any) -> list[str]:
-            return ["wa.deliver"]
+            return [task_names.DELIVER]
 
         def conf(state: Any, **_: Any) -> dict[str, Any]:
             return {

@@ -28,9 +28,8 @@ from sessions_host.monitor import Monitor
 from sessions_host.pacing import Pacer
 from sessions_host.safety import Decision, SessionSafety
 from sessions_host.transports.base import Transport
-from wa_tasks import keys
+from wa_tasks import keys, task_names
 from wa_tasks.settings import Settings
-from wa_tasks.tasks import DELIVER_TASK
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +240,7 @@ class SessionRunner:
     def _on_message(self, body: Any, message: KombuMessage) -> None:
         headers = message.headers or {}
         task_id = headers.get("id", "?")
-        if headers.get("task") != DELIVER_TASK:
+        if headers.get("task") != task_names.DELIVER:
             log.error("session %s: unexpected task %r on its queue, dropped", self.session_id, headers.get("task"))
             message.ack()
             return

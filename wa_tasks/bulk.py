@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 
 from models import JobStatus, Message, MessageStatus, QueueJob, Template, bulk_insert, encryption, utcnow
 from models.db import session_scope
-from wa_tasks import optout, priorities, submit, templates
-from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownTemplate, WaTasksError
+from wa_tasks import optout, priorities, submit, task_names, templates
+from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownJob, UnknownTemplate
 from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
 
@@ -33,12 +33,6 @@ BATCH_SIZE = 500
 MAX_KEY_LENGTH = 190
 #: How many invalid recipients an error message lists.
 ERRORS_SHOWN = 5
-
-DISPATCH_BATCH_TASK = "wa.dispatch_batch"
-
-
-class UnknownJob(WaTasksError, LookupError):
-    code = "unknown_job"
 
 
 @dataclass(frozen=True)
@@ -209,7 +203,7 @@ def publish(app: Celery, message_ids: Sequence[str], priority: int) -> int:
     for start in range(0, len(message_ids), BATCH_SIZE):
         try:
             app.send_task(
-                DISPATCH_BATCH_TASK,
+                task_names.DISPATCH_BATCH,
                 kwargs={"message_ids": list(message_ids[start : start + BATCH_SIZE])},
                 priority=priority,
                 retry=True,

@@ -65,23 +65,18 @@ class Client:
         error: the id is returned as usual, the message is already ``failed`` with
         ``not_on_whatsapp: ...`` and goes to the email fallback (check ``status(id)``).
         """
-        with session_scope(self.settings.database) as db:
-            prepared = submit.prepare(
-                db,
-                self.settings,
-                to=to,
-                text=text,
-                template=template,
-                data=data,
-                priority=priority,
-                idempotency_key=idempotency_key,
-                session=session,
-                email=email,
-            )
-        message_id, created = submit.persist(self.settings, prepared)
-        if created and not prepared.fail_reason:
-            submit.publish_dispatch(self.app, message_id, prepared.priority)
-        return message_id
+        return submit.queue(
+            self.settings,
+            self.app,
+            to=to,
+            text=text,
+            template=template,
+            data=data,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            session=session,
+            email=email,
+        )
 
     def status(self, message_id: str) -> dict[str, Any]:
         """id, status, sentAt, deliveredAt, readAt, sessionId, error, attempts: the fields of
@@ -210,14 +205,24 @@ class Client:
         """Send what ``event`` maps to (see :mod:`wa_tasks.triggers`) to ``data["customer_whatsapp"]``
         (or ``data["to"]``), rendered with ``data``; returns the message id (a job id for
         ``bulk.send``). An unknown event or a missing number raises an InvalidRequest subclass."""
-        return triggers.fire(
-            self,
-            event,
-            data,
-            idempotency_key=idempotency_key,
-            template=template,
-            priority=priority,
-            session=session,
+        planned = triggers.plan(
+            event, data, idempotency_key=idempotency_key, template=template, priority=priority, session=session
+        )
+        if isinstance(planned, triggers.Bulk):
+            return self.send_bulk(
+                planned.recipients,
+                template=planned.template,
+                template_data=planned.template_data,
+                priority=planned.priority,
+                idempotency_key=planned.idempotency_key,
+            )
+        return self.send(
+            planned.to,
+            template=planned.template,
+            data=planned.data,
+            priority=planned.priority,
+            idempotency_key=planned.idempotency_key,
+            session=planned.session,
         )
 
     # Templates --------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from models import WhatsAppContact, WhatsAppSession, utcnow
 from models.db import session_scope
 from wa_tasks import live_state, session_control
+from wa_tasks.errors import CommandFailed
 from wa_tasks.phone import normalize
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -94,7 +95,7 @@ def check(settings: Settings, numbers: Sequence[str], *, batch_size: int = BATCH
     """Ask WhatsApp about ``numbers`` (E.164 digits), ``batch_size`` per query, and cache the answers."""
     sessions = usable_sessions(settings)
     if not sessions:
-        raise session_control.CommandFailed(
+        raise CommandFailed(
             "no connected session to ask WhatsApp which numbers it knows: connect one (`wa-tasks sessions list`)"
         )
     answers: dict[str, bool] = {}
@@ -103,7 +104,7 @@ def check(settings: Settings, numbers: Sequence[str], *, batch_size: int = BATCH
         for session_id in sessions:  # the next session if one cannot answer (disconnected meanwhile)
             try:
                 reply = session_control.request(settings, session_id, "check_numbers", {"numbers": chunk})
-            except session_control.CommandFailed as exc:
+            except CommandFailed as exc:
                 last = exc
                 continue
             got = {str(k): bool(v) for k, v in (reply.get("on_whatsapp") or {}).items() if str(k) in chunk}

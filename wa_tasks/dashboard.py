@@ -26,7 +26,7 @@ from sqlalchemy import or_, select
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import keys, live_state
+from wa_tasks import keys, live_state, timefmt
 from wa_tasks.metrics import DAY_ZONE
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -173,7 +173,7 @@ def depth_series(samples: Sequence[tuple[float, Mapping[str, int]]]) -> dict[str
     session absent from a sample (not configured then) has None there."""
     sessions = sorted({sid for _, sample in samples for sid in sample})
     return {
-        "times": [_iso(dt.datetime.fromtimestamp(t, dt.UTC)) for t, _ in samples],
+        "times": [timefmt.iso(dt.datetime.fromtimestamp(t, dt.UTC)) for t, _ in samples],
         "sessions": {sid: [sample.get(sid) for _, sample in samples] for sid in sessions},
     }
 
@@ -215,7 +215,7 @@ def charts(settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]
     depth["labels"] = [_local(t, "%H:%M") for t in depth["times"]]
     return {
         "zone": "WIB",
-        "hours": [_iso(s) for s in slots],
+        "hours": [timefmt.iso(s) for s in slots],
         "labels": [s.astimezone(DAY_ZONE).strftime("%H:00") for s in slots],
         "sends": sends,
         "totals": {k: sum(sum(series[k]) for series in sends.values()) for k in OUTCOMES},
@@ -226,7 +226,3 @@ def charts(settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]
 
 def _local(iso: str, pattern: str) -> str:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(DAY_ZONE).strftime(pattern)
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -42,11 +42,18 @@ class InvalidPriority(InvalidRequest):
     code = "invalid_priority"
 
 
-class UnknownSession(InvalidRequest):
+class NotFound(WaTasksError, LookupError):
+    """An id names nothing: no such session, message, bulk job or template (answered 404)."""
+
+    code = "not_found"
+
+
+class UnknownSession(InvalidRequest, NotFound):
+    # A request naming it is refused as invalid (422); a path naming it is answered 404.
     code = "unknown_session"
 
 
-class UnknownTemplate(InvalidRequest):
+class UnknownTemplate(InvalidRequest, NotFound):
     code = "unknown_template"
 
 
@@ -54,8 +61,12 @@ class TemplateRenderError(InvalidRequest):
     code = "template_error"
 
 
-class MessageNotFound(WaTasksError, LookupError):
+class MessageNotFound(NotFound):
     code = "message_not_found"
+
+
+class UnknownJob(NotFound):
+    code = "unknown_job"
 
 
 class InvalidTemplate(InvalidRequest):
@@ -80,3 +91,31 @@ class OptedOut(InvalidRequest):
     """The customer replied STOP: promotions are no longer sent to this number."""
 
     code = "opted_out"
+
+
+class Conflict(WaTasksError, RuntimeError):
+    """The thing exists but cannot do that now (answered 409)."""
+
+    code = "conflict"
+
+    def __init__(self, message: str, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CommandFailed(WaTasksError, RuntimeError):
+    """The owning host refused or could not do the command (its reason is in the message)."""
+
+    code = "command_failed"
+
+
+class HostUnavailable(CommandFailed):
+    """No session host is running, or none answered for the session in time."""
+
+    code = "host_unavailable"
+
+
+class MediaError(WaTasksError):
+    """The media could not be fetched or is not acceptable (the message fails)."""
+
+    code = "media_error"

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, utcnow
 from models.db import session_scope
+from wa_tasks import task_names
 from wa_tasks.errors import InvalidMessage
 from wa_tasks.logs import MessageLog
 from wa_tasks.settings import Settings
@@ -42,7 +43,6 @@ from wa_tasks.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Name of the worker task that sends one fallback email.
-TASK = "wa.email_fallback"
 
 #: Values of ``Message.fallback_status``.
 QUEUED, SENDING, SENT, FAILED, SKIPPED = "queued", "sending", "sent", "failed", "skipped"
@@ -100,7 +100,7 @@ def maybe_queue(app: Celery, settings: Settings, message_id: str) -> str | None:
                 return None
         mlog = MessageLog(log, message_id, row.to_number)
         if status == QUEUED:
-            app.send_task(TASK, kwargs={"message_id": message_id}, priority=row.priority)
+            app.send_task(task_names.EMAIL_FALLBACK, kwargs={"message_id": message_id}, priority=row.priority)
             mlog.info("email fallback queued")
         else:
             mlog.info("email fallback skipped: %s", reason)
@@ -127,7 +127,7 @@ def republish_stale(app: Celery, settings: Settings, cutoff: dt.datetime, limit:
     published = 0
     for row in stale:
         try:
-            app.send_task(TASK, kwargs={"message_id": row.id}, priority=row.priority)
+            app.send_task(task_names.EMAIL_FALLBACK, kwargs={"message_id": row.id}, priority=row.priority)
         except Exception as exc:  # the broker is still down: the next sweep tries again
             log.warning("email fallback for %s could not be queued again: %s", row.id, exc)
             break

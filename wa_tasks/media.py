@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from wa_tasks.errors import InvalidMessage
+from wa_tasks.errors import InvalidMessage, MediaError
 
 #: Largest image or document accepted, as bytes given by the caller or downloaded (WhatsApp's own
 #: limit for images is 16 MB).
@@ -40,10 +40,6 @@ _SIGNATURES = (
     (b"GIF89a", "image/gif"),
     (b"%PDF-", "application/pdf"),
 )
-
-
-class MediaError(Exception):
-    """The media could not be fetched or is not acceptable (the message fails)."""
 
 
 @dataclass(frozen=True)

@@ -13,24 +13,14 @@ import uuid
 from typing import Any
 
 from wa_tasks import keys
-from wa_tasks.errors import WaTasksError
+from wa_tasks.errors import CommandFailed, HostUnavailable
 from wa_tasks.redis_client import client_for, database_of
 from wa_tasks.settings import Settings
 
 #: What a session host can be asked to do.
 ACTIONS = ("pair", "logout", "probe", "reconnect", "check_numbers")
-
-
-class CommandFailed(WaTasksError, RuntimeError):
-    """The owning host refused or could not do the command (its reason is in the message)."""
-
-    code = "command_failed"
-
-
-class HostUnavailable(CommandFailed):
-    """No session host is running, or none answered for the session in time."""
-
-    code = "host_unavailable"
+#: How long the API and the pages wait for a session host to answer an operator's command.
+COMMAND_TIMEOUT = 15.0
 
 
 def request(

@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit
-from wa_tasks.errors import InvalidRequest, UnknownSession
+from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit, timefmt, transport_names
+from wa_tasks.errors import CommandFailed, InvalidRequest, UnknownSession
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
 
@@ -49,8 +49,6 @@ def add(
 ) -> str:
     """Configure a new session; returns its id. ``number_since``: the day the number started using
     WhatsApp (ban safety warms up a number by its age; by default it counts as new)."""
-    from sessions_host import transports
-
     if not isinstance(device_id, str) or not device_id.strip():
         raise InvalidRequest("device id is empty")
     if len(device_id.strip()) > MAX_DEVICE_ID or "\x00" in device_id:
@@ -59,21 +57,19 @@ def add(
     session_id = session_id or slug(device_id)
     if not SESSION_ID.match(session_id):
         raise InvalidRequest(f"session id {session_id!r} must be 1-63 characters of a-z, 0-9, '-' or '_'")
-    if transport not in transports.AVAILABLE:
-        raise InvalidRequest(f"transport {transport!r} is not available; use one of {', '.join(transports.AVAILABLE)}")
+    if transport not in transport_names.AVAILABLE:
+        raise InvalidRequest(
+            f"transport {transport!r} is not available; use one of {', '.join(transport_names.AVAILABLE)}"
+        )
     _check_pace(pace_seconds)
     _check_number_since(number_since)
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("options must be an object of transport options")
+    # The option schemas live with the transports, in the session host's package.
+    from sessions_host.transports import check_options
+
     try:
-        if transport == "simulated":
-            from sessions_host.transports.simulated import SimOptions
-
-            SimOptions.build(settings, options)
-        else:
-            from sessions_host.transports.neonize import NeonizeOptions
-
-            NeonizeOptions.build(options)
+        check_options(transport, settings, options)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(str(exc)) from None
     with session_scope(settings.database) as db:
@@ -224,7 +220,7 @@ def unlink_and_remove(settings: Settings, session_id: str, *, unlink: bool = Tru
         try:
             session_control.request(settings, session_id, "logout", timeout=timeout)
             unlinked = True
-        except session_control.CommandFailed as exc:
+        except CommandFailed as exc:
             error = str(exc)
     return Removal(remove(settings, session_id), unlinked, error)
 
@@ -262,7 +258,7 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
                 "isPrimary": primary is not None and primary.session_id == r.session_id,
                 "priority": r.priority,
                 "messageCount": r.message_count,
-                "lastActivity": lifecycle.iso(r.last_activity),
+                "lastActivity": timefmt.iso_or_none(r.last_activity),
                 "phoneNumber": r.phone_number,
                 "transport": r.transport,
                 "host": state.host if state else None,
@@ -272,7 +268,9 @@ def listing(settings: Settings) -> list[dict[str, Any]]:
                 "healthDetail": health_detail,
                 "lastProbeMs": r.last_probe_ms,
                 # Ban safety: out of rotation until then (a cap reached, or restricted by WhatsApp).
-                "pausedUntil": _iso_ts(state.available_until) if state and state.available_until > now else None,
+                "pausedUntil": timefmt.iso_timestamp(state.available_until)
+                if state and state.available_until > now
+                else None,
             }
         )
     return result
@@ -292,7 +290,3 @@ def view(settings: Settings, session_id: str) -> dict[str, Any]:
                 options=dict(row.transport_options or {}),
             )
     return found
-
-
-def _iso_ts(timestamp: float) -> str:
-    return lifecycle.iso(dt.datetime.fromtimestamp(timestamp, dt.UTC)) or ""

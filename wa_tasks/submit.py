@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks import compose, contacts, fallback, keys, optout, priorities, templates
+from wa_tasks import compose, contacts, fallback, keys, optout, priorities, task_names, templates
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.logs import MessageLog
 from wa_tasks.media import Media
@@ -29,8 +29,6 @@ from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DISPATCH_TASK = "wa.dispatch"
 
 
 @dataclass(frozen=True)
@@ -256,6 +254,40 @@ def record_refusal(
     return message_id
 
 
+def queue(
+    settings: Settings,
+    app: Celery,
+    *,
+    to: object,
+    text: object = None,
+    template: object = None,
+    data: object = None,
+    priority: object = "normal",
+    idempotency_key: object = None,
+    session: object = None,
+    email: object = None,
+) -> str:
+    """Validate, store and dispatch one message (:func:`prepare`, :func:`persist`,
+    :func:`publish_dispatch`); returns its id."""
+    with session_scope(settings.database) as db:
+        prepared = prepare(
+            db,
+            settings,
+            to=to,
+            text=text,
+            template=template,
+            data=data,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            session=session,
+            email=email,
+        )
+    message_id, created = persist(settings, prepared)
+    if created and not prepared.fail_reason:
+        publish_dispatch(app, message_id, prepared.priority)
+    return message_id
+
+
 def dispatch_queue(priority: int) -> str:
     """Where a ``dispatch`` goes: urgent ones to their own queue (see ``keys.URGENT_QUEUE``)."""
     return keys.URGENT_QUEUE if priority <= priorities.LEVELS["urgent"] else keys.DEFAULT_QUEUE
@@ -271,7 +303,7 @@ def publish_dispatch(
         kwargs["exclude"] = exclude
     try:
         app.send_task(
-            DISPATCH_TASK,
+            task_names.DISPATCH,
             kwargs=kwargs,
             queue=dispatch_queue(priority),
             priority=priority,

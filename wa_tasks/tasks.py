@@ -39,8 +39,8 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import fallback, keys, lifecycle, live_state, priorities, routing, submit
-from wa_tasks.celery_app import app
+from wa_tasks import bulk, fallback, keys, lifecycle, live_state, priorities, routing, submit, task_names, triggers
+from wa_tasks.celery_app import app, app_for
 from wa_tasks.errors import InvalidRequest
 from wa_tasks.logs import MessageLog
 from wa_tasks.redis_client import client_for
@@ -48,11 +48,8 @@ from wa_tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-#: Name of the task the session host consumes from ``wa.session.<id>``.
-DELIVER_TASK = "wa.deliver"
 
-
-@app.task(name="wa.send", bind=True)
+@app.task(name=task_names.SEND, bind=True)
 def send(
     self: Task,
     to: object = None,
@@ -71,7 +68,7 @@ def send(
     # A redelivered wa.send (worker died before its ack) must not create a second message.
     key = idempotency_key if idempotency_key is not None else f"task:{self.request.id}"
     try:
-        _refuse_unknown("wa.send", unknown, SEND_ARGUMENTS)
+        _refuse_unknown(task_names.SEND, unknown, SEND_ARGUMENTS)
         with session_scope(settings.database) as db:
             prepared = submit.prepare(
                 db,
@@ -116,7 +113,7 @@ def _refusal_key(task: Task, key: object) -> str:
     return f"task:{task.request.id}"
 
 
-@app.task(name="wa.status")
+@app.task(name=task_names.STATUS)
 def status(message_id: str) -> dict[str, Any] | None:
     with session_scope(get_settings().database) as db:
         message = db.get(Message, message_id)
@@ -174,7 +171,7 @@ def _choose(
     )
 
 
-@app.task(name="wa.dispatch", bind=True, max_retries=None)
+@app.task(name=task_names.DISPATCH, bind=True, max_retries=None)
 def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> str | None:
     """Route a ``queued`` message to a session's queue; wait (retry) while no session is usable."""
     settings = get_settings()
@@ -213,7 +210,7 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
     return chosen
 
 
-@app.task(name="wa.dispatch_batch")
+@app.task(name=task_names.DISPATCH_BATCH)
 def dispatch_batch(message_ids: list[str]) -> int:
     """Route many queued messages with one read of the session state (bulk sends). Messages that
     cannot be routed now fall back to a single ``wa.dispatch`` each, which waits and retries.
@@ -257,7 +254,7 @@ def dispatch_batch(message_ids: list[str]) -> int:
 
 def _publish_deliver(message_id: str, session_id: str, priority: int, producer: Any = None) -> None:
     app.send_task(
-        DELIVER_TASK,
+        task_names.DELIVER,
         kwargs={"message_id": message_id},
         queue=keys.session_queue(session_id),
         priority=priority,
@@ -265,7 +262,7 @@ def _publish_deliver(message_id: str, session_id: str, priority: int, producer: 
     )
 
 
-@app.task(name="wa.sweep")
+@app.task(name=task_names.SWEEP)
 def sweep(limit: int = 1000) -> int:
     """Republish ``dispatch`` for messages still ``queued`` long after their last dispatch (a crash
     between commit and publish, or a broker outage), after a broker restart ``deliver`` for the
@@ -350,7 +347,7 @@ def _redeliver_after_broker_restart(settings: Settings) -> None:
         log.warning("broker restarted: deliver republished for %d routed message(s)", len(routed))
 
 
-@app.task(name="wa.notify", bind=True)
+@app.task(name=task_names.NOTIFY, bind=True)
 def notify(
     self: Task,
     event: object = None,
@@ -365,23 +362,38 @@ def notify(
     returns the message id (a bulk job id for ``bulk.send``). A refused trigger (unknown event, no
     customer number, missing template data, an opted-out customer) is stored as a ``failed``
     message whose error says why: a trigger failure is recorded, never swallowed."""
-    # Imported here: the thin client is not needed by the rest of this module.
-    from wa_tasks import triggers
-    from wa_tasks.client import Client
-
     settings = get_settings()
     # A redelivered wa.notify (worker died before its ack) must not send a second message.
     key = idempotency_key if idempotency_key is not None else f"task:{self.request.id}"
     try:
-        _refuse_unknown("wa.notify", unknown, NOTIFY_ARGUMENTS)
-        return triggers.fire(
-            Client(settings),
+        _refuse_unknown(task_names.NOTIFY, unknown, NOTIFY_ARGUMENTS)
+        planned = triggers.plan(
             event,
             data,
             idempotency_key=key,  # type: ignore[arg-type]  # checked by the send it leads to
             template=template,  # type: ignore[arg-type]
             priority=priority,  # type: ignore[arg-type]
             session=session,  # type: ignore[arg-type]
+        )
+        if isinstance(planned, triggers.Bulk):
+            return bulk.create(
+                settings,
+                app_for(settings),
+                planned.recipients,
+                template=planned.template,
+                template_data=planned.template_data,
+                priority=planned.priority,
+                idempotency_key=planned.idempotency_key,
+            )
+        return submit.queue(
+            settings,
+            app_for(settings),
+            to=planned.to,
+            template=planned.template,
+            data=planned.data,
+            priority=planned.priority,
+            idempotency_key=planned.idempotency_key,
+            session=planned.session,
         )
     except InvalidRequest as exc:
         return submit.record_refusal(
@@ -393,7 +405,7 @@ def notify(
         )
 
 
-@app.task(name="wa.health_check")
+@app.task(name=task_names.HEALTH_CHECK)
 def health_check() -> dict[str, str]:
     """Beat, every 30 s: probe every session and record its health (``wa_tasks.health``)."""
     from wa_tasks import health
@@ -401,7 +413,7 @@ def health_check() -> dict[str, str]:
     return {r.session_id: r.health for r in health.check_all(get_settings())}
 
 
-@app.task(name="wa.retention")
+@app.task(name=task_names.RETENTION)
 def retention() -> dict[str, int]:
     """Beat, daily at 02:00 WIB: delete what is older than the retention limits (``wa_tasks.retention``)."""
     from wa_tasks import retention as data_retention
@@ -409,7 +421,7 @@ def retention() -> dict[str, int]:
     return data_retention.cleanup(get_settings()).as_dict()
 
 
-@app.task(name="wa.metrics_rollup")
+@app.task(name=task_names.METRICS_ROLLUP)
 def metrics_rollup(day: str | None = None) -> dict[str, Any]:
     """Beat, daily after midnight WIB: store yesterday's figures (or ``day``, ``YYYY-MM-DD``) in
     ``whatsapp_daily_metrics``; a re-run replaces that day's rows (``wa_tasks.metrics``)."""
@@ -418,7 +430,7 @@ def metrics_rollup(day: str | None = None) -> dict[str, Any]:
     return metrics.rollup(get_settings(), dt.date.fromisoformat(day) if day else None)
 
 
-@app.task(name="wa.sample_depth")
+@app.task(name=task_names.SAMPLE_DEPTH)
 def sample_depth() -> dict[str, int]:
     """Beat, every 30 s: record every session's queue depth for the dashboard's depth chart
     (``wa_tasks.dashboard``; kept 24 h in Redis)."""
@@ -427,13 +439,13 @@ def sample_depth() -> dict[str, int]:
     return dashboard.sample_all(get_settings())
 
 
-@app.task(name="wa.email_fallback")
+@app.task(name=task_names.EMAIL_FALLBACK)
 def email_fallback(message_id: str) -> str | None:
     """Send a failed message's fallback email once (``wa_tasks.fallback``); returns its fallback status."""
     return fallback.deliver(get_settings(), message_id)
 
 
-@app.task(name="wa.contacts_refresh")
+@app.task(name=task_names.CONTACTS_REFRESH)
 def contacts_refresh() -> int:
     """Beat, daily: ask WhatsApp again about numbers whose cached answer is older than
     ``WA_CONTACT_MAX_AGE_DAYS`` (``wa_tasks.contacts``); returns how many were refreshed."""

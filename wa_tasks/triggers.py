@@ -25,13 +25,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wa_tasks import priorities
 from wa_tasks.errors import InvalidMessage, InvalidRequest, MissingRecipient, UnknownEvent
-
-if TYPE_CHECKING:
-    from wa_tasks.client import Client
 
 #: The event that sends one template to many recipients as a bulk job.
 BULK_SEND = "bulk.send"
@@ -108,8 +105,34 @@ def recipient_of(data: Mapping[str, Any]) -> str:
     return number
 
 
-def fire(
-    client: Client,
+@dataclass(frozen=True)
+class Send:
+    """What an event sends: one message, ``template`` rendered with ``data``, to ``to``."""
+
+    to: str
+    template: str
+    data: dict[str, Any]
+    priority: str | int
+    idempotency_key: str | None
+    session: str | None
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """What ``bulk.send`` sends: one bulk job of ``template`` to ``recipients``."""
+
+    recipients: list[Any]
+    template: str
+    template_data: Mapping[str, Any] | None
+    priority: str | int
+    idempotency_key: str | None
+
+
+#: What a trigger sends, for the caller (``Client.notify``, the ``wa.notify`` task) to carry out.
+Plan = Send | Bulk
+
+
+def plan(
     event: object,
     data: object,
     *,
@@ -117,8 +140,8 @@ def fire(
     template: str | None = None,
     priority: str | int | None = None,
     session: str | None = None,
-) -> str:
-    """Carry out ``event`` through ``client``: a message id, or for ``bulk.send`` a bulk job id.
+) -> Plan:
+    """What ``event`` sends: one message, or for ``bulk.send`` a bulk job.
 
     ``template``/``priority`` override the mapping for this call (and let a caller use an event
     this process has no mapping for).
@@ -126,7 +149,7 @@ def fire(
     if not isinstance(data, Mapping):
         raise InvalidMessage(f"trigger data must be a mapping, got {type(data).__name__}")
     if event == BULK_SEND:
-        return _bulk(client, data, idempotency_key=idempotency_key, template=template, priority=priority)
+        return _bulk(data, idempotency_key=idempotency_key, template=template, priority=priority)
     if template:
         if not isinstance(event, str) or not event.strip():
             raise UnknownEvent(f"event name must be a non-empty string, got {event!r}")
@@ -134,7 +157,7 @@ def fire(
         trigger = Trigger(template, known.priority if known else "normal")
     else:
         trigger = resolve(event)
-    return client.send(
+    return Send(
         recipient_of(data),
         template=trigger.template,
         data=dict(data),
@@ -145,13 +168,12 @@ def fire(
 
 
 def _bulk(
-    client: Client,
     data: Mapping[str, Any],
     *,
     idempotency_key: str | None,
     template: str | None,
     priority: str | int | None,
-) -> str:
+) -> Bulk:
     """``bulk.send``: ``recipients`` [{whatsapp, data}], ``templateName``, ``templateData``."""
     name = template or data.get("templateName") or data.get("template")
     if not isinstance(name, str) or not name.strip():
@@ -162,7 +184,7 @@ def _bulk(
     recipients = data.get("recipients")
     if not isinstance(recipients, list) or not recipients:
         raise InvalidMessage("bulk.send data needs 'recipients', a non-empty list of {'whatsapp': ..., 'data': {...}}")
-    return client.send_bulk(
+    return Bulk(
         recipients,
         template=name,
         template_data=shared,

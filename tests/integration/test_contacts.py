@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from models import WhatsAppContact, utcnow
 from support.stack import Stack
 from wa_tasks import contacts
-from wa_tasks.session_control import CommandFailed
+from wa_tasks.errors import CommandFailed
 
 pytestmark = pytest.mark.integration
 

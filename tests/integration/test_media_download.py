@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from support.billing_samples import PNG_1PX
-from wa_tasks.media import MediaError, download
+from wa_tasks.errors import MediaError
+from wa_tasks.media import download
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,9 @@ from sqlalchemy import Connection, text
 from conftest import free_port
 from models.db import create
 from support.stack import Stack
-from wa_tasks import keys, lifecycle, tasks
+from wa_tasks import keys, lifecycle, task_names, tasks
 from wa_tasks.redis_server import EmbeddedRedis
 from wa_tasks.settings import Settings
-from wa_tasks.tasks import DELIVER_TASK
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +69,9 @@ def _outage(server: EmbeddedRedis, seconds: float) -> float:
 
 def _deliver(stack: Stack, message_id: str) -> None:
     """Put a deliver for ``message_id`` on wa-1's queue, as dispatch does."""
-    stack.app.send_task(DELIVER_TASK, kwargs={"message_id": message_id}, queue=keys.session_queue("wa-1"), priority=5)
+    stack.app.send_task(
+        task_names.DELIVER, kwargs={"message_id": message_id}, queue=keys.session_queue("wa-1"), priority=5
+    )
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

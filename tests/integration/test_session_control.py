@@ -19,6 +19,7 @@ from models import WhatsAppSession
 from support.stack import Stack
 from support.web import running_web
 from wa_tasks import health, live_state, session_control, sessions
+from wa_tasks.errors import HostUnavailable
 from wa_tasks.redis_client import database_of
 
 pytestmark = pytest.mark.integration
@@ -161,7 +162,7 @@ def test_a_command_reaches_only_the_hosts_of_its_own_redis_database(stack: Stack
     db = database_of(stack.redis)
     server = stack.settings.redis.rsplit("/", 1)[0]  # redis://host:port/N
     other = stack.settings.model_copy(update={"redis_url": f"{server}/{15 if db != 15 else 14}"})
-    with pytest.raises(session_control.HostUnavailable, match="no session host is running"):
+    with pytest.raises(HostUnavailable, match="no session host is running"):
         session_control.request(other, "wa-1", "logout", timeout=5)
 
     # Then this installation's wa-1 stays linked and connected

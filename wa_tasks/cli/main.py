@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from wa_tasks.cli.helpers import require_redis
 from wa_tasks.errors import WaTasksError
 from wa_tasks.settings import get_settings, is_loopback
 
@@ -60,7 +61,7 @@ def worker(concurrency: int | None, pool: str, queues: str | None, node: str) ->
     from wa_tasks.keys import DEFAULT_QUEUE, URGENT_QUEUE
 
     settings = get_settings()
-    _require_redis()
+    require_redis()
     _exec(
         [
             sys.executable,
@@ -90,7 +91,7 @@ def worker(concurrency: int | None, pool: str, queues: str | None, node: str) ->
 def beat() -> None:
     """Run Celery beat (sweeper, health check, retention, metrics roll-up); safe to run twice."""
     settings = get_settings()
-    _require_redis()
+    require_redis()
     settings.data_path.mkdir(parents=True, exist_ok=True)
     _exec(
         [
@@ -112,7 +113,7 @@ def beat() -> None:
 def flower() -> None:
     """Run Flower on the same broker settings (basic auth from WA_FLOWER_BASIC_AUTH)."""
     settings = get_settings()
-    _require_redis()
+    require_redis()
     if not settings.flower_basic_auth and not is_loopback(settings.flower_host):
         raise click.ClickException(
             f"refusing to serve Flower on {settings.flower_host} without WA_FLOWER_BASIC_AUTH=user:password"
@@ -170,19 +171,6 @@ def redis() -> None:
         pass
     finally:
         server.stop()
-
-
-def _require_redis() -> None:
-    """Say clearly what to do when the embedded Redis is not running."""
-    settings = get_settings()
-    if settings.embedded_redis:
-        from wa_tasks.redis_server import ping
-
-        if not ping(settings.redis_socket):
-            raise click.ClickException(
-                f"no Redis at {settings.redis_socket}: start everything with `wa-tasks up`, "
-                "or the Redis alone with `wa-tasks redis`, or set WA_REDIS_URL"
-            )
 
 
 @cli.command()

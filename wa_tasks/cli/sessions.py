@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from wa_tasks.cli.helpers import require_redis
 from wa_tasks.settings import get_settings
 
 #: A day on the command line.
@@ -25,9 +26,8 @@ def sessions(ctx: click.Context, hostname: str | None) -> None:
         return
     from sessions_host.host import SessionHost
     from wa_tasks.celery_app import app
-    from wa_tasks.cli.main import _require_redis
 
-    _require_redis()
+    require_redis()
     SessionHost(app, get_settings(), hostname=hostname).run()
 
 

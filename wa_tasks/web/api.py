@@ -19,7 +19,15 @@ from wa_tasks import bulk, live_state, priorities, queue_view, session_control, 
 from wa_tasks import qr as qr_codes
 from wa_tasks import sessions as manage
 from wa_tasks.client import Client
-from wa_tasks.errors import InvalidRequest, UnknownSession, UnknownTemplate, WaTasksError
+from wa_tasks.errors import (
+    Conflict,
+    HostUnavailable,
+    InvalidRequest,
+    NotFound,
+    UnknownJob,
+    UnknownSession,
+    UnknownTemplate,
+)
 from wa_tasks.keys import DEFAULT_QUEUE
 from wa_tasks.phone import normalize
 from wa_tasks.redis_client import client_for
@@ -46,29 +54,8 @@ router = APIRouter(prefix="/api/whatsapp", dependencies=[Depends(require_key)], 
 
 #: Most recipients one ``send-bulk`` request may carry (split larger sends into several jobs).
 MAX_RECIPIENTS = 10_000
-#: Seconds the API waits for a session host to answer an operator command.
-COMMAND_TIMEOUT = 15.0
 #: Seconds to wait for the device to be unlinked before a session is deleted.
 UNLINK_TIMEOUT = 10.0
-
-
-# Errors ---------------------------------------------------------------------------------------
-
-
-class NotFound(WaTasksError, LookupError):
-    """An id in the path names nothing (answered 404)."""
-
-    code = "not_found"
-
-
-class Conflict(WaTasksError, RuntimeError):
-    """The thing exists but cannot do that now (answered 409)."""
-
-    code = "conflict"
-
-    def __init__(self, message: str, code: str = "conflict") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _no_nul(value: str) -> str:
@@ -277,10 +264,8 @@ class PairBody(Body):
 def _command(session_id: str, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     session = _session(session_id)
     if session["status"] == "offline":
-        raise session_control.HostUnavailable(
-            f"no session host runs session {session_id}: start one with `wa-tasks sessions`"
-        )
-    answer = session_control.request(settings(), session_id, action, args, timeout=COMMAND_TIMEOUT)
+        raise HostUnavailable(f"no session host runs session {session_id}: start one with `wa-tasks sessions`")
+    answer = session_control.request(settings(), session_id, action, args, timeout=session_control.COMMAND_TIMEOUT)
     answer.pop("ok", None)
     return answer
 
@@ -459,7 +444,7 @@ def list_messages(
 def _job(job_id: str) -> dict[str, Any]:
     try:
         return bulk.progress(settings(), job_id)
-    except bulk.UnknownJob as exc:
+    except UnknownJob as exc:
         raise NotFound(str(exc)) from None
 
 
@@ -481,7 +466,7 @@ def cancel_job(job_id: JobId) -> dict[str, Any]:
     _job(job_id)
     try:
         cancelled = bulk.cancel(settings(), job_id)
-    except bulk.UnknownJob as exc:
+    except UnknownJob as exc:
         raise NotFound(str(exc)) from None
     return {**_job(job_id), "cancelledNow": cancelled}
 

@@ -28,9 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from models.db import session_scope
-from wa_tasks.errors import InvalidRequest, WaTasksError
+from wa_tasks.errors import CommandFailed, Conflict, HostUnavailable, InvalidRequest, NotFound, WaTasksError
 from wa_tasks.redis_client import client_for
-from wa_tasks.session_control import CommandFailed, HostUnavailable
 from wa_tasks.settings import get_settings
 from wa_tasks.web import api, pages
 from wa_tasks.web.auth import LoginRequired, require_key, require_login, session_secret
@@ -66,12 +65,13 @@ def error_status(exc: WaTasksError) -> int:
     """The HTTP status of an error raised on purpose by wa-tasks."""
     if isinstance(exc, HostUnavailable):
         return 503
-    if isinstance(exc, CommandFailed | api.Conflict):
+    if isinstance(exc, CommandFailed | Conflict):
         return 409
-    if isinstance(exc, LookupError):
-        return 404
+    # Before NotFound: an unknown session or template named in a request is invalid input.
     if isinstance(exc, InvalidRequest):
         return 422
+    if isinstance(exc, NotFound):
+        return 404
     return 500
 
 

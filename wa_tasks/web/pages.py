@@ -28,7 +28,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import MessageStatus
-from wa_tasks import compose, dashboard, metrics, qr, session_control, template_store
+from wa_tasks import compose, dashboard, metrics, qr, session_control, template_store, transport_names
 from wa_tasks import sessions as manage
 from wa_tasks.client import Client
 from wa_tasks.errors import WaTasksError
@@ -40,8 +40,6 @@ HERE = Path(__file__).parent
 #: Jinja2 environment of the pages (``templates/``, autoescaped); assets are served from ``static/``.
 templates = Jinja2Templates(directory=HERE / "templates")
 
-#: How long a page waits for a session host to answer an operator's command.
-COMMAND_TIMEOUT = 15.0
 #: Scripts only from /static (no inline code, no eval); QR codes are data: images; inline styles
 #: are the progress bars' widths and Chart.js' canvas sizing.
 CSP = (
@@ -290,10 +288,8 @@ def _sessions() -> tuple[list[dict[str, Any]], str | None]:
 
 @pages.get("/sessions")
 def sessions_page(request: Request) -> HTMLResponse:
-    from sessions_host import transports
-
     rows, error = _sessions()
-    return render(request, "sessions.html", sessions=rows, error=error, transports=transports.AVAILABLE)
+    return render(request, "sessions.html", sessions=rows, error=error, transports=transport_names.AVAILABLE)
 
 
 @pages.get("/sessions/table")
@@ -409,7 +405,9 @@ def link_qr(request: Request, session_id: str) -> HTMLResponse:
 def link_pair(request: Request, session_id: str, phone: Annotated[str, Form()] = "") -> Response:
     state = _link_state(session_id)
     try:
-        answer = session_control.request(get_settings(), session_id, "pair", {"phone": phone}, timeout=COMMAND_TIMEOUT)
+        answer = session_control.request(
+            get_settings(), session_id, "pair", {"phone": phone}, timeout=session_control.COMMAND_TIMEOUT
+        )
     except WaTasksError as exc:
         return render(request, "link.html", status_code=422, pair_error=str(exc), phone=phone, **state)
     return render(request, "link.html", pair_code=answer.get("code"), phone=phone, **state)
@@ -418,7 +416,7 @@ def link_pair(request: Request, session_id: str, phone: Annotated[str, Form()] =
 @pages.post("/sessions/{session_id}/logout")
 def session_logout(request: Request, session_id: str) -> RedirectResponse:
     def run() -> str:
-        session_control.request(get_settings(), session_id, "logout", timeout=COMMAND_TIMEOUT)
+        session_control.request(get_settings(), session_id, "logout", timeout=session_control.COMMAND_TIMEOUT)
         return f"session {session_id} logged out: link it again with a new QR code (Reconnect)"
 
     return attempt(request, run, "/sessions")
@@ -427,7 +425,7 @@ def session_logout(request: Request, session_id: str) -> RedirectResponse:
 @pages.post("/sessions/{session_id}/reconnect")
 def session_reconnect(request: Request, session_id: str) -> RedirectResponse:
     def run() -> str:
-        session_control.request(get_settings(), session_id, "reconnect", timeout=COMMAND_TIMEOUT)
+        session_control.request(get_settings(), session_id, "reconnect", timeout=session_control.COMMAND_TIMEOUT)
         return f"session {session_id} is reconnecting"
 
     return attempt(request, run, "/sessions")
@@ -437,7 +435,7 @@ def session_reconnect(request: Request, session_id: str) -> RedirectResponse:
 def session_remove(request: Request, session_id: str) -> RedirectResponse:
     def run() -> str:
         # As `wa-tasks sessions remove`: unlink the device from the phone first.
-        removal = manage.unlink_and_remove(get_settings(), session_id, timeout=COMMAND_TIMEOUT)
+        removal = manage.unlink_and_remove(get_settings(), session_id, timeout=session_control.COMMAND_TIMEOUT)
         note = (
             " (its device could not be unlinked: remove it on the phone under Linked devices)"
             if removal.unlink_error
