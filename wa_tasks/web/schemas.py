@@ -1,15 +1,20 @@
-"""The shapes the HTTP API answers with, for its OpenAPI schema (clients generate code from it,
-and the fuzz test checks every answer against it).
+"""The shapes the HTTP API takes and answers with, for its OpenAPI schema (clients generate code
+from it, and the fuzz test checks every answer against it).
 
-Each model allows extra fields, so that a field a domain module adds reaches callers at once
-instead of being dropped here; the schema lists the fields callers can rely on.
+Each answer model allows extra fields, so that a field a domain module adds reaches callers at once
+instead of being dropped here; the schema lists the fields callers can rely on. Each request model
+forbids them, so that a misspelt field is a 422 that names it instead of being ignored.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+
+from wa_tasks import bulk, priorities, templates
+from wa_tasks import sessions as manage
 
 
 class ErrorBody(BaseModel):
@@ -187,3 +192,226 @@ class Preview(Out):
     missing: list[str]
     warnings: list[str]
     type: str
+
+
+# Requests -----------------------------------------------------------------------------------------
+
+#: Most recipients one ``send-bulk`` request may carry (split larger sends into several jobs).
+MAX_RECIPIENTS = 10_000
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; nothing a caller sends needs one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
+
+
+#: Plain text that is stored or looked up as it is.
+Plain = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _priority(value: object) -> str | int:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError(f"priority must be one of {', '.join(priorities.LEVELS)} or 0..9, got {value!r}")
+    priorities.resolve(value)  # an InvalidPriority (a ValueError) that says what is accepted
+    return value
+
+
+Priority = Annotated[
+    str | int,
+    PlainValidator(_priority),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": list(priorities.LEVELS)},
+                {"type": "integer", "minimum": 0, "maximum": 9},
+            ],
+            "description": "urgent, high, normal, low, or a Redis priority step 0 (highest) .. 9",
+        }
+    ),
+]
+TemplateData = Annotated[dict[str, Any], Field(description="Template variables")]
+Category = Literal["notification", "reminder", "promotion"]
+TemplateType = Literal["text", "media", "button", "list"]
+Language = Annotated[str, Field(pattern=r"^([a-z]{2}(-[A-Za-z]{2})?|[a-z]{3})$", description="e.g. id, en")]
+Content = Annotated[Plain, Field(min_length=1, max_length=templates.MAX_LENGTH)]
+
+
+def _template_ref(value: object) -> str | int:
+    if isinstance(value, str) and 0 < len(value) <= 100 and "\x00" not in value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**31:
+        return value
+    raise ValueError(f"templateId must be a template name (1-100 characters) or a numeric id, got {value!r}")
+
+
+#: ``templateId`` as billing systems send it: a template's name, or its numeric database id.
+TemplateRef = Annotated[
+    str | int,
+    PlainValidator(_template_ref),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 100},
+                {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+            ],
+            "description": "Template name (or its numeric id)",
+        }
+    ),
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateSession(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"deviceId": "WA-2", "priority": 2}]})
+
+    deviceId: Plain = Field(min_length=1, max_length=manage.MAX_DEVICE_ID, description="Device name, e.g. WA-2")
+    priority: int = Field(default=999, ge=0, le=manage.MAX_PRIORITY, description="Lower = preferred")
+    sessionId: Plain | None = Field(
+        default=None, max_length=63, description="Session id (default: from the device name)"
+    )
+    transport: Literal["simulated", "neonize"] = "simulated"
+    paceSeconds: float | None = Field(
+        default=None, ge=0, le=manage.MAX_PACE_SECONDS, allow_inf_nan=False, description="Seconds between sends"
+    )
+    numberSince: dt.date | None = Field(
+        default=None,
+        description="The day the number started using WhatsApp (YYYY-MM-DD): ban safety's warm-up caps grow with "
+        "its age. Default: the day it is added here, i.e. a new number",
+    )
+    options: dict[str, Any] | None = Field(default=None, description="Transport options, e.g. {auto_pair: false}")
+
+
+class UpdateSession(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"priority": 1}, {"paceSeconds": 1.5}, {"paceSeconds": None}, {"numberSince": "2019-05-01"}]
+        },
+    )
+
+    priority: int | None = Field(
+        default=None, ge=0, le=manage.MAX_PRIORITY, description="Lower = preferred: the lowest connected is the primary"
+    )
+    paceSeconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=manage.MAX_PACE_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds between sends; null: back to WA_PACE_SECONDS",
+    )
+    numberSince: dt.date | None = Field(
+        default=None,
+        description="The day the number started using WhatsApp (YYYY-MM-DD), for ban safety's warm-up; "
+        "null: the day the session was added",
+    )
+
+
+class PairBody(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"phone": "0812-3456-7890"}]})
+
+    phone: Plain = Field(max_length=64, description="Phone number of the WhatsApp account to link")
+
+
+class SendBody(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "to": "6281234567890@s.whatsapp.net",
+                    "template": "payment_reminder",
+                    "data": {"customer_name": "John Doe", "invoice_number": "INV-001", "amount": "150000"},
+                }
+            ]
+        },
+    )
+
+    to: Plain = Field(max_length=64, description="Phone number (0812-3456-7890, +62…, 62…) or WhatsApp JID")
+    text: str | None = Field(default=None, min_length=1, max_length=templates.MAX_LENGTH)
+    template: Plain | None = Field(default=None, max_length=100, description="Template name")
+    data: TemplateData | None = None
+    priority: Priority = "normal"
+    idempotencyKey: Plain | None = Field(default=None, min_length=1, max_length=200)
+    sessionId: Plain | None = Field(default=None, max_length=100, description="Send only through this session")
+    email: Plain | None = Field(default=None, max_length=320, description="Address for the email fallback")
+
+
+class Recipient(Body):
+    whatsapp: Plain = Field(max_length=64, description="Phone number or WhatsApp JID")
+    data: TemplateData | None = None
+
+
+class BulkBody(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "recipients": [
+                        {"whatsapp": "6281234567890@s.whatsapp.net", "data": {"customer_name": "Budi"}},
+                        {"whatsapp": "6289876543210@s.whatsapp.net", "data": {"customer_name": "Sari"}},
+                    ],
+                    "template": "expiry_warning",
+                    "templateData": {"remaining_time": 86400, "renewal_url": "https://billing.example/renew"},
+                }
+            ]
+        },
+    )
+
+    recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    template: Plain | None = Field(default=None, max_length=100)
+    text: str | None = Field(default=None, min_length=1, max_length=templates.MAX_LENGTH)
+    templateData: TemplateData | None = Field(default=None, description="Shared data; a recipient's own wins")
+    priority: Priority = "high"
+    idempotencyKey: Plain | None = Field(default=None, min_length=1, max_length=bulk.MAX_KEY_LENGTH)
+
+
+class CreateTemplate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "custom_template",
+                    "category": "notification",
+                    "type": "text",
+                    "content": "Hello {{name}}, your order {{order_id}} is ready!",
+                }
+            ]
+        },
+    )
+
+    name: Plain = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    content: Content = Field(description="Text with {{variables}}")
+    category: Category = "notification"
+    type: TemplateType = "text"
+    language: Language = "id"
+    isActive: bool = True
+
+
+class PreviewBody(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"templateId": "payment_reminder", "data": {"customer_name": "John Doe", "amount": "150000"}}]
+        },
+    )
+
+    templateId: TemplateRef | None = None
+    name: Plain | None = Field(default=None, max_length=100, description="Template name (same as templateId)")
+    content: Content | None = Field(default=None, description="Unsaved content to try instead of a template")
+    type: TemplateType = "text"
+    data: TemplateData | None = None
+
+
+class UpdateTemplate(Body):
+    content: Content | None = None
+    category: Category | None = None
+    type: TemplateType | None = None
+    language: Language | None = None
+    isActive: bool | None = None

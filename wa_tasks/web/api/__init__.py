@@ -1,0 +1,24 @@
+"""The HTTP API under ``/api/whatsapp`` (the paths and JSON shapes billing systems call, plus what operators need).
+
+Every route needs the API key (see ``auth``). Bad input is a 422 that names the field and says why;
+an unknown id in the path is a 404; a session host that does not answer is a 503; none of them is
+ever a 500. The work is done by the domain modules (``client``, ``sessions``, ``session_control``,
+``bulk``, ``template_store``, ``queue_view``); these modules only map HTTP onto them, one per
+resource, with their request and answer shapes in ``schemas`` and what they share in ``deps``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from wa_tasks.web.api import messages, queue, sessions, templates
+from wa_tasks.web.api.deps import ERRORS
+from wa_tasks.web.auth import require_key
+
+router = APIRouter(prefix="/api/whatsapp", dependencies=[Depends(require_key)], tags=["whatsapp"], responses=ERRORS)
+
+# In this order the paths appear in the OpenAPI schema (and in the docs generated from it).
+router.include_router(sessions.router)
+router.include_router(messages.router)
+router.include_router(queue.router)
+router.include_router(templates.router)
