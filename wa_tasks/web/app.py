@@ -228,7 +228,7 @@ def create_app() -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
+    app.mount("/static", StaticFiles(directory=pages.common.HERE / "static"), name="static")
     return app
 
 
