@@ -9,8 +9,8 @@ The order inside each is what the delivery semantics (``wa_tasks.lifecycle``) re
   alone may count one error twice.
 - A publish comes after the commit of the write it follows: the ``dispatch`` of a rerouted or
   retried message finds the row ``queued`` (routing moves only ``queued`` rows), and the email
-  fallback finds it ``failed``. A publish that is lost leaves a ``queued`` row, which the sweeper
-  publishes again.
+  fallback finds it ``failed``. A lost publish leaves the row ``queued`` (or its fallback
+  ``queued``), which the sweeper publishes again.
 - The host acknowledges the broker's ``deliver`` only after the outcome returned: a host that dies
   before leaves the task to be delivered again, and the conditional updates make that copy harmless.
 """
