@@ -1,5 +1,6 @@
-"""Delivering one message on one session: the checks before the send, the send, and what each
-outcome writes. See ``wa_tasks.lifecycle`` for the delivery semantics this enforces.
+"""Delivering one message on one session: claim (the checks before the send, then the claim),
+send, settle. Each way a delivery ends is one call into ``wa_tasks.outcomes``, which writes the
+outcome and publishes what must follow; see ``wa_tasks.lifecycle`` for the delivery semantics.
 """
 
 from __future__ import annotations
@@ -7,42 +8,52 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from enum import StrEnum
+from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from celery import Celery
 from sqlalchemy import bindparam, event, select
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, sessionmaker
 
 from models import SENT_OR_FINAL, Message, MessageStatus
-from models.db import engine_for, write_through_disconnects
+from models.db import engine_for
 from sessions_host.safety import Decision
 from sessions_host.transports.base import (
     AmbiguousSendError,
     BannedError,
     RecipientError,
     RestrictedError,
+    SendResult,
+    SendTag,
     SessionError,
     TransientSendError,
     Transport,
 )
-from wa_tasks import fallback, lifecycle, submit
+from wa_tasks import lifecycle, outcomes
 from wa_tasks.logs import MessageLog
-from wa_tasks.media import MediaError, of_message, payload_of
+from wa_tasks.media import Media, MediaError, Payload, of_message, payload_of
+from wa_tasks.outcomes import Outcome
 from wa_tasks.phone import USER_SERVER
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class Outcome(StrEnum):
-    SENT = "sent"
-    FAILED = "failed"
-    RETRY = "retry"  #: transient error; dispatched again after a backoff
-    REROUTED = "rerouted"  #: the session could not send; dispatched again to another session
-    AMBIGUOUS = "ambiguous"  #: found mid-send after a crash; failed without resending
-    SKIPPED = "skipped"  #: already sent, cancelled, or routed elsewhere: a duplicate task
-    DEFERRED = "deferred"  #: the host is stopping: the message goes back to its queue unsent
+@dataclass(frozen=True)
+class _Claim:
+    """A message this session claimed, with what its send needs."""
+
+    message_id: str
+    log: MessageLog
+    to_number: str
+    content: str
+    priority: int
+    max_attempts: int
+    media: Media | None
+    tag: SendTag
+    attempts: int  #: counted so far, this one included
+    is_new: bool  #: a new contact, for ban safety
 
 
 class Gate(Protocol):
@@ -121,6 +132,34 @@ class Deliverer:
         event.listen(self._sessions, "do_orm_execute", _without_synchronizing)
 
     def deliver(self, message_id: str) -> Outcome:
+        claim = self._claim(message_id)
+        if isinstance(claim, Outcome):
+            return claim
+        try:  # a media URL is fetched now, bounded in time and size (wa_tasks.media)
+            payload = payload_of(claim.media) if claim.media is not None else None
+        except MediaError as exc:
+            claim.log.warning("not sent: the media could not be fetched: %s", exc)
+            return outcomes.fail(self.app, self.settings, message_id, f"media_download_failed: {exc}")
+        if not self._take_slot(claim):
+            return outcomes.put_back(self.settings, message_id, self.session_id)
+        try:
+            result = self._send(claim, payload)
+        except Exception as exc:
+            return self._settle_unsent(claim, exc)
+        # The send is recorded first, through a dropped database connection if need be: it
+        # happened, and a sent message left "sending" would later be failed as ambiguous. Ban
+        # safety's counters live in Redis; if Redis is unreachable now, one send goes uncounted.
+        outcome = outcomes.sent(self.settings, message_id, result.wa_message_id, result.sent_at, self.session_id)
+        try:
+            self.gate.safety_sent(claim.to_number, claim.is_new)
+        except Exception as exc:
+            claim.log.warning("sent, but not counted for ban safety: %s", exc)
+        claim.log.info("sent (attempt %d)", claim.attempts)
+        return outcome
+
+    def _claim(self, message_id: str) -> _Claim | Outcome:
+        """The checks before a send, then the claim (``routed``/``queued → sending``). A message
+        this session is not to send is settled instead, once the read's transaction is over."""
         with self._sessions.begin() as db:  # commits at the end, rolls back on an error
             message = db.connection().execute(READ_MESSAGE, {"message_id": message_id}).one_or_none()
             if message is None:
@@ -130,145 +169,116 @@ class Deliverer:
             if message.status in SENT_OR_FINAL:
                 mlog.info("duplicate deliver ignored (message is %s)", message.status)
                 return Outcome.SKIPPED
-            if message.status == MessageStatus.SENDING and message.session_id == self.session_id:
-                lifecycle.mark_failed(db, message_id, lifecycle.AMBIGUOUS_SEND)
-                mlog.error("ambiguous send found after a restart: marked failed, not resent (a receipt may resolve it)")
-                return Outcome.AMBIGUOUS
-            mine = message.status == MessageStatus.ROUTED and message.session_id == self.session_id
-            if not mine and message.status != MessageStatus.QUEUED:
+            mine = message.session_id == self.session_id
+            found_sending = message.status == MessageStatus.SENDING and mine
+            routed_here = message.status == MessageStatus.ROUTED and mine
+            if not found_sending and not routed_here and message.status != MessageStatus.QUEUED:
                 mlog.info("stale deliver ignored (message is %s on %s)", message.status, message.session_id)
                 return Outcome.SKIPPED
-            if not self.transport.connected:
-                lifecycle.requeue(db, message_id)
-                db.commit()
-                submit.publish_dispatch(self.app, message_id, message.priority, exclude=[self.session_id])
+            settle: Callable[[], Outcome] | None = None
+            is_new = False
+            if found_sending:
+                mlog.error("ambiguous send found after a restart: marked failed, not resent (a receipt may resolve it)")
+                settle = partial(outcomes.ambiguous, self.settings, message_id)
+            elif not self.transport.connected:
                 mlog.warning("session not connected: message moved to another session")
-                return Outcome.REROUTED
-            decision, is_new = self.gate.safety_check(message.to_number)
-            if not decision.allowed:
-                lifecycle.requeue(db, message_id)
-                db.commit()
-                submit.publish_dispatch(self.app, message_id, message.priority, exclude=[self.session_id])
-                mlog.info("ban safety: %s; message moved to another session", decision.reason)
-                return Outcome.REROUTED
-            over_cap = self.gate.recipient_wait(message.to_number, message_id)
-            if over_cap > 0:
-                lifecycle.mark_failed(
-                    db,
-                    message_id,
-                    f"recipient_cap: this number already got {self.settings.recipient_hourly_cap} messages "
-                    "in the last hour; not sent (raise WA_RECIPIENT_HOURLY_CAP if that is intended)",
+                settle = partial(self._reroute, message_id, message.priority)
+            else:
+                decision, is_new = self.gate.safety_check(message.to_number)
+                if not decision.allowed:
+                    mlog.info("ban safety: %s; message moved to another session", decision.reason)
+                    settle = partial(self._reroute, message_id, message.priority)
+                elif self.gate.recipient_wait(message.to_number, message_id) > 0:
+                    mlog.warning("not sent: the recipient's hourly cap is reached")
+                    cap = self.settings.recipient_hourly_cap
+                    error = (
+                        f"recipient_cap: this number already got {cap} messages in the last hour; "
+                        "not sent (raise WA_RECIPIENT_HOURLY_CAP if that is intended)"
+                    )
+                    settle = partial(outcomes.fail, self.app, self.settings, message_id, error, email_fallback=False)
+            if settle is None:
+                # What identifies the send to WhatsApp is chosen now and stored with the claim, before
+                # anything goes out: if this host dies during the send, a receipt for it still proves
+                # whether the message arrived (see wa_tasks.lifecycle).
+                tag = self.transport.new_tag()
+                attempts = lifecycle.claim_attempts(
+                    db, message_id, self.session_id, wa_message_id=tag.wa_message_id, send_secret=tag.secret
                 )
-                mlog.warning("not sent: the recipient's hourly cap is reached")
-                return Outcome.FAILED
-            # What identifies the send to WhatsApp is chosen now and stored with the claim, before
-            # anything goes out: if this host dies during the send, a receipt for it still proves
-            # whether the message arrived (see wa_tasks.lifecycle).
-            tag = self.transport.new_tag()
-            attempts = lifecycle.claim_attempts(
-                db, message_id, self.session_id, wa_message_id=tag.wa_message_id, send_secret=tag.secret
-            )
-            if attempts is None:
-                return Outcome.SKIPPED
-            try:
-                db.commit()
-            except Exception:
-                # The connection dropped at the commit (which may have happened) or right after:
-                # nothing was sent, so the claim is taken back and the redelivered task sends it.
-                self._unclaim(message_id)
-                raise
-            to_jid = f"{message.to_number}@{USER_SERVER}"
-            content = message.content or ""
-            priority, max_attempts = message.priority, message.max_attempts
-            media = of_message(message)
+                if attempts is None:
+                    return Outcome.SKIPPED
+                try:
+                    db.commit()
+                except Exception:
+                    # The connection dropped at the commit (which may have happened) or right after:
+                    # nothing was sent, so the claim is taken back and the redelivered task sends it.
+                    self._unclaim(message_id)
+                    raise
+                return _Claim(
+                    message_id=message_id,
+                    log=mlog,
+                    to_number=message.to_number,
+                    content=message.content or "",
+                    priority=message.priority,
+                    max_attempts=message.max_attempts,
+                    media=of_message(message),
+                    tag=tag,
+                    attempts=attempts,
+                    is_new=is_new,
+                )
+        return settle()
 
-        try:  # a media URL is fetched now, bounded in time and size (wa_tasks.media)
-            payload = payload_of(media) if media is not None else None
-        except MediaError as exc:
-            error = f"media_download_failed: {exc}"
-            self._record(lambda db: lifecycle.mark_failed(db, message_id, error))
-            fallback.maybe_queue(self.app, self.settings, message_id)
-            mlog.warning("not sent: the media could not be fetched: %s", exc)
-            return Outcome.FAILED
-        # The shared pace slot is taken last, right before the send, so that the sends themselves
-        # (not the database writes before them) are spaced by the pace across every host.
+    def _take_slot(self, claim: _Claim) -> bool:
+        """The shared pace slot, taken last, right before the send, so that the sends themselves
+        (not the database writes before them) are spaced by the pace across every host. False if
+        the host is stopping."""
         try:
-            granted = self.gate.take_slot()
+            return self.gate.take_slot()
         except Exception:
             # Redis unreachable before anything went out: the claim is taken back, so that the
             # redelivered task sends it instead of finding an "ambiguous" send that never began.
-            self._unclaim(message_id)
+            self._unclaim(claim.message_id)
             raise
-        if not granted:
-            self._unclaim(message_id)
-            return Outcome.DEFERRED
-        try:
-            if payload is None:
-                result = self.transport.send_text(to_jid, content, tag=tag)
-            else:
-                result = self.transport.send_media(
-                    to_jid, payload.data, payload.mimetype, content, payload.filename, tag=tag
-                )
-        except SessionError as exc:
+
+    def _send(self, claim: _Claim, payload: Payload | None) -> SendResult:
+        to_jid = f"{claim.to_number}@{USER_SERVER}"
+        if payload is None:
+            return self.transport.send_text(to_jid, claim.content, tag=claim.tag)
+        return self.transport.send_media(
+            to_jid, payload.data, payload.mimetype, claim.content, payload.filename, tag=claim.tag
+        )
+
+    def _settle_unsent(self, claim: _Claim, exc: Exception) -> Outcome:
+        """What a claimed message that was not sent becomes, by what stopped it."""
+        mlog, message_id = claim.log, claim.message_id
+        if isinstance(exc, SessionError):
             if isinstance(exc, (RestrictedError, BannedError)):
                 until = exc.until.timestamp() if isinstance(exc, BannedError) and exc.until else None
                 self.gate.restricted(str(exc), until)
-            reason = str(exc)
-            self._record(
-                lambda db: lifecycle.requeue(
-                    db, message_id, error=f"session {self.session_id}: {reason}", refund_attempt=True
-                )
-            )
-            self._record(lambda db: lifecycle.session_error(db, self.session_id, reason))
-            submit.publish_dispatch(self.app, message_id, priority, exclude=[self.session_id])
             mlog.warning("session could not send (%s): moved to another session", exc)
-            return Outcome.REROUTED
-        except AmbiguousSendError as exc:
-            error = f"{lifecycle.AMBIGUOUS_SEND} ({exc})"
-            self._record(lambda db: lifecycle.mark_failed(db, message_id, error))
+            return self._reroute(message_id, claim.priority, session_error=str(exc))
+        if isinstance(exc, AmbiguousSendError):
             mlog.error("ambiguous send: %s; marked failed, not resent", exc)
-            return Outcome.AMBIGUOUS
-        except RecipientError as exc:
-            error = f"recipient: {exc}"
-            self._record(lambda db: lifecycle.mark_failed(db, message_id, error))
-            fallback.maybe_queue(self.app, self.settings, message_id)
+            return outcomes.ambiguous(self.settings, message_id, str(exc))
+        if isinstance(exc, RecipientError):
             mlog.warning("failed for this recipient, not retried: %s", exc)
-            return Outcome.FAILED
-        except Exception as exc:  # TransientSendError and anything unexpected: retry with backoff
-            reason = str(exc) if isinstance(exc, TransientSendError) else f"{type(exc).__name__}: {exc}"
-            self._record(lambda db: lifecycle.session_error(db, self.session_id, reason))
-            if attempts >= max_attempts:
-                self._record(lambda db: lifecycle.mark_failed(db, message_id, f"{reason} (after {attempts} attempts)"))
-                fallback.maybe_queue(self.app, self.settings, message_id)
-                mlog.error("failed after %d attempts: %s", attempts, reason)
-                return Outcome.FAILED
-            delay = retry_delay(attempts)
-            self._record(lambda db: lifecycle.requeue(db, message_id, error=reason))
-            submit.publish_dispatch(self.app, message_id, priority, countdown=delay)
-            mlog.warning("attempt %d failed (%s); retrying in %.1fs", attempts, reason, delay)
-            return Outcome.RETRY
-
-        # The send is recorded first, through a dropped database connection if need be: it
-        # happened, and a sent message left "sending" would later be failed as ambiguous. Ban
-        # safety's counters live in Redis; if Redis is unreachable now, one send goes uncounted.
-        self._record(
-            lambda db: lifecycle.mark_sent(db, message_id, result.wa_message_id, result.sent_at, self.session_id)
+            return outcomes.fail(self.app, self.settings, message_id, f"recipient: {exc}")
+        # TransientSendError and anything unexpected: retry with backoff
+        reason = str(exc) if isinstance(exc, TransientSendError) else f"{type(exc).__name__}: {exc}"
+        if claim.attempts >= claim.max_attempts:
+            mlog.error("failed after %d attempts: %s", claim.attempts, reason)
+            error = f"{reason} (after {claim.attempts} attempts)"
+            return outcomes.fail(self.app, self.settings, message_id, error, session_error=(self.session_id, reason))
+        delay = retry_delay(claim.attempts)
+        mlog.warning("attempt %d failed (%s); retrying in %.1fs", claim.attempts, reason, delay)
+        return outcomes.retry_later(
+            self.app, self.settings, message_id, claim.priority, session_id=self.session_id, error=reason, delay=delay
         )
-        try:
-            self.gate.safety_sent(to_jid.split("@", 1)[0], is_new)
-        except Exception as exc:
-            mlog.warning("sent, but not counted for ban safety: %s", exc)
-        mlog.info("sent (attempt %d)", attempts)
-        return Outcome.SENT
 
-    def _record(self, write: Callable[[Session], object]) -> None:
-        """Write what became of a claimed message, through a dropped database connection if need
-        be: a message left ``sending`` is failed as an ambiguous send when its task comes back, so
-        losing this write would turn a sent message, a retry or a reroute into a failure. Each
-        such write is a conditional update, safe to run twice (``write_through_disconnects``);
-        a session's error count alone may count one error twice."""
-        write_through_disconnects(self.settings.database, write)
+    def _reroute(self, message_id: str, priority: int, session_error: str | None = None) -> Outcome:
+        return outcomes.reroute(
+            self.app, self.settings, message_id, priority, session_id=self.session_id, session_error=session_error
+        )
 
     def _unclaim(self, message_id: str) -> None:
         """Take back a claim before anything was sent (see :func:`lifecycle.unclaim`)."""
-        self._record(lambda db: lifecycle.unclaim(db, message_id, self.session_id))
+        outcomes.put_back(self.settings, message_id, self.session_id)

@@ -20,7 +20,7 @@ from celery import Celery
 
 from models import Message
 from models.db import session_scope
-from wa_tasks import bulk, lifecycle, optout, submit, template_store, triggers
+from wa_tasks import bulk, lifecycle, optout, outcomes, submit, template_store, triggers
 from wa_tasks import media as media_files
 from wa_tasks.errors import InvalidMessage, MessageNotFound
 from wa_tasks.phone import normalize
@@ -136,7 +136,7 @@ class Client:
             if not lifecycle.retry_failed(db, message_id):
                 return False
             priority = message.priority
-        submit.publish_dispatch(self.app, message_id, priority)
+        outcomes.publish_dispatch(self.app, message_id, priority)
         return True
 
     # Media ----------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ class Client:
             )
         message_id, created = submit.persist(self.settings, prepared)
         if created and not prepared.fail_reason:
-            submit.publish_dispatch(self.app, message_id, prepared.priority)
+            outcomes.publish_dispatch(self.app, message_id, prepared.priority)
         return message_id
 
     # Notification triggers ----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import health, keys, lifecycle, live_state, routing, session_control, submit, timefmt, transport_names
+from wa_tasks import health, keys, lifecycle, live_state, outcomes, routing, session_control, timefmt, transport_names
 from wa_tasks.errors import CommandFailed, InvalidRequest, UnknownSession
 from wa_tasks.redis_client import client_for
 from wa_tasks.settings import Settings
@@ -195,7 +195,7 @@ def remove(settings: Settings, session_id: str) -> int:
     queue = keys.session_queue(session_id)
     redis.delete(queue, *[f"{queue}:{p}" for p in range(1, 10)])
     for m in moved:
-        submit.publish_dispatch(app_for(settings), m.id, m.priority, exclude=[session_id])
+        outcomes.publish_dispatch(app_for(settings), m.id, m.priority, exclude=[session_id])
     return len(moved)
 
 

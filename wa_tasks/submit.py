@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import OperationalError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks import compose, contacts, fallback, keys, optout, priorities, task_names, templates
+from wa_tasks import compose, contacts, fallback, optout, priorities, templates
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.logs import MessageLog
 from wa_tasks.media import Media
+from wa_tasks.outcomes import publish_dispatch
 from wa_tasks.phone import normalize
 from wa_tasks.settings import Settings
 
@@ -268,7 +268,7 @@ def queue(
     email: object = None,
 ) -> str:
     """Validate, store and dispatch one message (:func:`prepare`, :func:`persist`,
-    :func:`publish_dispatch`); returns its id."""
+    :func:`~wa_tasks.outcomes.publish_dispatch`); returns its id."""
     with session_scope(settings.database) as db:
         prepared = prepare(
             db,
@@ -286,32 +286,3 @@ def queue(
     if created and not prepared.fail_reason:
         publish_dispatch(app, message_id, prepared.priority)
     return message_id
-
-
-def dispatch_queue(priority: int) -> str:
-    """Where a ``dispatch`` goes: urgent ones to their own queue (see ``keys.URGENT_QUEUE``)."""
-    return keys.URGENT_QUEUE if priority <= priorities.LEVELS["urgent"] else keys.DEFAULT_QUEUE
-
-
-def publish_dispatch(
-    app: Celery, message_id: str, priority: int, *, countdown: float | None = None, exclude: list[str] | None = None
-) -> bool:
-    """Publish ``dispatch`` for a stored message. False if the broker is unreachable: the row stays
-    ``queued`` and the sweeper publishes it once the broker is back, so nothing is lost."""
-    kwargs: dict[str, Any] = {"message_id": message_id}
-    if exclude:
-        kwargs["exclude"] = exclude
-    try:
-        app.send_task(
-            task_names.DISPATCH,
-            kwargs=kwargs,
-            queue=dispatch_queue(priority),
-            priority=priority,
-            countdown=countdown,
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
-    except OperationalError as exc:
-        MessageLog(log, message_id).warning("broker unreachable, the sweeper will dispatch it later: %s", exc)
-        return False
-    return True

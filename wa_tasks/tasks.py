@@ -39,7 +39,19 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import bulk, fallback, keys, lifecycle, live_state, priorities, routing, submit, task_names, triggers
+from wa_tasks import (
+    bulk,
+    fallback,
+    keys,
+    lifecycle,
+    live_state,
+    outcomes,
+    priorities,
+    routing,
+    submit,
+    task_names,
+    triggers,
+)
 from wa_tasks.celery_app import app, app_for
 from wa_tasks.errors import InvalidRequest
 from wa_tasks.logs import MessageLog
@@ -87,7 +99,7 @@ def send(
         return submit.record_refusal(settings, to=to, error=exc, idempotency_key=_refusal_key(self, key), priority=step)
     message_id, created = submit.persist(settings, prepared)
     if created and not prepared.fail_reason:
-        submit.publish_dispatch(app, message_id, prepared.priority)
+        outcomes.publish_dispatch(app, message_id, prepared.priority)
     return message_id
 
 
@@ -248,7 +260,7 @@ def dispatch_batch(message_ids: list[str]) -> int:
         for session_id, ids in by_session.items():
             lifecycle.route_many(db, ids, session_id)
     for message_id, priority in waiting:
-        submit.publish_dispatch(app, message_id, priority, countdown=1.0)
+        outcomes.publish_dispatch(app, message_id, priority, countdown=1.0)
     return len(routed)
 
 
@@ -284,7 +296,7 @@ def sweep(limit: int = 1000) -> int:
             lifecycle.touch_dispatched(db, row.id)
     count = 0
     for row in stale:
-        if submit.publish_dispatch(app, row.id, row.priority):
+        if outcomes.publish_dispatch(app, row.id, row.priority):
             count += 1
     if stale:
         log.warning("sweeper republished %d stale queued message(s)", count)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 
 from support.stack import Stack
-from wa_tasks import keys, submit
+from wa_tasks import keys, outcomes
 
 pytestmark = pytest.mark.integration
 
 
 def test_urgent_dispatches_have_their_own_queue() -> None:
-    assert submit.dispatch_queue(0) == keys.URGENT_QUEUE
-    assert {submit.dispatch_queue(p) for p in range(1, 10)} == {keys.DEFAULT_QUEUE}
+    assert outcomes.dispatch_queue(0) == keys.URGENT_QUEUE
+    assert {outcomes.dispatch_queue(p) for p in range(1, 10)} == {keys.DEFAULT_QUEUE}
 
 
 def test_the_urgent_worker_alone_routes_urgent_messages_and_nothing_else(stack: Stack) -> None:
