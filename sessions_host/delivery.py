@@ -1,5 +1,5 @@
 """Delivering one message on one session: the checks before the send, the send, and what each
-outcome writes. See ``wa_tasks.lifecycle`` for the delivery semantics this enforces.
+outcome writes. See ``wa_tasks.pipeline.lifecycle`` for the delivery semantics this enforces.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from sessions_host.transports.base import (
     TransientSendError,
     Transport,
 )
-from wa_tasks import fallback, lifecycle, submit
-from wa_tasks.logs import MessageLog
-from wa_tasks.media import MediaError, of_message, payload_of
-from wa_tasks.phone import USER_SERVER
+from wa_tasks.core.phone import USER_SERVER
+from wa_tasks.infra.logs import MessageLog
+from wa_tasks.pipeline import fallback, lifecycle, submit
+from wa_tasks.pipeline.media import MediaError, of_message, payload_of
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class Deliverer:
                 return Outcome.FAILED
             # What identifies the send to WhatsApp is chosen now and stored with the claim, before
             # anything goes out: if this host dies during the send, a receipt for it still proves
-            # whether the message arrived (see wa_tasks.lifecycle).
+            # whether the message arrived (see wa_tasks.pipeline.lifecycle).
             tag = self.transport.new_tag()
             attempts = lifecycle.claim_attempts(
                 db, message_id, self.session_id, wa_message_id=tag.wa_message_id, send_secret=tag.secret
@@ -182,7 +182,7 @@ class Deliverer:
             priority, max_attempts = message.priority, message.max_attempts
             media = of_message(message)
 
-        try:  # a media URL is fetched now, bounded in time and size (wa_tasks.media)
+        try:  # a media URL is fetched now, bounded in time and size (wa_tasks.pipeline.media)
             payload = payload_of(media) if media is not None else None
         except MediaError as exc:
             error = f"media_download_failed: {exc}"

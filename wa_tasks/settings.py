@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     pace_seconds: float = Field(default=1.0, ge=0.0)
 
     #: Where incoming messages go besides the database: ``celery:<task name>`` or
-    #: ``python:<module>:<function>`` (see wa_tasks/incoming.py). Unset: stored only.
+    #: ``python:<module>:<function>`` (see wa_tasks/pipeline/incoming.py). Unset: stored only.
     incoming_hook: str | None = None
 
     #: Send customers read receipts (blue ticks) for the messages they send to the sessions.
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     retention_sessions_days: int = Field(default=90, ge=1)
 
     #: Email fallback: a message that finally fails on WhatsApp (or whose recipient is
-    #: not on WhatsApp) is sent by email when it carries the customer's address (wa_tasks/fallback.py).
+    #: not on WhatsApp) is sent by email when it carries the customer's address (wa_tasks/pipeline/fallback.py).
     email_fallback: bool = False
 
     #: SMTP server of the email fallback. ``smtp_ssl``: TLS from the first byte (port 465);
@@ -240,7 +240,7 @@ class Settings(BaseSettings):
 
     def describe(self) -> dict[str, str]:
         """Settings for display, with secrets and passwords hidden."""
-        from wa_tasks.logs import mask_url
+        from wa_tasks.infra.logs import mask_url
 
         return {
             "database": mask_url(self.database),

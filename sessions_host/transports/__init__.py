@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wa_tasks.transport_names import AVAILABLE, NEONIZE, SIMULATED
+from wa_tasks.core.transports import AVAILABLE, NEONIZE, SIMULATED
 
 if TYPE_CHECKING:
     from sessions_host.transports.base import Transport
@@ -70,7 +70,7 @@ def _neonize(session_id: str, options: dict[str, Any] | None, settings: Settings
     )
 
 
-#: Every transport by name (the names are ``wa_tasks.transport_names.AVAILABLE``).
+#: Every transport by name (the names are ``wa_tasks.core.transports.AVAILABLE``).
 REGISTRY: dict[str, Registered] = {
     SIMULATED: Registered(_simulated_options, _simulated),
     NEONIZE: Registered(_neonize_options, _neonize),

@@ -44,7 +44,7 @@ from sessions_host.transports.base import (
     TransientSendError,
 )
 from sessions_host.transports.simnet import LedgerEntry, Reply, SimNet, now_iso
-from wa_tasks.phone import mask
+from wa_tasks.core.phone import mask
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from wa_tasks import bulk, live_state, priorities, queue_view, session_control, template_store, templates
-from wa_tasks import qr as qr_codes
-from wa_tasks import sessions as manage
+from wa_tasks.admin import queue_view, session_control, template_store
+from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
+from wa_tasks.core import priorities, rendering
+from wa_tasks.core import qr as qr_codes
+from wa_tasks.core.phone import normalize
+from wa_tasks.core.redis_keys import DEFAULT_QUEUE
 from wa_tasks.errors import (
     Conflict,
     HostUnavailable,
@@ -28,9 +31,8 @@ from wa_tasks.errors import (
     UnknownSession,
     UnknownTemplate,
 )
-from wa_tasks.keys import DEFAULT_QUEUE
-from wa_tasks.phone import normalize
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import bulk, live_state
 from wa_tasks.settings import Settings, get_settings
 from wa_tasks.web import schemas
 from wa_tasks.web.auth import require_key
@@ -316,7 +318,7 @@ class SendBody(Body):
     )
 
     to: Plain = Field(max_length=64, description="Phone number (0812-3456-7890, +62…, 62…) or WhatsApp JID")
-    text: str | None = Field(default=None, min_length=1, max_length=templates.MAX_LENGTH)
+    text: str | None = Field(default=None, min_length=1, max_length=rendering.MAX_LENGTH)
     template: Plain | None = Field(default=None, max_length=100, description="Template name")
     data: TemplateData | None = None
     priority: Priority = "normal"
@@ -366,7 +368,7 @@ class BulkBody(Body):
 
     recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     template: Plain | None = Field(default=None, max_length=100)
-    text: str | None = Field(default=None, min_length=1, max_length=templates.MAX_LENGTH)
+    text: str | None = Field(default=None, min_length=1, max_length=rendering.MAX_LENGTH)
     templateData: TemplateData | None = Field(default=None, description="Shared data; a recipient's own wins")
     priority: Priority = "high"
     idempotencyKey: Plain | None = Field(default=None, min_length=1, max_length=bulk.MAX_KEY_LENGTH)
@@ -507,7 +509,7 @@ def daily_metrics(
 Category = Literal["notification", "reminder", "promotion"]
 TemplateType = Literal["text", "media", "button", "list"]
 Language = Annotated[str, Field(pattern=r"^([a-z]{2}(-[A-Za-z]{2})?|[a-z]{3})$", description="e.g. id, en")]
-Content = Annotated[Plain, Field(min_length=1, max_length=templates.MAX_LENGTH)]
+Content = Annotated[Plain, Field(min_length=1, max_length=rendering.MAX_LENGTH)]
 
 
 @router.get("/templates", response_model=schemas.Templates)

@@ -28,10 +28,12 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import MessageStatus
-from wa_tasks import compose, dashboard, metrics, qr, session_control, template_store, transport_names
-from wa_tasks import sessions as manage
+from wa_tasks.admin import dashboard, session_control, template_store
+from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
+from wa_tasks.core import compose, qr, transports
 from wa_tasks.errors import WaTasksError
+from wa_tasks.ops import metrics
 from wa_tasks.settings import get_settings
 from wa_tasks.web import auth
 
@@ -289,7 +291,7 @@ def _sessions() -> tuple[list[dict[str, Any]], str | None]:
 @pages.get("/sessions")
 def sessions_page(request: Request) -> HTMLResponse:
     rows, error = _sessions()
-    return render(request, "sessions.html", sessions=rows, error=error, transports=transport_names.AVAILABLE)
+    return render(request, "sessions.html", sessions=rows, error=error, transports=transports.AVAILABLE)
 
 
 @pages.get("/sessions/table")
@@ -609,7 +611,7 @@ def queue_live(request: Request) -> HTMLResponse:
 
 
 def _queue_parts(request: Request) -> dict[str, Any]:
-    from wa_tasks import queue_view
+    from wa_tasks.admin import queue_view
 
     settings = get_settings()
     filters = queue_filters(request)

@@ -9,7 +9,7 @@ from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from wa_tasks.phone import mask
+from wa_tasks.core.phone import mask
 
 FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s%(context)s"
 
