@@ -1,4 +1,4 @@
-"""Operator commands arriving at a session host (``wa_tasks.admin.session_control`` sends them): pair by
+"""Operator commands arriving at a session host (``wa_tasks.infra.session_control`` sends them): pair by
 phone code, log out, probe the connection, reconnect. Only the host that owns the session acts;
 each command runs on a thread of its own so a slow transport never blocks the listener."""
 

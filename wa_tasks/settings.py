@@ -10,6 +10,7 @@ import functools
 import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -240,8 +241,6 @@ class Settings(BaseSettings):
 
     def describe(self) -> dict[str, str]:
         """Settings for display, with secrets and passwords hidden."""
-        from wa_tasks.infra.logs import mask_url
-
         return {
             "database": mask_url(self.database),
             "redis": mask_url(self.redis) + (" (embedded)" if self.embedded_redis else ""),
@@ -250,6 +249,18 @@ class Settings(BaseSettings):
             "encryption_key": "set" if self.encryption_key else f"from {self.data_path / 'encryption.key'}",
             "api_key": "set" if self.api_key else "not set",
         }
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def is_loopback(host: str) -> bool:

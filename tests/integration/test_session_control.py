@@ -18,8 +18,9 @@ from sqlalchemy import select, update
 from models import WhatsAppSession
 from support.stack import Stack
 from support.web import running_web
-from wa_tasks.admin import session_config, session_control
+from wa_tasks.admin import session_config
 from wa_tasks.errors import HostUnavailable
+from wa_tasks.infra import session_control
 from wa_tasks.infra.redis_client import database_of
 from wa_tasks.ops import health
 from wa_tasks.pipeline import live_state

@@ -5,7 +5,8 @@ import logging
 
 import pytest
 
-from wa_tasks.infra.logs import FORMAT, MessageLog, context_filter, mask_url
+from wa_tasks.infra.logs import FORMAT, MessageLog, context_filter
+from wa_tasks.settings import mask_url
 
 NUMBER = "6281234567890"
 MASKED = "62812*****890"

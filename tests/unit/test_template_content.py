@@ -5,9 +5,10 @@ import datetime as dt
 
 import pytest
 
-from wa_tasks.core import compose, rendering
+from wa_tasks.core import rendering
 from wa_tasks.core.default_templates import DEFAULTS
 from wa_tasks.errors import InvalidMessage, TemplateRenderError
+from wa_tasks.pipeline import compose
 
 #: Complete data for every default template, as billing code would pass it.
 DATA = {

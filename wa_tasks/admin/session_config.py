@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks.admin import session_control
 from wa_tasks.core import redis_keys, routing, timefmt, transports
 from wa_tasks.errors import CommandFailed, InvalidRequest, UnknownSession
+from wa_tasks.infra import session_control
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.ops import health
 from wa_tasks.pipeline import lifecycle, live_state, submit

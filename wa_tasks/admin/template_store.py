@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from models import Template, utcnow
 from models.db import session_scope
-from wa_tasks.core import compose, rendering
+from wa_tasks.core import rendering
 from wa_tasks.core.default_templates import DEFAULTS
 from wa_tasks.errors import InvalidTemplate, TemplateRenderError, UnknownTemplate
+from wa_tasks.pipeline import compose
 from wa_tasks.pipeline.lifecycle import iso
 from wa_tasks.settings import Settings
 

@@ -165,9 +165,9 @@ def qr(session_id: str, timeout: float, once: bool) -> None:
     """Show SESSION_ID's QR code in the terminal, refreshed as it rotates, until it is linked."""
     import time
 
-    from wa_tasks.admin.session_control import current_qr
     from wa_tasks.core import qr as render
     from wa_tasks.infra.redis_client import client_for
+    from wa_tasks.infra.session_control import current_qr
     from wa_tasks.pipeline import live_state
 
     settings = get_settings()
@@ -202,7 +202,7 @@ def qr(session_id: str, timeout: float, once: bool) -> None:
 @click.option("--phone", required=True, help="The phone number of the WhatsApp account to link.")
 def pair(session_id: str, phone: str) -> None:
     """Link SESSION_ID by phone number: prints the 8-character code to type on the phone."""
-    from wa_tasks.admin.session_control import request
+    from wa_tasks.infra.session_control import request
 
     answer = request(get_settings(), session_id, "pair", {"phone": phone})
     click.echo(f"On the phone: Linked devices → Link with phone number → enter {answer['code']}")
@@ -212,7 +212,7 @@ def pair(session_id: str, phone: str) -> None:
 @click.argument("session_id")
 def logout(session_id: str) -> None:
     """Unlink SESSION_ID's device (it needs a new QR scan afterwards)."""
-    from wa_tasks.admin.session_control import request
+    from wa_tasks.infra.session_control import request
 
     request(get_settings(), session_id, "logout")
     click.echo(f"session {session_id} logged out")
@@ -222,7 +222,7 @@ def logout(session_id: str) -> None:
 @click.argument("session_id")
 def reconnect(session_id: str) -> None:
     """Restart SESSION_ID's connection (after a logout, or when it is stuck)."""
-    from wa_tasks.admin.session_control import request
+    from wa_tasks.infra.session_control import request
 
     request(get_settings(), session_id, "reconnect")
     click.echo(f"session {session_id} is reconnecting")
@@ -232,7 +232,7 @@ def reconnect(session_id: str) -> None:
 @click.argument("session_id")
 def probe(session_id: str) -> None:
     """Time one round trip of SESSION_ID to WhatsApp (messages nobody)."""
-    from wa_tasks.admin.session_control import request
+    from wa_tasks.infra.session_control import request
 
     answer = request(get_settings(), session_id, "probe")
     click.echo(f"session {session_id} answered in {answer['latency_ms']} ms")

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 
 from models import WhatsAppContact, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks.admin import session_control
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import CommandFailed
+from wa_tasks.infra import session_control
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings

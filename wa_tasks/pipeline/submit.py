@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks.core import compose, priorities, redis_keys, rendering, task_names
+from wa_tasks.core import priorities, redis_keys, rendering, task_names
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.infra.logs import MessageLog
-from wa_tasks.pipeline import contacts, fallback, optout
+from wa_tasks.pipeline import compose, contacts, fallback, optout
 from wa_tasks.pipeline.media import Media
 from wa_tasks.settings import Settings
 

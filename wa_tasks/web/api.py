@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from wa_tasks.admin import queue_view, session_control, template_store
+from wa_tasks.admin import queue_view, template_store
 from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
 from wa_tasks.core import priorities, rendering
@@ -31,6 +31,7 @@ from wa_tasks.errors import (
     UnknownSession,
     UnknownTemplate,
 )
+from wa_tasks.infra import session_control
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import bulk, live_state
 from wa_tasks.settings import Settings, get_settings

@@ -28,12 +28,14 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import MessageStatus
-from wa_tasks.admin import dashboard, session_control, template_store
+from wa_tasks.admin import dashboard, template_store
 from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
-from wa_tasks.core import compose, qr, transports
+from wa_tasks.core import qr, transports
 from wa_tasks.errors import WaTasksError
+from wa_tasks.infra import session_control
 from wa_tasks.ops import metrics
+from wa_tasks.pipeline import compose
 from wa_tasks.settings import get_settings
 from wa_tasks.web import auth
 
