@@ -66,11 +66,8 @@ def add(
     _check_number_since(number_since)
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("options must be an object of transport options")
-    # The option schemas live with the transports, in the session host's package.
-    from sessions_host.transports import check_options
-
     try:
-        check_options(transport, settings, options)
+        transports.check_options(transport, settings, options)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(str(exc)) from None
     with session_scope(settings.database) as db:
