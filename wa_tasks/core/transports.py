@@ -147,7 +147,7 @@ def check_backoff(base: float, cap: float, attempts: int, jitter: float = 0.25) 
 class NeonizeOptions:
     """A neonize session's ``transport_options``."""
 
-    #: Run the client in a child process of its own (see the module docstring).
+    #: Run the client in a child process of its own (see ``sessions_host.transports.neonize``).
     isolate: bool = True
     reconnect_base: float = 2.0
     reconnect_cap: float = 60.0
