@@ -1,6 +1,6 @@
 """All Celery settings of wa-tasks: broker, queues, priorities, acknowledgements, events, beat.
 
-Loaded by ``wa_tasks.celery_app`` (and by Flower through it). Values that differ per
+Loaded by ``wa_tasks.infra.celery_app`` (and by Flower through it). Values that differ per
 installation come from ``wa_tasks.settings`` (``WA_*`` environment variables).
 The comment above each setting says why it is set.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from wa_tasks import task_names
-from wa_tasks.keys import DEFAULT_QUEUE, URGENT_QUEUE
+from wa_tasks.core import task_names
+from wa_tasks.core.redis_keys import DEFAULT_QUEUE, URGENT_QUEUE
 from wa_tasks.settings import get_settings
 
 _settings = get_settings()
@@ -48,12 +48,12 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 # A worker that dies holding tasks: they go back on their queue within seconds, not after the
 # visibility timeout (reject_on_worker_lost only covers a prefork child dying under its parent).
-imports = ("wa_tasks.worker_lost",)
+imports = ("wa_tasks.infra.worker_lost",)
 
 task_default_queue = DEFAULT_QUEUE
 task_queues = [
     Queue(DEFAULT_QUEUE, Exchange(DEFAULT_QUEUE, "direct"), routing_key=DEFAULT_QUEUE),
-    # Urgent single dispatches (wa_tasks.submit.dispatch_queue): never behind a bulk's batches.
+    # Urgent single dispatches (wa_tasks.pipeline.submit.dispatch_queue): never behind a bulk's batches.
     Queue(URGENT_QUEUE, Exchange(URGENT_QUEUE, "direct"), routing_key=URGENT_QUEUE),
 ]
 task_create_missing_queues = True
@@ -66,8 +66,8 @@ worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False
 
-# Each due job is claimed in Redis before it is sent, so several beats send it once (wa_tasks/beat.py).
-beat_scheduler = "wa_tasks.beat:Scheduler"
+# Each due job is claimed in Redis before it is sent, so several beats send it once (wa_tasks/ops/beat.py).
+beat_scheduler = "wa_tasks.ops.beat:Scheduler"
 beat_schedule = {
     # The session health check, every 30 s by default (WA_HEALTH_CHECK_SECONDS); probes message nobody.
     "health-check": {
@@ -88,13 +88,13 @@ beat_schedule = {
         # A stale sample is worthless: the next one supersedes it.
         "options": {"priority": 4, "expires": 25.0},
     },
-    # Retention (wa_tasks/retention.py), daily at 02:00 WIB (19:00 UTC), a quiet hour for billing.
+    # Retention (wa_tasks/ops/retention.py), daily at 02:00 WIB (19:00 UTC), a quiet hour for billing.
     "retention": {
         "task": task_names.RETENTION,
         "schedule": crontab(hour=19, minute=0),
         "options": {"priority": 8},
     },
-    # Yesterday's figures (wa_tasks/metrics.py), shortly after midnight WIB (17:00 UTC).
+    # Yesterday's figures (wa_tasks/ops/metrics.py), shortly after midnight WIB (17:00 UTC).
     "metrics-rollup": {
         "task": task_names.METRICS_ROLLUP,
         "schedule": crontab(hour=17, minute=15),

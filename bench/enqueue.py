@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from bench.harness import Environment, Report, numbers
 from models import Message, encryption
 from models.db import session_scope
-from wa_tasks import keys
 from wa_tasks.client import Client
+from wa_tasks.core import redis_keys
 
 TEXT = "Tagihan internet Anda Rp150.000 jatuh tempo 30 November. Terima kasih."
 NOOP_QUEUE = "bench.noop"
@@ -48,7 +48,7 @@ def run(env: Environment, n: int, profile: bool, encrypted: bool = True) -> Repo
     client.send_bulk([{"whatsapp": "081299999999"}], text=TEXT)
     noop.apply_async(queue=NOOP_QUEUE, priority=2)
     _clear_queue(env, NOOP_QUEUE)
-    _clear_queue(env, keys.DEFAULT_QUEUE)
+    _clear_queue(env, redis_keys.DEFAULT_QUEUE)
 
     started = time.perf_counter()
     for _ in range(n):
@@ -62,8 +62,8 @@ def run(env: Environment, n: int, profile: bool, encrypted: bool = True) -> Repo
     bulk_seconds = time.perf_counter() - started
     with session_scope(settings.database) as db:
         rows = int(db.scalar(select(func.count()).select_from(Message).where(Message.bulk_job_id == job_id)) or 0)
-    batches = _queue_length(env, keys.DEFAULT_QUEUE)
-    _clear_queue(env, keys.DEFAULT_QUEUE)
+    batches = _queue_length(env, redis_keys.DEFAULT_QUEUE)
+    _clear_queue(env, redis_keys.DEFAULT_QUEUE)
 
     report = Report(
         "enqueue", {"n": n, "database": settings.database.split("://", 1)[0], "encrypted_at_rest": encrypted}

@@ -24,7 +24,7 @@ from sqlalchemy import make_url, text
 
 from models.db import create, dispose_all
 from models.migrate import upgrade
-from wa_tasks.redis_server import EmbeddedRedis
+from wa_tasks.infra.redis_server import EmbeddedRedis
 from wa_tasks.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Environment, Report, running, wait_until
-from wa_tasks import live_state
+from wa_tasks.pipeline import live_state
 
 
 def _status(pid: int) -> dict[str, int]:

@@ -6,8 +6,8 @@ no result backend."""
 
 from __future__ import annotations
 
-from wa_tasks.celery_app import make_app
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra.celery_app import make_app
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import get_settings
 
 QUEUE = "bench.noop"

@@ -17,8 +17,8 @@ from bench import noop_app
 from bench.harness import ROOT, Environment, Report, epoch, numbers, running, wait_until
 from models import Message
 from support.stack import Stack
-from wa_tasks import live_state
-from wa_tasks.celery_app import make_app
+from wa_tasks.infra.celery_app import make_app
+from wa_tasks.pipeline import live_state
 
 SESSIONS = 10
 TEXT = "Voucher internet Anda aktif. Terima kasih."

@@ -15,7 +15,7 @@ from bench.memory import _status
 from bench.pipeline import cpu_seconds
 from sessions_host.leases import Leases
 from support.stack import Stack
-from wa_tasks import live_state
+from wa_tasks.pipeline import live_state
 
 IDLE_SECONDS = 60.0
 

@@ -11,7 +11,7 @@ from collections import Counter
 
 from bench.harness import Environment, Report, running, summary, wait_until
 from sessions_host.leases import Leases
-from wa_tasks import live_state
+from wa_tasks.pipeline import live_state
 
 HOSTS = ("sessions-a", "sessions-b")
 SESSIONS = ("t1", "t2", "t3", "t4")

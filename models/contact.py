@@ -1,7 +1,7 @@
 """Whether a number is on WhatsApp, as a session last found it (contact sync).
 
 One row per number; ``checked_at`` is the answer's age. A fresh "not on WhatsApp" makes a send
-fail fast (``wa_tasks.submit``); stale rows are checked again by ``wa.contacts_refresh``.
+fail fast (``wa_tasks.pipeline.submit``); stale rows are checked again by ``wa.contacts_refresh``.
 """
 
 from __future__ import annotations

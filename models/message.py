@@ -74,7 +74,7 @@ class Message(Base):
     #: The customer's email address: where the email fallback sends a message that failed on WhatsApp.
     #: Encrypted at rest.
     email: Mapped[str | None] = mapped_column(EncryptedText)
-    #: The email fallback's outcome (``wa_tasks.fallback``): NULL (not failed, or not yet
+    #: The email fallback's outcome (``wa_tasks.pipeline.fallback``): NULL (not failed, or not yet
     #: considered), queued, sending, sent, failed (``fallback_error`` says why) or skipped
     #: (``fallback_error``: disabled or no_address).
     fallback_status: Mapped[str | None] = mapped_column(String(20))

@@ -1,4 +1,4 @@
-"""Operator commands arriving at a session host (``wa_tasks.session_control`` sends them): pair by
+"""Operator commands arriving at a session host (``wa_tasks.infra.session_control`` sends them): pair by
 phone code, log out, probe the connection, reconnect. Only the host that owns the session acts;
 each command runs on a thread of its own so a slow transport never blocks the listener."""
 
@@ -14,10 +14,10 @@ from typing import Any
 import redis
 
 from sessions_host.transports.base import SessionError
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
+from wa_tasks.core.phone import normalize
 from wa_tasks.errors import WaTasksError
-from wa_tasks.phone import normalize
-from wa_tasks.redis_client import database_of
+from wa_tasks.infra.redis_client import database_of
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class CommandListener:
         while not self._stop.is_set():
             try:
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(keys.commands(database_of(self.client)))
+                pubsub.subscribe(redis_keys.commands(database_of(self.client)))
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":
@@ -85,7 +85,7 @@ class CommandListener:
         log.info(
             "command %s on session %s: %s", action, runner.session_id, outcome, extra={"session_id": runner.session_id}
         )
-        self.client.set(keys.command_reply(command["id"]), json.dumps(reply), ex=REPLY_TTL_SECONDS)
+        self.client.set(redis_keys.command_reply(command["id"]), json.dumps(reply), ex=REPLY_TTL_SECONDS)
 
     def _perform(self, runner: Any, action: str, args: dict[str, Any]) -> dict[str, Any]:
         transport = runner.transport
@@ -104,7 +104,7 @@ class CommandListener:
         if action == "reconnect":
             self.restart(runner.session_id)
             return {}
-        if action == "check_numbers":  # contact sync (wa_tasks.contacts): one query, nobody messaged
+        if action == "check_numbers":  # contact sync (wa_tasks.pipeline.contacts): one query, nobody messaged
             numbers = [str(n) for n in args.get("numbers") or []]
             return {"on_whatsapp": transport.is_on_whatsapp(numbers) if numbers else {}}
         raise ValueError(f"unknown action {action!r}")

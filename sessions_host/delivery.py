@@ -1,6 +1,6 @@
 """Delivering one message on one session: claim (the checks before the send, then the claim),
-send, settle. Each way a delivery ends is one call into ``wa_tasks.outcomes``, which writes the
-outcome and publishes what must follow; see ``wa_tasks.lifecycle`` for the delivery semantics.
+send, settle. Each way a delivery ends is one call into ``wa_tasks.pipeline.outcomes``, which writes the
+outcome and publishes what must follow; see ``wa_tasks.pipeline.lifecycle`` for the delivery semantics.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from sessions_host.transports.base import (
     TransientSendError,
     Transport,
 )
-from wa_tasks import lifecycle, outcomes
-from wa_tasks.logs import MessageLog
-from wa_tasks.media import Media, MediaError, Payload, of_message, payload_of
-from wa_tasks.outcomes import Outcome
-from wa_tasks.phone import USER_SERVER
+from wa_tasks.core.phone import USER_SERVER
+from wa_tasks.infra.logs import MessageLog
+from wa_tasks.pipeline import lifecycle, outcomes
+from wa_tasks.pipeline.media import Media, MediaError, Payload, of_message, payload_of
+from wa_tasks.pipeline.outcomes import Outcome
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class Deliverer:
         claim = self._claim(message_id)
         if isinstance(claim, Outcome):
             return claim
-        try:  # a media URL is fetched now, bounded in time and size (wa_tasks.media)
+        try:  # a media URL is fetched now, bounded in time and size (wa_tasks.pipeline.media)
             payload = payload_of(claim.media) if claim.media is not None else None
         except MediaError as exc:
             claim.log.warning("not sent: the media could not be fetched: %s", exc)
@@ -199,7 +199,7 @@ class Deliverer:
             if settle is None:
                 # What identifies the send to WhatsApp is chosen now and stored with the claim, before
                 # anything goes out: if this host dies during the send, a receipt for it still proves
-                # whether the message arrived (see wa_tasks.lifecycle).
+                # whether the message arrived (see wa_tasks.pipeline.lifecycle).
                 tag = self.transport.new_tag()
                 attempts = lifecycle.claim_attempts(
                     db, message_id, self.session_id, wa_message_id=tag.wa_message_id, send_secret=tag.secret

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from models import WhatsAppSession, utcnow
 from models.db import session_scope
 from sessions_host.transports.base import Event, Incoming, QRCode, Receipt, StateChanged
-from wa_tasks import incoming, lifecycle
+from wa_tasks.pipeline import incoming, lifecycle
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)

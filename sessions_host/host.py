@@ -36,8 +36,9 @@ from sessions_host.safety import RedisSafetyStore, SafetyRules, SessionSafety
 from sessions_host.transports.base import Incoming, QRCode, StateChanged
 from sessions_host.transports.simnet import SimNet
 from sessions_host.transports.simulated import SimHub
-from wa_tasks import keys, live_state
-from wa_tasks.redis_client import client_for
+from wa_tasks.core import redis_keys
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -392,7 +393,7 @@ class SessionHost:
         if event.phone_number:
             runner.phone_number = event.phone_number
         if event.status != SessionStatus.QR:
-            self.redis.delete(keys.session_qr(session_id))  # a QR code is only shown while waiting
+            self.redis.delete(redis_keys.session_qr(session_id))  # a QR code is only shown while waiting
         if event.status == SessionStatus.BANNED:
             runner.restricted(event.detail or "temporarily banned", event.until.timestamp() if event.until else None)
         try:
@@ -413,7 +414,7 @@ class SessionHost:
 
     def _on_qr(self, session_id: str, qr: QRCode) -> None:
         """Keep the code a session shows in Redis while it is valid (for `sessions qr` and the API)."""
-        key = keys.session_qr(session_id)
+        key = redis_keys.session_qr(session_id)
         pipe = self.redis.pipeline()
         pipe.hset(key, mapping={"code": qr.code, "expires_at": time.time() + qr.expires_in})
         pipe.pexpire(key, int(qr.expires_in * 1000))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import redis
 
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
 
 #: KEYS: [1] the lease, [2] the session's fencing counter.
 #: ARGV: [1] the host name, [2] TTL in ms.
@@ -91,7 +91,9 @@ class Leases:
 
     def acquire(self, session_id: str) -> Lease | None:
         token = int(
-            self._acquire(keys=[keys.lease(session_id), keys.lease_fence(session_id)], args=[self.host, self.ttl_ms])
+            self._acquire(
+                keys=[redis_keys.lease(session_id), redis_keys.lease_fence(session_id)], args=[self.host, self.ttl_ms]
+            )
         )
         return Lease(session_id, self.host, token) if token else None
 
@@ -104,7 +106,7 @@ class Leases:
         for start in range(0, len(leases), RENEW_BATCH):
             batch = leases[start : start + RENEW_BATCH]
             renewed = self._renew(
-                keys=[keys.lease(lease.session_id) for lease in batch],
+                keys=[redis_keys.lease(lease.session_id) for lease in batch],
                 args=[self.ttl_ms, *(lease.value for lease in batch)],
             )
             for lease, reply in zip(batch, renewed, strict=True):
@@ -116,10 +118,10 @@ class Leases:
         return lost
 
     def release(self, lease: Lease) -> None:
-        self._release(keys=[keys.lease(lease.session_id)], args=[lease.value])
+        self._release(keys=[redis_keys.lease(lease.session_id)], args=[lease.value])
 
     def owner(self, session_id: str) -> str | None:
-        value = self.client.get(keys.lease(session_id))
+        value = self.client.get(redis_keys.lease(session_id))
         return str(value).split("|", 1)[0] if value else None
 
     # Hosts, for a fair share of the sessions ------------------------------------------------------
@@ -127,16 +129,16 @@ class Leases:
     def heartbeat(self) -> None:
         now = time.time()
         pipe = self.client.pipeline(transaction=False)
-        pipe.zadd(keys.HOSTS, {self.host: now})
-        pipe.zremrangebyscore(keys.HOSTS, "-inf", now - self.ttl_ms / 1000.0)
+        pipe.zadd(redis_keys.HOSTS, {self.host: now})
+        pipe.zremrangebyscore(redis_keys.HOSTS, "-inf", now - self.ttl_ms / 1000.0)
         pipe.execute()
 
     def leave(self) -> None:
-        self.client.zrem(keys.HOSTS, self.host)
+        self.client.zrem(redis_keys.HOSTS, self.host)
 
     def hosts(self) -> list[str]:
         """The live hosts (heartbeat within the lease TTL)."""
-        return [str(h) for h in self.client.zrangebyscore(keys.HOSTS, time.time() - self.ttl_ms / 1000.0, "+inf")]
+        return [str(h) for h in self.client.zrangebyscore(redis_keys.HOSTS, time.time() - self.ttl_ms / 1000.0, "+inf")]
 
     def fair_share(self, sessions: int) -> int:
         """How many sessions this host should own: all of them divided among the live hosts."""

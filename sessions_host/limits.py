@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
 
 #: KEYS: [1] the session's pace slot key, [2] the session's lease.
 #: ARGV: [1] interval in ms, [2] the lease value the caller holds ("" = no lease check).
@@ -72,7 +72,7 @@ class Limits:
         :class:`LeaseLost` if ``lease`` is given and no longer held."""
         wait_ms = int(
             self._pace(
-                keys=[keys.pace_slot(session_id), keys.lease(session_id)],
+                keys=[redis_keys.pace_slot(session_id), redis_keys.lease(session_id)],
                 args=[max(1, int(interval_seconds * 1000)), lease],
             )
         )
@@ -95,6 +95,8 @@ class Limits:
         if cap <= 0:
             return 0.0
         wait_ms = int(
-            self._recipient(keys=[keys.recipient_window(number)], args=[int(window_seconds * 1000), cap, message_id])
+            self._recipient(
+                keys=[redis_keys.recipient_window(number)], args=[int(window_seconds * 1000), cap, message_id]
+            )
         )
         return wait_ms / 1000.0

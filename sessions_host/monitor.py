@@ -27,7 +27,7 @@ from celery import Celery
 from kombu import Connection
 
 import wa_tasks
-from wa_tasks import task_names
+from wa_tasks.core import task_names
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from sessions_host.monitor import Monitor
 from sessions_host.pacing import Pacer
 from sessions_host.safety import Decision, SessionSafety
 from sessions_host.transports.base import Transport
-from wa_tasks import keys, task_names
+from wa_tasks.core import redis_keys, task_names
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class SessionRunner:
         self.app = app
         self.settings = settings
         self.session_id = session_id
-        self.queue_name = keys.session_queue(session_id)
+        self.queue_name = redis_keys.session_queue(session_id)
         self.transport = transport
         self.pace_seconds = pace_seconds
         self.pacer = Pacer(pace_seconds, jitter=settings.pace_jitter_seconds)

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import redis
 
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -171,7 +171,7 @@ class MemorySafetyStore:
 
 @dataclass
 class RedisSafetyStore:
-    """Counters in Redis, shared by every host (keys in ``wa_tasks.keys``)."""
+    """Counters in Redis, shared by every host (keys in ``wa_tasks.core.redis_keys``)."""
 
     client: redis.Redis
     rules: SafetyRules = field(default_factory=SafetyRules)
@@ -179,10 +179,10 @@ class RedisSafetyStore:
     def counters(self, session_id: str, number: str, now: float) -> Counters:
         day, hour = day_index(now, self.rules), math.floor(now / HOUR)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(keys.safety_day(session_id, day), "sent", "new")
-        pipe.get(keys.safety_hour(session_id, hour))
-        pipe.sismember(keys.session_contacts(session_id), number)
-        pipe.hget(keys.safety_state(session_id), "paused_until")
+        pipe.hmget(redis_keys.safety_day(session_id, day), "sent", "new")
+        pipe.get(redis_keys.safety_hour(session_id, hour))
+        pipe.sismember(redis_keys.session_contacts(session_id), number)
+        pipe.hget(redis_keys.safety_state(session_id), "paused_until")
         (sent, new), hourly, known, paused = pipe.execute()
         return Counters(
             sent_today=int(sent or 0),
@@ -194,7 +194,7 @@ class RedisSafetyStore:
 
     def record(self, session_id: str, number: str, now: float, is_new: bool) -> None:
         day, hour = day_index(now, self.rules), math.floor(now / HOUR)
-        day_key, hour_key = keys.safety_day(session_id, day), keys.safety_hour(session_id, hour)
+        day_key, hour_key = redis_keys.safety_day(session_id, day), redis_keys.safety_hour(session_id, hour)
         pipe = self.client.pipeline(transaction=True)
         pipe.hincrby(day_key, "sent", 1)
         if is_new:
@@ -202,20 +202,20 @@ class RedisSafetyStore:
         pipe.expire(day_key, int(2 * DAY))
         pipe.incr(hour_key)
         pipe.expire(hour_key, int(2 * HOUR))
-        pipe.sadd(keys.session_contacts(session_id), number)
+        pipe.sadd(redis_keys.session_contacts(session_id), number)
         pipe.execute()
 
     def pause(self, session_id: str, until: float, slow_until: float, reason: str) -> None:
         self.client.hset(
-            keys.safety_state(session_id),
+            redis_keys.safety_state(session_id),
             mapping={"paused_until": until, "slow_until": slow_until, "reason": reason},
         )
 
     def slow_until(self, session_id: str) -> float:
-        return float(self.client.hget(keys.safety_state(session_id), "slow_until") or 0)
+        return float(self.client.hget(redis_keys.safety_state(session_id), "slow_until") or 0)
 
     def knows(self, session_id: str, number: str) -> bool:
-        return bool(self.client.sismember(keys.session_contacts(session_id), number))
+        return bool(self.client.sismember(redis_keys.session_contacts(session_id), number))
 
 
 @dataclass

@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from models.db import create, dispose_all
 from models.migrate import upgrade
-from wa_tasks.redis_server import EmbeddedRedis
+from wa_tasks.infra.redis_server import EmbeddedRedis
 from wa_tasks.settings import Settings
 
 # Customer data is encrypted at rest in every test: this process and the processes it starts share

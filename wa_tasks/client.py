@@ -20,10 +20,12 @@ from celery import Celery
 
 from models import Message
 from models.db import session_scope
-from wa_tasks import bulk, lifecycle, optout, outcomes, submit, template_store, triggers
-from wa_tasks import media as media_files
+from wa_tasks.admin import template_store
+from wa_tasks.core import triggers
+from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, MessageNotFound
-from wa_tasks.phone import normalize
+from wa_tasks.pipeline import bulk, lifecycle, optout, outcomes, submit
+from wa_tasks.pipeline import media as media_files
 from wa_tasks.settings import Settings, get_settings
 
 
@@ -39,7 +41,7 @@ class Client:
 
     @property
     def app(self) -> Celery:
-        from wa_tasks.celery_app import app_for
+        from wa_tasks.infra.celery_app import app_for
 
         return app_for(self.settings)
 
@@ -202,7 +204,7 @@ class Client:
         priority: str | int | None = None,
         session: str | None = None,
     ) -> str:
-        """Send what ``event`` maps to (see :mod:`wa_tasks.triggers`) to ``data["customer_whatsapp"]``
+        """Send what ``event`` maps to (see :mod:`wa_tasks.core.triggers`) to ``data["customer_whatsapp"]``
         (or ``data["to"]``), rendered with ``data``; returns the message id (a job id for
         ``bulk.send``). An unknown event or a missing number raises an InvalidRequest subclass."""
         planned = triggers.plan(
@@ -302,7 +304,7 @@ class Client:
         """The figures of one local day (WIB; default today): ``sent``, ``delivered``,
         ``read``, ``failed``, ``avg_delivery_seconds``, ``active_sessions`` and per session under
         ``sessions``; only ``session``'s when given. ``day``: a date or ``YYYY-MM-DD``."""
-        from wa_tasks import metrics
+        from wa_tasks.ops import metrics
 
         return metrics.stats(self.settings, metrics.parse_day(day), session)
 
@@ -316,7 +318,7 @@ class Client:
         cached. Sends to a number found not on WhatsApp then fail fast (and go to the email
         fallback). An invalid number raises InvalidPhoneNumber; no connected session raises
         ``CommandFailed``. A number WhatsApp gave no answer for is left out."""
-        from wa_tasks import contacts
+        from wa_tasks.pipeline import contacts
 
         return contacts.sync(self.settings, numbers, refresh=refresh)
 
@@ -446,7 +448,7 @@ def notify(
 
 
 def register_trigger(event: str, template: str, *, priority: str | int = "normal") -> None:
-    """Map a billing event to a template for :func:`notify` in this process (see :mod:`wa_tasks.triggers`)."""
+    """Map a billing event to a template for :func:`notify` in this process (see :mod:`wa_tasks.core.triggers`)."""
     triggers.register(event, template, priority=priority)
 
 

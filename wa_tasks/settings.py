@@ -10,6 +10,7 @@ import functools
 import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,7 +53,7 @@ class Settings(BaseSettings):
     pace_seconds: float = Field(default=1.0, ge=0.0)
 
     #: Where incoming messages go besides the database: ``celery:<task name>`` or
-    #: ``python:<module>:<function>`` (see wa_tasks/incoming.py). Unset: stored only.
+    #: ``python:<module>:<function>`` (see wa_tasks/pipeline/incoming.py). Unset: stored only.
     incoming_hook: str | None = None
 
     #: Send customers read receipts (blue ticks) for the messages they send to the sessions.
@@ -128,7 +129,7 @@ class Settings(BaseSettings):
     retention_sessions_days: int = Field(default=90, ge=1)
 
     #: Email fallback: a message that finally fails on WhatsApp (or whose recipient is
-    #: not on WhatsApp) is sent by email when it carries the customer's address (wa_tasks/fallback.py).
+    #: not on WhatsApp) is sent by email when it carries the customer's address (wa_tasks/pipeline/fallback.py).
     email_fallback: bool = False
 
     #: SMTP server of the email fallback. ``smtp_ssl``: TLS from the first byte (port 465);
@@ -240,8 +241,6 @@ class Settings(BaseSettings):
 
     def describe(self) -> dict[str, str]:
         """Settings for display, with secrets and passwords hidden."""
-        from wa_tasks.logs import mask_url
-
         return {
             "database": mask_url(self.database),
             "redis": mask_url(self.redis) + (" (embedded)" if self.embedded_redis else ""),
@@ -250,6 +249,18 @@ class Settings(BaseSettings):
             "encryption_key": "set" if self.encryption_key else f"from {self.data_path / 'encryption.key'}",
             "api_key": "set" if self.api_key else "not set",
         }
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def is_loopback(host: str) -> bool:

@@ -21,7 +21,7 @@ of wa_tasks needed):
 Internal: ``wa.dispatch`` (routes a queued message to ``wa.session.<id>``), ``wa.deliver``
 (consumed by the session host, not by this worker), ``wa.sweep`` (beat: republishes stale
 ``queued`` messages), ``wa.health_check``, ``wa.retention`` and ``wa.metrics_rollup`` (beat), ``wa.email_fallback``
-(one fallback email, ``wa_tasks.fallback``), ``wa.contacts_refresh`` (beat, ``wa_tasks.contacts``).
+(one fallback email, ``wa_tasks.pipeline.fallback``), ``wa.contacts_refresh`` (beat, ``wa_tasks.pipeline.contacts``).
 """
 
 from __future__ import annotations
@@ -39,23 +39,12 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import (
-    bulk,
-    fallback,
-    keys,
-    lifecycle,
-    live_state,
-    outcomes,
-    priorities,
-    routing,
-    submit,
-    task_names,
-    triggers,
-)
-from wa_tasks.celery_app import app, app_for
+from wa_tasks.core import priorities, redis_keys, routing, task_names, triggers
 from wa_tasks.errors import InvalidRequest
-from wa_tasks.logs import MessageLog
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra.celery_app import app, app_for
+from wa_tasks.infra.logs import MessageLog
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import bulk, fallback, lifecycle, live_state, outcomes, submit
 from wa_tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -155,7 +144,7 @@ def _candidates(
     ready: dict[str, float] = {}
     if settings.routing_policy != "failover":
         steps = 10 if priority is None else priority + 1
-        backlog = live_state.backlogs(redis, [keys.session_queue(r.session_id) for r in rows], steps)
+        backlog = live_state.backlogs(redis, [redis_keys.session_queue(r.session_id) for r in rows], steps)
         if priority is not None:
             ready = live_state.ready_in(redis, [r.session_id for r in rows])
     return [
@@ -163,7 +152,7 @@ def _candidates(
             session_id=r.session_id,
             priority=r.priority,
             connected=r.session_id in states and states[r.session_id].usable(now),
-            backlog=backlog.get(keys.session_queue(r.session_id), 0),
+            backlog=backlog.get(redis_keys.session_queue(r.session_id), 0),
             ready_in_seconds=ready.get(r.session_id, 0.0),
             pace_seconds=r.pace_seconds if r.pace_seconds is not None else settings.pace_seconds,
         )
@@ -226,7 +215,7 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
 def dispatch_batch(message_ids: list[str]) -> int:
     """Route many queued messages with one read of the session state (bulk sends). Messages that
     cannot be routed now fall back to a single ``wa.dispatch`` each, which waits and retries.
-    A batch whose worker died runs again within seconds (``wa_tasks.worker_lost``): only the
+    A batch whose worker died runs again within seconds (``wa_tasks.infra.worker_lost``): only the
     messages still ``queued`` are routed, so a batch that got half-way routes the rest."""
     settings = get_settings()
     routed: list[tuple[str, str, int]] = []
@@ -268,7 +257,7 @@ def _publish_deliver(message_id: str, session_id: str, priority: int, producer: 
     app.send_task(
         task_names.DELIVER,
         kwargs={"message_id": message_id},
-        queue=keys.session_queue(session_id),
+        queue=redis_keys.session_queue(session_id),
         priority=priority,
         producer=producer,
     )
@@ -315,7 +304,7 @@ def _redeliver_after_broker_restart(settings: Settings) -> None:
     So when the broker is not the one the last sweep saw, ``deliver`` is published again; a copy
     that was not lost is skipped by the host's conditional claim.
 
-    The sweeper keeps the broker's ``run_id`` in the broker itself (``keys.BROKER_RUN_ID``):
+    The sweeper keeps the broker's ``run_id`` in the broker itself (``redis_keys.BROKER_RUN_ID``):
 
     - the same run id: nothing happened;
     - another run id: Redis restarted, perhaps losing writes, or a replica took over (which may
@@ -333,7 +322,7 @@ def _redeliver_after_broker_restart(settings: Settings) -> None:
     try:
         server = redis.info("server")
         run_id, uptime = str(server["run_id"]), float(server["uptime_in_seconds"])
-        seen = redis.get(keys.BROKER_RUN_ID)
+        seen = redis.get(redis_keys.BROKER_RUN_ID)
     except (RedisError, KeyError, ValueError) as exc:  # INFO renamed away by a managed Redis: no detection
         log.debug("broker restart check skipped: %s", exc)
         return
@@ -348,7 +337,7 @@ def _redeliver_after_broker_restart(settings: Settings) -> None:
     for row in routed:
         if row.session_id:
             _publish_deliver(row.id, row.session_id, row.priority)
-    redis.set(keys.BROKER_RUN_ID, run_id)
+    redis.set(redis_keys.BROKER_RUN_ID, run_id)
     if routed and seen is None:
         log.warning(
             "broker came back without its data (or is a new Redis): deliver republished for %d message(s) "
@@ -370,7 +359,7 @@ def notify(
     session: object = None,
     **unknown: object,
 ) -> str:
-    """A billing event (``wa_tasks.triggers``) sends its template to ``data["customer_whatsapp"]``;
+    """A billing event (``wa_tasks.core.triggers``) sends its template to ``data["customer_whatsapp"]``;
     returns the message id (a bulk job id for ``bulk.send``). A refused trigger (unknown event, no
     customer number, missing template data, an opted-out customer) is stored as a ``failed``
     message whose error says why: a trigger failure is recorded, never swallowed."""
@@ -419,16 +408,16 @@ def notify(
 
 @app.task(name=task_names.HEALTH_CHECK)
 def health_check() -> dict[str, str]:
-    """Beat, every 30 s: probe every session and record its health (``wa_tasks.health``)."""
-    from wa_tasks import health
+    """Beat, every 30 s: probe every session and record its health (``wa_tasks.ops.health``)."""
+    from wa_tasks.ops import health
 
     return {r.session_id: r.health for r in health.check_all(get_settings())}
 
 
 @app.task(name=task_names.RETENTION)
 def retention() -> dict[str, int]:
-    """Beat, daily at 02:00 WIB: delete what is older than the retention limits (``wa_tasks.retention``)."""
-    from wa_tasks import retention as data_retention
+    """Beat, daily at 02:00 WIB: delete what is older than the retention limits (``wa_tasks.ops.retention``)."""
+    from wa_tasks.ops import retention as data_retention
 
     return data_retention.cleanup(get_settings()).as_dict()
 
@@ -436,8 +425,8 @@ def retention() -> dict[str, int]:
 @app.task(name=task_names.METRICS_ROLLUP)
 def metrics_rollup(day: str | None = None) -> dict[str, Any]:
     """Beat, daily after midnight WIB: store yesterday's figures (or ``day``, ``YYYY-MM-DD``) in
-    ``whatsapp_daily_metrics``; a re-run replaces that day's rows (``wa_tasks.metrics``)."""
-    from wa_tasks import metrics
+    ``whatsapp_daily_metrics``; a re-run replaces that day's rows (``wa_tasks.ops.metrics``)."""
+    from wa_tasks.ops import metrics
 
     return metrics.rollup(get_settings(), dt.date.fromisoformat(day) if day else None)
 
@@ -445,22 +434,22 @@ def metrics_rollup(day: str | None = None) -> dict[str, Any]:
 @app.task(name=task_names.SAMPLE_DEPTH)
 def sample_depth() -> dict[str, int]:
     """Beat, every 30 s: record every session's queue depth for the dashboard's depth chart
-    (``wa_tasks.dashboard``; kept 24 h in Redis)."""
-    from wa_tasks import dashboard
+    (``wa_tasks.admin.dashboard``; kept 24 h in Redis)."""
+    from wa_tasks.admin import dashboard
 
     return dashboard.sample_all(get_settings())
 
 
 @app.task(name=task_names.EMAIL_FALLBACK)
 def email_fallback(message_id: str) -> str | None:
-    """Send a failed message's fallback email once (``wa_tasks.fallback``); returns its fallback status."""
+    """Send a failed message's fallback email once (``wa_tasks.pipeline.fallback``); returns its fallback status."""
     return fallback.deliver(get_settings(), message_id)
 
 
 @app.task(name=task_names.CONTACTS_REFRESH)
 def contacts_refresh() -> int:
     """Beat, daily: ask WhatsApp again about numbers whose cached answer is older than
-    ``WA_CONTACT_MAX_AGE_DAYS`` (``wa_tasks.contacts``); returns how many were refreshed."""
-    from wa_tasks import contacts
+    ``WA_CONTACT_MAX_AGE_DAYS`` (``wa_tasks.pipeline.contacts``); returns how many were refreshed."""
+    from wa_tasks.pipeline import contacts
 
     return contacts.refresh(get_settings())

@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-26
 
-Data: installs the default templates of ``wa_tasks/default_templates.py`` that are missing (by
+Data: installs the default templates of ``wa_tasks/core/default_templates.py`` that are missing (by
 name); an existing template, edited or not, is never overwritten. The downgrade removes only the
 defaults still exactly as shipped, so an operator's edits survive a downgrade and upgrade.
 """
@@ -16,7 +16,7 @@ import datetime as dt
 import sqlalchemy as sa
 from alembic import op
 
-from wa_tasks.default_templates import DEFAULTS
+from wa_tasks.core.default_templates import DEFAULTS
 
 revision = "0002"
 down_revision = "0001"

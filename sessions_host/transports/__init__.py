@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wa_tasks.transport_names import AVAILABLE, NEONIZE, SIMULATED
+from wa_tasks.core.transports import AVAILABLE, NEONIZE, SIMULATED, NeonizeOptions, SimOptions
 
 if TYPE_CHECKING:
     from sessions_host.transports.base import Transport
@@ -33,20 +33,16 @@ class Registered:
 
 
 def _simulated_options(settings: Settings, options: dict[str, Any] | None) -> object:
-    from sessions_host.transports.simulated import SimOptions
-
     return SimOptions.build(settings, options)
 
 
 def _simulated(session_id: str, options: dict[str, Any] | None, settings: Settings, hub: SimHub) -> Transport:
-    from sessions_host.transports.simulated import SimOptions, SimulatedTransport
+    from sessions_host.transports.simulated import SimulatedTransport
 
     return SimulatedTransport(session_id, SimOptions.build(settings, options), hub)
 
 
 def _neonize_options(settings: Settings, options: dict[str, Any] | None) -> object:
-    from sessions_host.transports.neonize import NeonizeOptions
-
     return NeonizeOptions.build(options)
 
 
@@ -57,7 +53,7 @@ def _neonize(session_id: str, options: dict[str, Any] | None, settings: Settings
         raise ValueError(
             f"session {session_id}: transport 'neonize' needs the neonize package (pip install 'wa-tasks[neonize]')"
         )
-    from sessions_host.transports.neonize import NeonizeOptions, NeonizeStore, NeonizeTransport
+    from sessions_host.transports.neonize import NeonizeStore, NeonizeTransport
 
     opts = NeonizeOptions.build(options)
     return NeonizeTransport(
@@ -70,7 +66,7 @@ def _neonize(session_id: str, options: dict[str, Any] | None, settings: Settings
     )
 
 
-#: Every transport by name (the names are ``wa_tasks.transport_names.AVAILABLE``).
+#: Every transport by name (the names are ``wa_tasks.core.transports.AVAILABLE``).
 REGISTRY: dict[str, Registered] = {
     SIMULATED: Registered(_simulated_options, _simulated),
     NEONIZE: Registered(_neonize_options, _neonize),

@@ -20,30 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-DAY = 86400.0
-
-
-@dataclass(frozen=True)
-class BanRules:
-    #: A number younger than this (days since it was linked) is "young".
-    young_days: float = 14.0
-    #: Strangers a young / an established number may message per day before 463 restrictions.
-    young_new_contacts_per_day: int = 25
-    new_contacts_per_day: int = 250
-    #: A 463 restriction lasts this long.
-    restriction_seconds: float = DAY
-    #: More than ``volume_sends`` within ``volume_seconds``: temporary ban.
-    volume_sends: int = 200
-    volume_seconds: float = 3600.0
-    #: More than ``burst_sends`` within ``burst_seconds``: temporary ban.
-    burst_sends: int = 5
-    burst_seconds: float = 5.0
-    #: The same text to more than this many recipients in a day: temporary ban.
-    same_text_recipients: int = 50
-    #: This many consecutive gaps within ±2 % of each other look automated: temporary ban.
-    regular_gaps: int = 40
-    #: How long a temporary ban lasts.
-    ban_seconds: float = DAY
+from wa_tasks.core.transports import DAY, BanRules
 
 
 class Verdict(StrEnum):

@@ -62,7 +62,7 @@ EventSink = Callable[[Event], None]
 @dataclass(frozen=True)
 class SendTag:
     """What a transport chooses for a send before it goes out; stored with the claim, so that a
-    receipt can resolve the send if the host dies during it (``wa_tasks.lifecycle``, the ambiguous
+    receipt can resolve the send if the host dies during it (``wa_tasks.pipeline.lifecycle``, the ambiguous
     send). Empty: the transport can choose nothing, and its ambiguous sends stay with the operator."""
 
     #: The WhatsApp message id the send carries (a transport that can choose it).
@@ -100,7 +100,7 @@ class SessionError(SendError):
 
 class AmbiguousSendError(SendError):
     """The send may or may not have reached WhatsApp (the transport died or stopped answering while
-    it was in flight). It is never sent again (see ``wa_tasks.lifecycle``, the ambiguous send)."""
+    it was in flight). It is never sent again (see ``wa_tasks.pipeline.lifecycle``, the ambiguous send)."""
 
 
 class RestrictedError(SessionError):

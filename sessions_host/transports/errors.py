@@ -61,7 +61,7 @@ _RECIPIENT_TEXTS = (
     "no lid found for",
 )
 #: The message went out on the socket but no server acknowledgement came back: WhatsApp may have
-#: it, so it is an ambiguous send (never resent; see wa_tasks.lifecycle), not a transient error.
+#: it, so it is an ambiguous send (never resent; see wa_tasks.pipeline.lifecycle), not a transient error.
 _AMBIGUOUS_TEXTS = (
     "timed out waiting for message send response",
     "disconnected before message send returned response",

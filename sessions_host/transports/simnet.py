@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,10 @@ class SimNet:
         (``(kind, due unix time)``) are held for the sending session in the same transaction, as
         WhatsApp's server holds them for a device that is offline when they come."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(keys.SIM_LEDGER, entry.to_json())
+        pipe.rpush(redis_keys.SIM_LEDGER, entry.to_json())
         if receipts:
             pipe.zadd(
-                keys.sim_receipts(entry.session),
+                redis_keys.sim_receipts(entry.session),
                 {json.dumps({"id": entry.wa_message_id, "kind": kind}): due for kind, due in receipts},
             )
         pipe.execute()
@@ -76,8 +76,8 @@ class SimNet:
             return {}
         pipe = self.redis.pipeline(transaction=True)
         for session_id in session_ids:
-            pipe.zrangebyscore(keys.sim_receipts(session_id), "-inf", now, withscores=True)
-            pipe.zremrangebyscore(keys.sim_receipts(session_id), "-inf", now)
+            pipe.zrangebyscore(redis_keys.sim_receipts(session_id), "-inf", now, withscores=True)
+            pipe.zremrangebyscore(redis_keys.sim_receipts(session_id), "-inf", now)
         results = pipe.execute()
         taken: dict[str, list[tuple[str, str, float]]] = {}
         for i, session_id in enumerate(session_ids):
@@ -87,60 +87,60 @@ class SimNet:
         return taken
 
     def ledger(self, number: str | None = None) -> list[LedgerEntry]:
-        entries = [LedgerEntry(**json.loads(raw)) for raw in self.redis.lrange(keys.SIM_LEDGER, 0, -1)]
+        entries = [LedgerEntry(**json.loads(raw)) for raw in self.redis.lrange(redis_keys.SIM_LEDGER, 0, -1)]
         return [e for e in entries if number is None or e.to == number]
 
     # Devices and pairing -------------------------------------------------------------------------
 
     def device_number(self, session_id: str) -> str | None:
-        value = self.redis.hget(keys.SIM_DEVICES, session_id)
+        value = self.redis.hget(redis_keys.SIM_DEVICES, session_id)
         return str(value) if value else None
 
     def devices(self) -> dict[str, str]:
         """Every paired session and its device's number."""
-        return {str(k): str(v) for k, v in self.redis.hgetall(keys.SIM_DEVICES).items()}
+        return {str(k): str(v) for k, v in self.redis.hgetall(redis_keys.SIM_DEVICES).items()}
 
     def pair(self, session_id: str, number: str | None = None) -> str:
         """Link a simulated device to ``session_id`` (what a QR scan does); returns its number."""
         number = number or simulated_number(session_id)
-        self.redis.hset(keys.SIM_DEVICES, session_id, number)
+        self.redis.hset(redis_keys.SIM_DEVICES, session_id, number)
         return number
 
     def unpair(self, session_id: str) -> None:
         pipe = self.redis.pipeline()
-        pipe.hdel(keys.SIM_DEVICES, session_id)
-        pipe.hdel(keys.SIM_QR, session_id)
-        pipe.srem(keys.SIM_SCANNED, session_id)
+        pipe.hdel(redis_keys.SIM_DEVICES, session_id)
+        pipe.hdel(redis_keys.SIM_QR, session_id)
+        pipe.srem(redis_keys.SIM_SCANNED, session_id)
         pipe.execute()
 
     def show_qr(self, session_id: str, code: str | None) -> None:
         if code is None:
-            self.redis.hdel(keys.SIM_QR, session_id)
+            self.redis.hdel(redis_keys.SIM_QR, session_id)
         else:
-            self.redis.hset(keys.SIM_QR, session_id, code)
+            self.redis.hset(redis_keys.SIM_QR, session_id, code)
 
     def current_qr(self, session_id: str) -> str | None:
-        value = self.redis.hget(keys.SIM_QR, session_id)
+        value = self.redis.hget(redis_keys.SIM_QR, session_id)
         return str(value) if value else None
 
     def scan(self, session_id: str) -> None:
         """Play the phone scanning the QR code that ``session_id`` shows."""
-        self.redis.sadd(keys.SIM_SCANNED, session_id)
+        self.redis.sadd(redis_keys.SIM_SCANNED, session_id)
 
     def take_scan(self, session_id: str) -> bool:
-        return bool(self.redis.srem(keys.SIM_SCANNED, session_id))
+        return bool(self.redis.srem(redis_keys.SIM_SCANNED, session_id))
 
     # Recipients ----------------------------------------------------------------------------------
 
     def set_not_on_whatsapp(self, number: str, absent: bool = True) -> None:
         """Make ``number`` (E.164 digits) unknown to WhatsApp: sends to it fail permanently."""
         if absent:
-            self.redis.sadd(keys.SIM_NOT_ON_WHATSAPP, number)
+            self.redis.sadd(redis_keys.SIM_NOT_ON_WHATSAPP, number)
         else:
-            self.redis.srem(keys.SIM_NOT_ON_WHATSAPP, number)
+            self.redis.srem(redis_keys.SIM_NOT_ON_WHATSAPP, number)
 
     def is_on_whatsapp(self, number: str) -> bool:
-        return not self.redis.sismember(keys.SIM_NOT_ON_WHATSAPP, number)
+        return not self.redis.sismember(redis_keys.SIM_NOT_ON_WHATSAPP, number)
 
     # Customers' replies --------------------------------------------------------------------------
 
@@ -149,7 +149,7 @@ class SimNet:
         the session receives it on its next tick while connected. Returns the reply's message id."""
         wa_id = "SIMIN" + uuid.uuid4().hex[:15].upper()
         reply = Reply(sender=from_number, text=text, wa_message_id=wa_id, at=now_iso())
-        self.redis.rpush(keys.sim_replies(session_id), json.dumps(asdict(reply), ensure_ascii=False))
+        self.redis.rpush(redis_keys.sim_replies(session_id), json.dumps(asdict(reply), ensure_ascii=False))
         return wa_id
 
     def take_replies(self, session_ids: list[str]) -> dict[str, list[Reply]]:
@@ -158,8 +158,8 @@ class SimNet:
             return {}
         pipe = self.redis.pipeline(transaction=True)
         for session_id in session_ids:
-            pipe.lrange(keys.sim_replies(session_id), 0, -1)
-            pipe.delete(keys.sim_replies(session_id))
+            pipe.lrange(redis_keys.sim_replies(session_id), 0, -1)
+            pipe.delete(redis_keys.sim_replies(session_id))
         results = pipe.execute()
         return {
             session_id: [Reply(**json.loads(raw)) for raw in results[2 * i]]
@@ -170,25 +170,27 @@ class SimNet:
     # Read receipts the sessions sent to customers ------------------------------------------------
 
     def record_read(self, session_id: str, wa_message_id: str, sender: str) -> None:
-        self.redis.rpush(keys.SIM_READ_RECEIPTS, json.dumps({"session": session_id, "id": wa_message_id, "to": sender}))
+        self.redis.rpush(
+            redis_keys.SIM_READ_RECEIPTS, json.dumps({"session": session_id, "id": wa_message_id, "to": sender})
+        )
 
     def read_receipts(self) -> list[dict[str, str]]:
-        return [json.loads(raw) for raw in self.redis.lrange(keys.SIM_READ_RECEIPTS, 0, -1)]
+        return [json.loads(raw) for raw in self.redis.lrange(redis_keys.SIM_READ_RECEIPTS, 0, -1)]
 
     # Connection faults ---------------------------------------------------------------------------
 
     def drop(self, session_id: str) -> None:
         """Cut ``session_id``'s connection until :meth:`restore`."""
-        self.redis.sadd(keys.SIM_DROPPED, session_id)
+        self.redis.sadd(redis_keys.SIM_DROPPED, session_id)
 
     def restore(self, session_id: str) -> None:
-        self.redis.srem(keys.SIM_DROPPED, session_id)
+        self.redis.srem(redis_keys.SIM_DROPPED, session_id)
 
     def dropped(self) -> set[str]:
-        return {str(s) for s in self.redis.smembers(keys.SIM_DROPPED)}
+        return {str(s) for s in self.redis.smembers(redis_keys.SIM_DROPPED)}
 
     def is_dropped(self, session_id: str) -> bool:
-        return bool(self.redis.sismember(keys.SIM_DROPPED, session_id))
+        return bool(self.redis.sismember(redis_keys.SIM_DROPPED, session_id))
 
 
 def simulated_number(session_id: str) -> str:

@@ -18,14 +18,11 @@ import functools
 import heapq
 import itertools
 import logging
-import math
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any
 
 from models.statuses import SessionStatus
 from sessions_host.transports.banmodel import BanModel, BanRules, Device, Verdict
@@ -44,86 +41,10 @@ from sessions_host.transports.base import (
     TransientSendError,
 )
 from sessions_host.transports.simnet import LedgerEntry, Reply, SimNet, now_iso
-from wa_tasks.phone import mask
-from wa_tasks.settings import Settings
+from wa_tasks.core.phone import mask
+from wa_tasks.core.transports import SimOptions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SimOptions:
-    """Behaviour of one simulated session (a session's ``transport_options`` override the defaults)."""
-
-    #: Mean time WhatsApp's server takes to acknowledge a send.
-    latency_ms: float = 150.0
-    #: Share of sends that fail with a transient error ("timed out waiting for message send response").
-    failure_rate: float = 0.0
-    #: Mean delay from send to the delivery receipt, and from delivery to the read receipt.
-    delivered_after_seconds: float = 1.0
-    read_after_seconds: float = 3.0
-    #: Pair without a QR scan when the session starts.
-    auto_pair: bool = True
-    #: Seconds a QR code is shown before it rotates (WhatsApp: 60 s first, then 20 s).
-    qr_rotate_seconds: float = 20.0
-    seed: int = 0
-    #: Restrict the number like WhatsApp's anti-spam would (``banmodel``); off by default so that
-    #: tests of other behaviour are not disturbed by it.
-    ban_model: bool = False
-    #: Overrides of ``banmodel.BanRules`` fields.
-    ban_rules: dict[str, Any] = field(default_factory=dict)
-    #: How long ago the simulated number was linked (young numbers are restricted sooner).
-    linked_days_ago: float = 0.0
-
-    @classmethod
-    def build(cls, settings: Settings, overrides: dict[str, Any] | None) -> SimOptions:
-        base = cls(
-            latency_ms=settings.sim_latency_ms,
-            failure_rate=settings.sim_failure_rate,
-            delivered_after_seconds=settings.sim_delivered_after_seconds,
-            read_after_seconds=settings.sim_read_after_seconds,
-            seed=settings.sim_seed,
-        )
-        overrides = dict(overrides or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown simulated transport option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        values = {f.name: getattr(base, f.name) for f in fields(cls)}
-        defaults = {f.name: _default_of(f) for f in fields(cls)}
-        for key, value in overrides.items():
-            _check_option(key, value, defaults[key])
-        values.update(overrides)
-        return cls(**values)
-
-
-def _default_of(f: Field[Any]) -> Any:
-    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
-
-
-def _check_option(key: str, value: Any, default: Any) -> None:
-    """A stored option is read by every session host that starts the session: refuse a wrong type
-    when it is configured rather than when a host trips over it."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"simulated option {key} must be true or false, not {value!r}")
-    elif isinstance(default, int | float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"simulated option {key} must be a number of 0 or more, not {value!r}")
-        if key == "failure_rate" and value > 1:
-            raise ValueError(f"simulated option failure_rate is a share from 0 to 1, not {value!r}")
-        if isinstance(default, int) and not isinstance(value, int):
-            raise ValueError(f"simulated option {key} must be a whole number, not {value!r}")
-    elif key == "ban_rules":
-        if not isinstance(value, dict):
-            raise ValueError(f"simulated option ban_rules must be an object, not {value!r}")
-        rules = {f.name: f.default for f in fields(BanRules)}
-        unknown = sorted(set(value) - set(rules))
-        if unknown:
-            raise ValueError(f"unknown ban rule(s): {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
-        for rule, setting in value.items():
-            _check_option(f"ban_rules.{rule}", setting, rules[rule])
 
 
 class SimHub:

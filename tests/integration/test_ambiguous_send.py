@@ -1,4 +1,4 @@
-"""Ambiguous sends that resolve themselves (``wa_tasks.lifecycle``): the session host killed with
+"""Ambiguous sends that resolve themselves (``wa_tasks.pipeline.lifecycle``): the session host killed with
 SIGKILL in the middle of a send on the simulated network, after the message reached the phone (its
 receipt resolves it) and before (it stays ``failed``, "no receipt seen" after the window); and the
 transitions themselves on SQLite and PostgreSQL: a receipt resolves only the one message its id
@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 from models import Message, WhatsAppSession
 from models.db import session_scope
 from support.stack import Stack
-from wa_tasks import keys, lifecycle, queue_view
+from wa_tasks.admin import queue_view
+from wa_tasks.core import redis_keys
+from wa_tasks.pipeline import lifecycle
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -78,7 +80,7 @@ def test_a_send_interrupted_before_it_reached_the_phone_stays_failed_with_no_rec
     # Then it ends failed as ambiguous, the network never had it (no receipt can come) …
     failed = stack.wait_status(message_id, "failed", timeout=30)
     assert failed["error"].startswith(lifecycle.AMBIGUOUS_SEND), failed
-    assert stack.ledger() == [] and stack.simnet.redis.zcard(keys.sim_receipts("wa-1")) == 0
+    assert stack.ledger() == [] and stack.simnet.redis.zcard(redis_keys.sim_receipts("wa-1")) == 0
     # … and once the window has passed, the status and the queue list say no receipt was seen
     while (lifecycle.utcnow() - dt.datetime.fromisoformat(failed["failedAt"])).total_seconds() <= 1.0:
         time.sleep(0.1)

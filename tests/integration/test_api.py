@@ -20,8 +20,9 @@ import pytest
 
 from support.stack import Stack
 from support.web import API_KEY, running_web
-from wa_tasks import keys, live_state
-from wa_tasks import qr as qr_codes
+from wa_tasks.core import qr as qr_codes
+from wa_tasks.core import redis_keys
+from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -443,16 +444,18 @@ def test_queue_depth_per_session_and_priority(settings: Settings, stack: Stack, 
     waiting = {("wa-1", 0): 2, ("wa-1", 5): 1, ("wa-2", 9): 3}
     for (sid, step), n in waiting.items():
         for _ in range(n):
-            stack.app.send_task("wa.deliver", kwargs={"message_id": "x"}, queue=keys.session_queue(sid), priority=step)
+            stack.app.send_task(
+                "wa.deliver", kwargs={"message_id": "x"}, queue=redis_keys.session_queue(sid), priority=step
+            )
 
     # Then the queue endpoint shows each session's lists as the broker holds them
     answer = api.get("/queue").json()
     assert set(answer["sessions"]) == {"wa-1", "wa-2", "wa-3"}
     for sid, depth in answer["sessions"].items():
         assert depth["byPriority"] == {str(step): waiting.get((sid, step), 0) for step in range(10)}
-        assert depth["total"] == stack.queue_length(keys.session_queue(sid))
+        assert depth["total"] == stack.queue_length(redis_keys.session_queue(sid))
     assert answer["total"] == 6
-    assert answer["dispatch"] == live_state.backlogs(stack.redis, [keys.DEFAULT_QUEUE])[keys.DEFAULT_QUEUE]
+    assert answer["dispatch"] == live_state.backlogs(stack.redis, [redis_keys.DEFAULT_QUEUE])[redis_keys.DEFAULT_QUEUE]
 
 
 # Templates ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from models import Message, QueueJob
 from support.stack import Stack, settings_env
 from wa_tasks.client import Client
+from wa_tasks.core.phone import mask
 from wa_tasks.errors import (
     InvalidMessage,
     InvalidPhoneNumber,
@@ -32,7 +33,6 @@ from wa_tasks.errors import (
     UnknownTemplate,
     WaTasksError,
 )
-from wa_tasks.phone import mask
 
 pytestmark = pytest.mark.integration
 

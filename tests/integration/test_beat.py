@@ -14,8 +14,8 @@ import pytest
 import redis as redis_lib
 
 from support.stack import settings_env
-from wa_tasks.keys import DEFAULT_QUEUE
-from wa_tasks.redis_client import client_for
+from wa_tasks.core.redis_keys import DEFAULT_QUEUE
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

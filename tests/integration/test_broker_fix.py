@@ -1,4 +1,4 @@
-"""wa_tasks.broker_fix: a Celery consumer that loses Redis while it holds an unacknowledged task
+"""wa_tasks.infra.broker_fix: a Celery consumer that loses Redis while it holds an unacknowledged task
 closes its connection without crashing, and the task is still in Redis when it comes back.
 
 This is the sequence of Celery 5.7's ``Consumer.on_connection_error_after_connected``, run on
@@ -18,9 +18,9 @@ import pytest
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.common import ignore_errors
 
-import wa_tasks.celery_app  # noqa: F401  (installs the fix, as every wa-tasks process does)
+import wa_tasks.infra.celery_app  # noqa: F401  (installs the fix, as every wa-tasks process does)
 from conftest import free_port
-from wa_tasks.redis_server import EmbeddedRedis
+from wa_tasks.infra.redis_server import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from models import Message, Template
 from models.db import session_scope
 from support.stack import Stack
-from wa_tasks import errors, optout
+from wa_tasks import errors
 from wa_tasks.client import Client
+from wa_tasks.pipeline import optout
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from models import Message, Template
 from models.db import session_scope
 from wa_tasks import errors
-from wa_tasks import sessions as manage
+from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
-from wa_tasks.keys import DEFAULT_QUEUE, URGENT_QUEUE
+from wa_tasks.core.redis_keys import DEFAULT_QUEUE, URGENT_QUEUE
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 
 from models import WhatsAppContact, utcnow
 from support.stack import Stack
-from wa_tasks import contacts
 from wa_tasks.errors import CommandFailed
+from wa_tasks.pipeline import contacts
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ from sessions_host.transports.base import (
     SessionError,
     TransientSendError,
 )
-from wa_tasks import lifecycle
-from wa_tasks import sessions as manage
-from wa_tasks.celery_app import app_for
+from wa_tasks.admin import session_config as manage
+from wa_tasks.infra.celery_app import app_for
+from wa_tasks.pipeline import lifecycle
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

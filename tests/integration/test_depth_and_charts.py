@@ -12,9 +12,10 @@ import pytest
 from models import Message, utcnow
 from models.db import session_scope
 from support.stack import Stack
-from wa_tasks import dashboard, keys
-from wa_tasks import sessions as manage
-from wa_tasks.redis_client import client_for
+from wa_tasks.admin import dashboard
+from wa_tasks.admin import session_config as manage
+from wa_tasks.core import redis_keys
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 def _fill(settings: Settings, session_id: str, per_step: dict[int, int]) -> None:
     redis = client_for(settings.redis)
-    queue = keys.session_queue(session_id)
+    queue = redis_keys.session_queue(session_id)
     for step, count in per_step.items():
         redis.rpush(queue if step == 0 else f"{queue}:{step}", *[json.dumps({"n": n}) for n in range(count)])
 
@@ -43,10 +44,10 @@ def test_a_sample_counts_every_priority_list_and_samples_older_than_a_day_are_dr
     assert latest == {"wa-1": 7, "wa-2": 1, "wa-3": 0}
     samples = dashboard.depth_samples(redis, 0)
     assert [round(now - t) for t, _ in samples] == [23 * 3600, 0]
-    assert redis.zcard(keys.DEPTH_SAMPLES) == 2
+    assert redis.zcard(redis_keys.DEPTH_SAMPLES) == 2
     # And two equal samples at different times are two points
     dashboard.record_depth(redis, ["wa-1", "wa-2", "wa-3"], now + 30)
-    assert redis.zcard(keys.DEPTH_SAMPLES) == 3
+    assert redis.zcard(redis_keys.DEPTH_SAMPLES) == 3
 
 
 def test_the_charts_count_what_the_rows_say(settings: Settings) -> None:
@@ -91,7 +92,7 @@ def test_beat_s_depth_task_records_a_sample_through_a_real_worker(stack: Stack) 
     # When beat's entry is sent (here by hand), the worker stores a sample
     stack.app.send_task("wa.sample_depth")
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not stack.redis.zcard(keys.DEPTH_SAMPLES):
+    while time.monotonic() < deadline and not stack.redis.zcard(redis_keys.DEPTH_SAMPLES):
         time.sleep(0.1)
     samples = dashboard.depth_samples(stack.redis, 0)
     assert [sample for _, sample in samples] == [{"wa-1": 3}], stack.logs()

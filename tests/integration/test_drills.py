@@ -35,8 +35,8 @@ from conftest import free_port
 from models import Message
 from models.db import create
 from support.stack import Stack
-from wa_tasks import lifecycle
-from wa_tasks.redis_server import EmbeddedRedis
+from wa_tasks.infra.redis_server import EmbeddedRedis
+from wa_tasks.pipeline import lifecycle
 from wa_tasks.settings import Settings
 
 SOAK = os.environ.get("WA_DRILL_SOAK", "").lower() in ("1", "true", "yes")

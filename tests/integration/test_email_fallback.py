@@ -19,7 +19,7 @@ from sqlalchemy import update
 from conftest import free_port
 from models import Message, WhatsAppContact, utcnow
 from support.stack import Stack
-from wa_tasks import fallback
+from wa_tasks.pipeline import fallback
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

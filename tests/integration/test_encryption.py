@@ -16,8 +16,8 @@ from sqlalchemy import select, text
 
 from models import Message, encryption
 from models.db import session_scope
-from wa_tasks import crypto
 from wa_tasks.client import Client
+from wa_tasks.ops import encryption_keys
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_rotation_re_encrypts_everything_with_the_new_key_and_keeps_it_readable(
         db.add(Message(id="msg_old", to_number="6281234567890", content=SECRET_TEXT, data={"nama": "Budi"}))
 
     # When the keys are rotated (new key first, old one still listed)
-    counts = crypto.rotate(settings.model_copy(update={"encryption_key": SecretStr(f"{new},{old}")}))
+    counts = encryption_keys.rotate(settings.model_copy(update={"encryption_key": SecretStr(f"{new},{old}")}))
 
     # Then every row is readable with the new key alone, the plaintext one is now encrypted too
     assert counts["whatsapp_messages"] == 2

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from models import Message
 from support.stack import FINAL, Stack
-from wa_tasks import lifecycle, live_state
-from wa_tasks import sessions as manage
+from wa_tasks.admin import session_config as manage
+from wa_tasks.pipeline import lifecycle, live_state
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from support.stack import Stack
-from wa_tasks import live_state
+from wa_tasks.pipeline import live_state
 
 pytestmark = pytest.mark.integration
 

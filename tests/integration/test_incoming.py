@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from models import IncomingMessage, OptOut
 from support.stack import Stack
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def test_incoming_messages_are_stored_once_and_handed_to_a_python_hook(stack: St
     stack.simnet.reply("wa-1", "6281311112222", "STOP")
     rows = _wait_rows(stack, 2)
     stack.simnet.redis.rpush(
-        keys.sim_replies("wa-1"),
+        redis_keys.sim_replies("wa-1"),
         json.dumps(
             {
                 "sender": "6281234567890",

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from models import WhatsAppContact
 from support.stack import Stack
-from wa_tasks import optout
+from wa_tasks.core.phone import mask
 from wa_tasks.errors import InvalidPhoneNumber, OptedOut
-from wa_tasks.phone import mask
+from wa_tasks.pipeline import optout
 
 pytestmark = pytest.mark.integration
 

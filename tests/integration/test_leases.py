@@ -16,7 +16,8 @@ from models import Message
 from sessions_host import leases as leases_module
 from sessions_host.leases import Leases
 from support.stack import Stack
-from wa_tasks import keys, lifecycle
+from wa_tasks.core import redis_keys
+from wa_tasks.pipeline import lifecycle
 
 pytestmark = pytest.mark.integration
 
@@ -124,10 +125,10 @@ def test_renewing_all_leases_renews_those_held_and_reports_those_another_host_to
     held = [a.acquire(f"wa-{i}") for i in range(5)]
     assert all(held)
     for session_id in ("wa-1", "wa-3", "wa-4"):
-        client.delete(keys.lease(session_id))
+        client.delete(redis_keys.lease(session_id))
     taken = {s: b.acquire(s) for s in ("wa-1", "wa-3")}
-    client.pexpire(keys.lease("wa-0"), 500)  # a's own lease, close to expiring
-    b_ttl = client.pttl(keys.lease("wa-1"))
+    client.pexpire(redis_keys.lease("wa-0"), 500)  # a's own lease, close to expiring
+    b_ttl = client.pttl(redis_keys.lease("wa-1"))
 
     # When a renews all it believes it holds, in one call
     lost = a.renew_all([lease for lease in held if lease is not None])
@@ -136,13 +137,13 @@ def test_renewing_all_leases_renews_those_held_and_reports_those_another_host_to
     # leases run for a full TTL again; b's leases are still b's with b's TTL; the expired one was
     # not brought back
     assert {lease.session_id: holder for lease, holder in lost.items()} == {"wa-1": "b", "wa-3": "b", "wa-4": None}
-    assert client.pttl(keys.lease("wa-0")) > 2500
-    assert client.pttl(keys.lease("wa-2")) > 2500
+    assert client.pttl(redis_keys.lease("wa-0")) > 2500
+    assert client.pttl(redis_keys.lease("wa-2")) > 2500
     assert a.owner("wa-0") == a.owner("wa-2") == "a"
     assert a.owner("wa-1") == a.owner("wa-3") == "b"
-    assert client.get(keys.lease("wa-1")) == taken["wa-1"].value  # type: ignore[union-attr]
-    assert client.pttl(keys.lease("wa-1")) <= b_ttl
-    assert client.exists(keys.lease("wa-4")) == 0
+    assert client.get(redis_keys.lease("wa-1")) == taken["wa-1"].value  # type: ignore[union-attr]
+    assert client.pttl(redis_keys.lease("wa-1")) <= b_ttl
+    assert client.exists(redis_keys.lease("wa-4")) == 0
 
 
 def test_renewing_more_leases_than_one_call_takes_reports_each_lost_one(redis_clean: str) -> None:
@@ -154,7 +155,7 @@ def test_renewing_more_leases_than_one_call_takes_reports_each_lost_one(redis_cl
     held = [a.acquire(f"s{i}") for i in range(count)]
     gone = {"s0", f"s{leases_module.RENEW_BATCH - 1}", f"s{count - 1}"}
     for session_id in gone:
-        client.delete(keys.lease(session_id))
+        client.delete(redis_keys.lease(session_id))
         assert b.acquire(session_id)
 
     # When it renews them all
@@ -163,6 +164,6 @@ def test_renewing_more_leases_than_one_call_takes_reports_each_lost_one(redis_cl
     # Then exactly those are reported lost, and every other one is still its own
     assert {lease.session_id for lease in lost} == gone
     assert set(lost.values()) == {"b"}
-    owners = client.mget([keys.lease(f"s{i}") for i in range(count)])
+    owners = client.mget([redis_keys.lease(f"s{i}") for i in range(count)])
     assert sum(1 for value in owners if value and value.startswith("a|")) == count - len(gone)
     assert a.renew_all([]) == {}

@@ -1,4 +1,4 @@
-"""wa_tasks.media.download against a real local HTTP server: what the session host does with a media
+"""wa_tasks.pipeline.media.download against a real local HTTP server: what the session host does with a media
 URL at send time. It never waits without a limit and never reads more than the cap."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from support.billing_samples import PNG_1PX
 from wa_tasks.errors import MediaError
-from wa_tasks.media import download
+from wa_tasks.pipeline.media import download
 
 pytestmark = pytest.mark.integration
 

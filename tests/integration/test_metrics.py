@@ -23,10 +23,12 @@ from models import DailyMetric, Message, WhatsAppSession, utcnow
 from models.db import session_scope
 from support.stack import settings_env
 from support.web import running_web
-from wa_tasks import keys, live_state, metrics
 from wa_tasks.client import Client
+from wa_tasks.core import redis_keys
 from wa_tasks.errors import InvalidRequest
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.ops import metrics
+from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -258,8 +260,8 @@ def test_prometheus_metrics_over_http(settings: Settings, web: str) -> None:
         db.add(Message(id="msg_waiting", to_number="6281234567890", status="queued"))
     now = time.time()
     live_state.publish(redis, live_state.LiveState("wa-1", "connected", "host-a", now, now), ttl_seconds=60)
-    redis.rpush(keys.session_queue("wa-1"), "a", "b")
-    redis.rpush(f"{keys.session_queue('wa-1')}:2", "c")
+    redis.rpush(redis_keys.session_queue("wa-1"), "a", "b")
+    redis.rpush(f"{redis_keys.session_queue('wa-1')}:2", "c")
     time.sleep(1.5)  # the collector observes rows once their commit has surely happened
 
     # When Prometheus scrapes (with the key as a bearer token; without it the answer is 401)

@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 
 from models.db import create
 from models.migrate import downgrade, upgrade
-from wa_tasks.default_templates import DEFAULTS
+from wa_tasks.core.default_templates import DEFAULTS
 
 pytestmark = pytest.mark.integration
 

@@ -518,7 +518,7 @@ def test_a_receipt_for_a_send_whose_answer_was_lost_finds_it_by_the_secret_in_th
     from sessions_host.events import EventProcessor
     from sessions_host.transports.neonize.session import text_message, with_secret
     from sessions_host.transports.neonize.transport import sent_secrets
-    from wa_tasks import lifecycle
+    from wa_tasks.pipeline import lifecycle
 
     # Given a neonize session's device store, with whatsmeow's tables
     store = NeonizeStore.for_session(settings.database, settings.data_path, "wa-n")

@@ -30,9 +30,10 @@ from models import Message, utcnow
 from models.db import session_scope
 from support.stack import Stack
 from support.web import API_KEY, running_web
-from wa_tasks import dashboard, keys, template_store
-from wa_tasks import sessions as manage
-from wa_tasks.redis_client import client_for
+from wa_tasks.admin import dashboard, template_store
+from wa_tasks.admin import session_config as manage
+from wa_tasks.core import redis_keys
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import Settings
 
 pytestmark = [
@@ -154,7 +155,7 @@ def test_log_in_add_a_session_link_it_by_qr_and_code_then_operate_it(stack: Stac
     assert first and first.startswith("data:image/png;base64,")
     stays_loaded(page)
     rotated = f"2@{'f' * 32},rotated,wa-1"
-    stack.redis.hset(keys.session_qr("wa-1"), mapping={"code": rotated, "expires_at": time.time() + 20})
+    stack.redis.hset(redis_keys.session_qr("wa-1"), mapping={"code": rotated, "expires_at": time.time() + 20})
     expect(qr).not_to_have_attribute("src", first, timeout=LIVE)
     assert still_same_load(page)
     shot(page, "session-qr")
@@ -446,11 +447,11 @@ def _seed_history(settings: Settings) -> dict[str, int]:
     for i in range(36):
         depths = {"wa-1": int(30 * abs((i / 6) % 2 - 1)), "wa-2": rng.randint(0, 5)}
         for sid, depth in depths.items():
-            redis.delete(keys.session_queue(sid))
+            redis.delete(redis_keys.session_queue(sid))
             if depth:
-                redis.rpush(keys.session_queue(sid), *[json.dumps({"n": n}) for n in range(depth)])
+                redis.rpush(redis_keys.session_queue(sid), *[json.dumps({"n": n}) for n in range(depth)])
         assert dashboard.record_depth(redis, ["wa-1", "wa-2"], start + i * 600) == depths
-    redis.delete(*[keys.session_queue(sid) for sid in ("wa-1", "wa-2")])
+    redis.delete(*[redis_keys.session_queue(sid) for sid in ("wa-1", "wa-2")])
     return totals
 
 

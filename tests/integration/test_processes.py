@@ -253,7 +253,7 @@ def test_the_readme_run_command_comes_up_on_embedded_defaults_and_stops_cleanly(
 
 
 def _redis_alive(socket_path: Path) -> bool:
-    from wa_tasks.redis_server import ping
+    from wa_tasks.infra.redis_server import ping
 
     return socket_path.exists() and ping(socket_path)
 

@@ -1,4 +1,4 @@
-"""The read-side views (``wa_tasks.queue_view``) on SQLite and PostgreSQL with a real Redis: message
+"""The read-side views (``wa_tasks.admin.queue_view``) on SQLite and PostgreSQL with a real Redis: message
 lists filter and page exactly like a count made here from the rows inserted, queue depths are the
 broker's own priority lists, and job lists carry the counts of ``bulk.progress``."""
 
@@ -12,9 +12,11 @@ import pytest
 
 from models import JobStatus, Message, QueueJob, Template, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import bulk, keys, queue_view
-from wa_tasks.celery_app import make_app
+from wa_tasks.admin import queue_view
+from wa_tasks.core import redis_keys
 from wa_tasks.errors import InvalidRequest
+from wa_tasks.infra.celery_app import make_app
+from wa_tasks.pipeline import bulk
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -121,7 +123,7 @@ def test_queue_depths_are_the_broker_priority_lists(settings: Settings) -> None:
     waiting = {("wa-1", 0): 2, ("wa-1", 5): 3, ("wa-2", 8): 1, ("wa-2", 9): 4}
     for (sid, step), n in waiting.items():
         for _ in range(n):
-            app.send_task("wa.deliver", kwargs={"message_id": "x"}, queue=keys.session_queue(sid), priority=step)
+            app.send_task("wa.deliver", kwargs={"message_id": "x"}, queue=redis_keys.session_queue(sid), priority=step)
 
     # Then every configured session is listed, each step with what kombu put on its list
     depths = queue_view.queue_depths(settings)

@@ -16,8 +16,10 @@ from sqlalchemy import Connection, text
 from conftest import free_port
 from models.db import create
 from support.stack import Stack
-from wa_tasks import keys, lifecycle, task_names, tasks
-from wa_tasks.redis_server import EmbeddedRedis
+from wa_tasks import tasks
+from wa_tasks.core import redis_keys, task_names
+from wa_tasks.infra.redis_server import EmbeddedRedis
+from wa_tasks.pipeline import lifecycle
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -70,7 +72,7 @@ def _outage(server: EmbeddedRedis, seconds: float) -> float:
 def _deliver(stack: Stack, message_id: str) -> None:
     """Put a deliver for ``message_id`` on wa-1's queue, as dispatch does."""
     stack.app.send_task(
-        task_names.DELIVER, kwargs={"message_id": message_id}, queue=keys.session_queue("wa-1"), priority=5
+        task_names.DELIVER, kwargs={"message_id": message_id}, queue=redis_keys.session_queue("wa-1"), priority=5
     )
 
 
@@ -117,7 +119,7 @@ def _sweep(stack: Stack) -> None:
 
 
 def _queued_delivers(stack: Stack) -> int:
-    return stack.queue_length(keys.session_queue("wa-1"))
+    return stack.queue_length(redis_keys.session_queue("wa-1"))
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -129,7 +131,7 @@ def test_a_fresh_redis_is_not_taken_for_a_broker_restart(own_redis: tuple[Stack,
     while float(stack.redis.info("server")["uptime_in_seconds"]) < tasks.BROKER_START_MARGIN_SECONDS + 2:
         time.sleep(0.2)  # routed well after this Redis started, beyond the sweeper's allowance
     message_id = stack.client.send("081200000001", text="Tagihan", session="wa-1")
-    for key in stack.redis.scan_iter(f"{keys.DEFAULT_QUEUE}*"):
+    for key in stack.redis.scan_iter(f"{redis_keys.DEFAULT_QUEUE}*"):
         stack.redis.delete(key)  # its dispatch: routed here instead, to a session nobody serves
     with stack.db() as db:
         assert lifecycle.route(db, message_id, "wa-1")
@@ -142,7 +144,7 @@ def test_a_fresh_redis_is_not_taken_for_a_broker_restart(own_redis: tuple[Stack,
     # Then it republishes nothing: the deliver it would double is right there
     assert _queued_delivers(stack) == 1
     assert "republished" not in stack.log_text("worker")
-    assert stack.redis.get(keys.BROKER_RUN_ID) == str(stack.redis.info("server")["run_id"])
+    assert stack.redis.get(redis_keys.BROKER_RUN_ID) == str(stack.redis.info("server")["run_id"])
 
     # When Redis restarts with its data (a new run id), then the sweeper republishes the deliver
     _outage(server, 0.0)
@@ -190,7 +192,7 @@ def test_a_batch_held_by_a_killed_worker_is_routed_again_within_seconds(stack: S
 
             # While that worker lives, its batch stays its own, however long it takes
             time.sleep(stack.settings.lease_ttl_seconds + 3 * stack.settings.heartbeat_seconds)
-            assert stack.queue_length(keys.DEFAULT_QUEUE) == 0 and stack.redis.hlen("unacked") == 1
+            assert stack.queue_length(redis_keys.DEFAULT_QUEUE) == 0 and stack.redis.hlen("unacked") == 1
 
             # When the worker is killed with SIGKILL in the middle of the batch (and started again)
             killed = time.monotonic()
@@ -213,6 +215,6 @@ def test_a_batch_held_by_a_killed_worker_is_routed_again_within_seconds(stack: S
     rows = stack.wait_final(recipients, timeout=60)
     assert all(m.status in ("sent", "delivered", "read") for m in rows)
     assert sorted(e.to for e in stack.ledger()) == sorted(m.to_number for m in rows)
-    assert stack.queue_length(keys.session_queue("wa-1")) == 0
+    assert stack.queue_length(redis_keys.session_queue("wa-1")) == 0
     log = stack.log_text("sessions")
     assert "duplicate deliver ignored" not in log and "stale deliver ignored" not in log

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from models import JobStatus, Message, OptOut, QueueJob, SessionStatus, WhatsAppSession, utcnow
 from models.db import session_scope
 from support.stack import Stack
-from wa_tasks import metrics, retention
-from wa_tasks.keys import DEFAULT_QUEUE
+from wa_tasks.core.redis_keys import DEFAULT_QUEUE
+from wa_tasks.ops import metrics, retention
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import redis as redis_lib
 
 from sessions_host.safety import RedisSafetyStore, SafetyRules, SessionSafety
 from support.stack import Stack
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +41,10 @@ def test_safety_off_sends_no_redis_command_per_message(redis_clean: str, enabled
     ran = _commands_run(client) - before
     if enabled:
         assert ran >= 20, ran  # at least a read and a write a message
-        assert client.scard(keys.session_contacts("wa-1")) == 10
+        assert client.scard(redis_keys.session_contacts("wa-1")) == 10
     else:
         assert ran == 0, ran
-        assert client.keys(f"{keys.PREFIX}*") == []
+        assert client.keys(f"{redis_keys.PREFIX}*") == []
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["safety-on", "safety-off"])
@@ -60,8 +60,8 @@ def test_a_host_keeps_safety_counters_only_while_safety_is_on(stack: Stack, enab
     stack.wait_all(ids, "sent", "delivered", "read")
 
     # Then the session's counters and contacts are in Redis if safety is on, and nowhere if it is off
-    counted = stack.redis.keys(f"{keys.PREFIX}safety:wa-1:*")
-    contacts = stack.redis.scard(keys.session_contacts("wa-1"))
+    counted = stack.redis.keys(f"{redis_keys.PREFIX}safety:wa-1:*")
+    contacts = stack.redis.scard(redis_keys.session_contacts("wa-1"))
     if enabled:
         assert counted and contacts == 5
     else:

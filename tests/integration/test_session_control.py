@@ -18,9 +18,12 @@ from sqlalchemy import select, update
 from models import WhatsAppSession
 from support.stack import Stack
 from support.web import running_web
-from wa_tasks import health, live_state, session_control, sessions
+from wa_tasks.admin import session_config
 from wa_tasks.errors import HostUnavailable
-from wa_tasks.redis_client import database_of
+from wa_tasks.infra import session_control
+from wa_tasks.infra.redis_client import database_of
+from wa_tasks.ops import health
+from wa_tasks.pipeline import live_state
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +182,7 @@ def test_a_session_removed_and_added_again_under_its_id_starts_afresh(stack: Sta
     stack.wait_connected("wa-1")
 
     # When the operator removes it (its device is unlinked) and at once adds it again under that id
-    removal = sessions.unlink_and_remove(stack.settings, "wa-1")
+    removal = session_config.unlink_and_remove(stack.settings, "wa-1")
     assert removal.unlinked, removal.unlink_error
     stack.add_session("wa-1", priority=1)
 
@@ -225,4 +228,4 @@ def test_a_session_checked_before_it_connected_shows_its_health_check_pending(st
     # And the next check tells how they are
     stack.start("worker")
     assert {r.session_id: r.health for r in health.check_all(stack.settings)} == {"wa-1": "ok", "wa-2": "ok"}
-    assert [s["health"] for s in sessions.listing(stack.settings)] == ["ok", "ok"]
+    assert [s["health"] for s in session_config.listing(stack.settings)] == ["ok", "ok"]

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import free_port
 from support.stack import Stack
-from wa_tasks import live_state
-from wa_tasks.redis_server import EmbeddedRedis, find_binary, ping
+from wa_tasks.infra.redis_server import EmbeddedRedis, find_binary, ping
+from wa_tasks.pipeline import live_state
 
 pytestmark = pytest.mark.integration
 

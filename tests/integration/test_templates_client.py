@@ -20,9 +20,10 @@ from models.db import session_scope
 from support.billing_samples import PNG_1PX
 from support.stack import settings_env
 from support.web import API_KEY, running_web
-from wa_tasks import errors, optout
+from wa_tasks import errors
 from wa_tasks.client import Client
-from wa_tasks.default_templates import DEFAULTS
+from wa_tasks.core.default_templates import DEFAULTS
+from wa_tasks.pipeline import optout
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

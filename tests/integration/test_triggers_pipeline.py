@@ -13,7 +13,7 @@ from sqlalchemy import select
 from models import Message
 from support.billing_samples import NUMBERS, TRIGGERS
 from support.stack import Stack
-from wa_tasks import priorities
+from wa_tasks.core import priorities
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import pytest
 
 from support.stack import Stack
-from wa_tasks import keys, outcomes
+from wa_tasks.core import redis_keys
+from wa_tasks.pipeline import outcomes
 
 pytestmark = pytest.mark.integration
 
 
 def test_urgent_dispatches_have_their_own_queue() -> None:
-    assert outcomes.dispatch_queue(0) == keys.URGENT_QUEUE
-    assert {outcomes.dispatch_queue(p) for p in range(1, 10)} == {keys.DEFAULT_QUEUE}
+    assert outcomes.dispatch_queue(0) == redis_keys.URGENT_QUEUE
+    assert {outcomes.dispatch_queue(p) for p in range(1, 10)} == {redis_keys.DEFAULT_QUEUE}
 
 
 def test_the_urgent_worker_alone_routes_urgent_messages_and_nothing_else(stack: Stack) -> None:
@@ -28,7 +29,7 @@ def test_the_urgent_worker_alone_routes_urgent_messages_and_nothing_else(stack: 
     # Then the urgent one is sent, and the normal one waits for the main worker on wa.default
     assert stack.wait_status(urgent, "sent", "delivered", "read", timeout=60)["sessionId"] == "wa-1"
     assert stack.client.status(normal)["status"] == "queued"
-    assert stack.queue_length(keys.DEFAULT_QUEUE) == 1
+    assert stack.queue_length(redis_keys.DEFAULT_QUEUE) == 1
     # And once the main worker runs (it consumes wa.urgent too), the normal one goes out
     stack.start_process("worker")
     stack.wait_status(normal, "sent", "delivered", "read", timeout=60)

@@ -22,11 +22,12 @@ from sqlalchemy.exc import DBAPIError
 from models import Message
 from models.db import session_scope
 from sessions_host.transports.simnet import LedgerEntry, SimNet
-from wa_tasks import keys, live_state
-from wa_tasks import sessions as manage
-from wa_tasks.celery_app import make_app
+from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
-from wa_tasks.redis_client import client_for
+from wa_tasks.core import redis_keys
+from wa_tasks.infra.celery_app import make_app
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 #: Statuses a message does not leave by itself.
@@ -229,7 +230,7 @@ class Stack:
     def wait_ledger(self, count: int, timeout: float = 60.0) -> None:
         """Wait until the simulated network has accepted ``count`` messages."""
         deadline = time.monotonic() + timeout
-        while self.simnet.redis.llen(keys.SIM_LEDGER) < count:
+        while self.simnet.redis.llen(redis_keys.SIM_LEDGER) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"ledger stuck below {count}\n{self.logs()}")
             time.sleep(0.05)

@@ -8,7 +8,7 @@ import datetime as dt
 
 from celery.schedules import crontab, schedule
 
-from wa_tasks.beat import claim_ttl
+from wa_tasks.ops.beat import claim_ttl
 
 
 def test_an_interval_job_is_claimed_for_most_of_its_interval() -> None:

@@ -1,4 +1,4 @@
-"""The dashboard's aggregations (``wa_tasks.dashboard``) over plain rows: hour slots, outcomes per
+"""The dashboard's aggregations (``wa_tasks.admin.dashboard``) over plain rows: hour slots, outcomes per
 session and hour, percentiles, delivery latency per hour, the depth series."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wa_tasks import dashboard
-from wa_tasks.dashboard import SendRow
+from wa_tasks.admin import dashboard
+from wa_tasks.admin.dashboard import SendRow
 
 NOW = dt.datetime(2026, 12, 1, 14, 37, 12, tzinfo=dt.UTC)
 SLOTS = dashboard.hour_slots(NOW)

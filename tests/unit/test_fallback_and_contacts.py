@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from wa_tasks import contacts, fallback
 from wa_tasks.errors import InvalidMessage
+from wa_tasks.pipeline import contacts, fallback
 from wa_tasks.settings import Settings
 
 

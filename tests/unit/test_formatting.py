@@ -1,11 +1,11 @@
-"""wa_tasks.formatting: rupiah amounts, Indonesian dates and remaining time, as customers read them."""
+"""wa_tasks.core.formatting: rupiah amounts, Indonesian dates and remaining time, as customers read them."""
 
 import datetime as dt
 from decimal import Decimal
 
 import pytest
 
-from wa_tasks.formatting import FormattingError, long_date, long_datetime, parse_date, remaining_time, rupiah
+from wa_tasks.core.formatting import FormattingError, long_date, long_datetime, parse_date, remaining_time, rupiah
 
 UTC = dt.UTC
 WIB = dt.timezone(dt.timedelta(hours=7))

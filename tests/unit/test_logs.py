@@ -1,11 +1,12 @@
-"""wa_tasks.logs: a message id, a session and a masked number on every line about a message."""
+"""wa_tasks.infra.logs: a message id, a session and a masked number on every line about a message."""
 
 import io
 import logging
 
 import pytest
 
-from wa_tasks.logs import FORMAT, MessageLog, context_filter, mask_url
+from wa_tasks.infra.logs import FORMAT, MessageLog, context_filter
+from wa_tasks.settings import mask_url
 
 NUMBER = "6281234567890"
 MASKED = "62812*****890"

@@ -1,9 +1,9 @@
-"""wa_tasks.phone: every way a customer's number is written → one Recipient; anything else is refused."""
+"""wa_tasks.core.phone: every way a customer's number is written → one Recipient; anything else is refused."""
 
 import pytest
 
+from wa_tasks.core.phone import Recipient, mask, normalize
 from wa_tasks.errors import InvalidPhoneNumber, InvalidRequest
-from wa_tasks.phone import Recipient, mask, normalize
 
 INDONESIAN = "6281234567890"
 

@@ -1,4 +1,4 @@
-"""wa_tasks.phone's fast path (no ``phonenumbers.parse`` for plain E.164 or national digits) gives
+"""wa_tasks.core.phone's fast path (no ``phonenumbers.parse`` for plain E.164 or national digits) gives
 exactly what the full parse gives, on many numbers of every shape it takes and around them."""
 
 import random
@@ -6,8 +6,8 @@ import random
 import phonenumbers
 import pytest
 
+from wa_tasks.core.phone import _fast, _parse, normalize
 from wa_tasks.errors import InvalidPhoneNumber
-from wa_tasks.phone import _fast, _parse, normalize
 
 #: Leading digits of the significant number: real Indonesian mobile and fixed-line prefixes, and
 #: every other digit, so valid and invalid numbers both come up.

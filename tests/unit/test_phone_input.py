@@ -1,4 +1,4 @@
-"""wa_tasks.phone refuses a number written with anything but digits, spaces, dashes, dots,
+"""wa_tasks.core.phone refuses a number written with anything but digits, spaces, dashes, dots,
 parentheses and one leading "+" (or a JID): nothing is skipped, so no input is ever read as a
 different valid number. Its errors quote the caller's input; their log form masks it."""
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from wa_tasks.core.phone import MAX_LENGTH, mask, normalize
 from wa_tasks.errors import InvalidPhoneNumber
-from wa_tasks.phone import MAX_LENGTH, mask, normalize
 
 NUMBER = "6281234567890"
 

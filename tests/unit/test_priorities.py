@@ -1,9 +1,9 @@
-"""wa_tasks.priorities: names and steps 0..9 → the Redis step (0 is the highest on Redis)."""
+"""wa_tasks.core.priorities: names and steps 0..9 → the Redis step (0 is the highest on Redis)."""
 
 import pytest
 
+from wa_tasks.core.priorities import DEFAULT, LEVELS, name_of, resolve
 from wa_tasks.errors import InvalidPriority, InvalidRequest
-from wa_tasks.priorities import DEFAULT, LEVELS, name_of, resolve
 
 
 def test_named_levels_order_urgent_before_high_before_normal_before_low():

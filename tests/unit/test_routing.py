@@ -1,11 +1,11 @@
-"""wa_tasks.routing: failover routing over live session state."""
+"""wa_tasks.core.routing: failover routing over live session state."""
 
 import random
 from collections import Counter
 
 import pytest
 
-from wa_tasks.routing import Candidate, choose, primary
+from wa_tasks.core.routing import Candidate, choose, primary
 
 
 def up(session_id, priority):

@@ -1,4 +1,4 @@
-"""The render limits of wa_tasks.templates: templates written to exhaust CPU or memory fail fast with a
+"""The render limits of wa_tasks.core.rendering: templates written to exhaust CPU or memory fail fast with a
 TemplateRenderError naming the limit, through render() (sending) and preview() alike, while ordinary
 templates render as before.
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from wa_tasks import templates
+from wa_tasks.core import rendering
 from wa_tasks.errors import TemplateRenderError
 
 BIG = "{% set big = 'x' * 60000 %}"
@@ -80,9 +80,9 @@ def test_a_template_built_to_exhaust_cpu_or_memory_fails_fast_naming_the_limit(c
     started = time.thread_time()
     with pytest.raises(TemplateRenderError, match=f"over the {limit} limit") as info:
         if how == "render":
-            templates.render(content, {}, name="template 'bomb'")
+            rendering.render(content, {}, name="template 'bomb'")
         else:
-            templates.preview(content, {}, name="template 'bomb'")
+            rendering.preview(content, {}, name="template 'bomb'")
 
     assert str(info.value).startswith("template 'bomb' could not be rendered: over the")
     assert time.thread_time() - started < 1.5
@@ -96,7 +96,7 @@ def test_work_that_stays_small_step_by_step_ends_at_the_cpu_limit():
 
     started = time.thread_time()
     with pytest.raises(TemplateRenderError, match=r"over the CPU limit: more than 100 ms of CPU time"):
-        templates.render(content, {})
+        rendering.render(content, {})
 
     assert time.thread_time() - started < 1.0
 
@@ -108,13 +108,13 @@ def test_garbage_collections_during_a_render_do_not_count_against_its_cpu_limit(
     heap = [[] for _ in range(500_000)]
     started = time.thread_time()
     gc.collect()
-    runs = math.ceil(3 * templates.MAX_CPU_SECONDS / max(time.thread_time() - started, 0.001))
+    runs = math.ceil(3 * rendering.MAX_CPU_SECONDS / max(time.thread_time() - started, 0.001))
 
     def collect() -> str:
         gc.collect()
         return "."
 
-    text = templates.render("{% for i in range(runs) %}{{ collect() }}{% endfor %}", {"runs": runs, "collect": collect})
+    text = rendering.render("{% for i in range(runs) %}{{ collect() }}{% endfor %}", {"runs": runs, "collect": collect})
 
     assert text == "." * runs and len(heap) == 500_000
 
@@ -123,16 +123,16 @@ def test_garbage_collections_during_a_render_do_not_count_against_its_cpu_limit(
 def test_data_that_drives_a_loop_is_bounded_too():
     content = "{% for i in range(n) %}{% for j in range(n) %}{{ j }}{% endfor %}{% endfor %}"
 
-    assert templates.render(content, {"n": 3}) == "012012012"
+    assert rendering.render(content, {"n": 3}) == "012012012"
     with pytest.raises(TemplateRenderError, match="over the step limit"):
-        templates.render(content, {"n": 9000})
+        rendering.render(content, {"n": 9000})
     with pytest.raises(TemplateRenderError, match="over the step limit"):
-        templates.render("{% for x in items %}{% for y in items %}{% endfor %}{% endfor %}", {"items": [0] * 9000})
+        rendering.render("{% for x in items %}{% for y in items %}{% endfor %}{% endfor %}", {"items": [0] * 9000})
 
 
 def test_the_size_error_says_how_big_and_what_the_limit_is():
     with pytest.raises(TemplateRenderError) as info:
-        templates.render("{{ 'x' * 10**9 }}", {}, name="template 'promo'")
+        rendering.render("{{ 'x' * 10**9 }}", {}, name="template 'promo'")
 
     assert str(info.value) == (
         "template 'promo' could not be rendered: over the size limit: 'x' * 1000000000 would be about "
@@ -142,16 +142,16 @@ def test_the_size_error_says_how_big_and_what_the_limit_is():
 
 def test_data_over_the_size_limit_is_refused_where_it_is_used():
     with pytest.raises(TemplateRenderError, match="over the size limit: an output is longer than 65536"):
-        templates.render("{{ x }}", {"x": "a" * 70000})
+        rendering.render("{{ x }}", {"x": "a" * 70000})
     with pytest.raises(TemplateRenderError, match="over the size limit: a value given to |length"):
-        templates.render("{{ x|length }}", {"x": ["a" * 40000, "b" * 40000]})
-    assert templates.render("{{ x|length }}", {"x": "a" * 60000}) == "60000"
+        rendering.render("{{ x|length }}", {"x": ["a" * 40000, "b" * 40000]})
+    assert rendering.render("{{ x|length }}", {"x": "a" * 60000}) == "60000"
 
 
 def test_html_and_javascript_filters_are_not_offered():
     for name in ("tojson", "urlize", "xmlattr", "pprint"):
         with pytest.raises(TemplateRenderError, match=f"No filter named '{name}'"):
-            templates.render(f"{{{{ x|{name} }}}}", {"x": "a"})
+            rendering.render(f"{{{{ x|{name} }}}}", {"x": "a"})
 
 
 def test_ordinary_templates_render_as_before():
@@ -170,7 +170,7 @@ def test_ordinary_templates_render_as_before():
         "{% set ns = namespace(n=0) %}{% for i in range(5) %}{% set ns.n = ns.n + i %}{% endfor %} {{ ns.n }}"
     )
 
-    text = templates.preview(content, {"items": items}).text
+    text = rendering.preview(content, {"items": items}).text
 
     lines = text.split("\n")
     assert lines[0] == "-" * 20
@@ -184,17 +184,17 @@ def test_ordinary_templates_render_as_before():
 
 
 def test_a_loop_of_thousands_of_iterations_is_still_allowed():
-    assert len(templates.render("{% for i in range(4000) %}x{% endfor %}", {})) == 4000
-    assert templates.render("{{ range(n)|list|length }}", {"n": templates.MAX_STEPS}) == "10000"
+    assert len(rendering.render("{% for i in range(4000) %}x{% endfor %}", {})) == 4000
+    assert rendering.render("{{ range(n)|list|length }}", {"n": rendering.MAX_STEPS}) == "10000"
 
 
 def test_check_limits_refuses_only_what_no_data_could_save():
     with pytest.raises(TemplateRenderError, match="template 'bomb' could not be rendered: over the size limit"):
-        templates.check_limits("Halo {{ name }} {{ 'x' * 10**9 }}", name="template 'bomb'")
+        rendering.check_limits("Halo {{ name }} {{ 'x' * 10**9 }}", name="template 'bomb'")
     with pytest.raises(TemplateRenderError, match="over the step limit"):
-        templates.check_limits("{% for i in range(9000) %}{% for j in range(9000) %}{% endfor %}{% endfor %}")
+        rendering.check_limits("{% for i in range(9000) %}{% for j in range(9000) %}{% endfor %}{% endfor %}")
 
     # Data decides: these render fine with ordinary data, so saving them is not refused.
-    templates.check_limits("{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}")
-    templates.check_limits("{{ total / count }} {{ amount|rupiah }} {{ x.y.z }}")
-    templates.check_limits("{{ 'x' * n }}")
+    rendering.check_limits("{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}")
+    rendering.check_limits("{{ total / count }} {{ amount|rupiah }} {{ x.y.z }}")
+    rendering.check_limits("{{ 'x' * n }}")

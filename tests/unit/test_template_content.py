@@ -5,9 +5,10 @@ import datetime as dt
 
 import pytest
 
-from wa_tasks import compose, templates
-from wa_tasks.default_templates import DEFAULTS
+from wa_tasks.core import rendering
+from wa_tasks.core.default_templates import DEFAULTS
 from wa_tasks.errors import InvalidMessage, TemplateRenderError
+from wa_tasks.pipeline import compose
 
 #: Complete data for every default template, as billing code would pass it.
 DATA = {
@@ -73,8 +74,8 @@ def test_the_shipped_defaults_are_the_seeds_four_plus_new_invoice():
 def test_every_default_renders_with_complete_data_to_the_exact_text(name):
     default = DEFAULTS[name]
 
-    assert templates.render(default.content, DATA, name=name) == EXPECTED[name]
-    assert tuple(templates.variables_of(default.content)) == default.variables
+    assert rendering.render(default.content, DATA, name=name) == EXPECTED[name]
+    assert tuple(rendering.variables_of(default.content)) == default.variables
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -83,13 +84,13 @@ def test_every_default_refuses_to_render_without_each_of_its_variables(name):
     for variable in default.variables:
         data = {k: v for k, v in DATA.items() if k != variable}
         with pytest.raises(TemplateRenderError) as info:
-            templates.render(default.content, data, name=f"template {name!r}")
+            rendering.render(default.content, data, name=f"template {name!r}")
         assert str(info.value) == f"template {name!r} needs data for: {variable}"
 
 
 def test_an_amount_given_as_a_string_renders_as_rupiah():
     # Billing systems may pass the amount as the string "150000": it still shows as rupiah.
-    text = templates.render(
+    text = rendering.render(
         DEFAULTS["payment_reminder"].content, {**DATA, "amount": "150000", "due_date": "30 November 2026"}
     )
 
@@ -102,15 +103,15 @@ def test_helpers_work_as_filters_and_as_functions():
         "{{ amount|rupiah }} / {{ rupiah(amount) }} / {{ tanggal(d) }} / {{ d|tanggal_jam }} / {{ 7200|sisa_waktu }}"
     )
 
-    text = templates.render(content, {"amount": 2500000, "d": "2025-06-01T00:00:00Z"})
+    text = rendering.render(content, {"amount": 2500000, "d": "2025-06-01T00:00:00Z"})
 
     assert text == "Rp2.500.000 / Rp2.500.000 / 1 Juni 2025 / 1 Juni 2025 07.00 WIB / 2 jam"
-    assert templates.variables_of(content) == ["amount", "d"]  # helpers are not variables
+    assert rendering.variables_of(content) == ["amount", "d"]  # helpers are not variables
 
 
 def test_a_helper_given_bad_data_is_a_template_error_naming_the_template_and_the_value():
     with pytest.raises(TemplateRenderError) as info:
-        templates.render("{{ amount|rupiah }}", {"amount": "seratus ribu"}, name="template 'tagihan'")
+        rendering.render("{{ amount|rupiah }}", {"amount": "seratus ribu"}, name="template 'tagihan'")
 
     assert "template 'tagihan'" in str(info.value)
     assert "'seratus ribu' is not an amount" in str(info.value)
@@ -118,7 +119,7 @@ def test_a_helper_given_bad_data_is_a_template_error_naming_the_template_and_the
 
 def test_an_unknown_filter_is_a_syntax_error_before_anything_renders():
     with pytest.raises(TemplateRenderError, match="No filter named 'idr'"):
-        templates.variables_of("{{ amount|idr }}")
+        rendering.variables_of("{{ amount|idr }}")
 
 
 @pytest.mark.parametrize(
@@ -134,16 +135,16 @@ def test_an_unknown_filter_is_a_syntax_error_before_anything_renders():
 )
 def test_the_helpers_open_no_way_out_of_the_sandbox(content):
     for render in (
-        lambda: templates.render(content, {"amount": 1}),
-        lambda: templates.preview(content, {"amount": 1}),
-        lambda: templates.preview(content, {}),
+        lambda: rendering.render(content, {"amount": 1}),
+        lambda: rendering.preview(content, {"amount": 1}),
+        lambda: rendering.preview(content, {}),
     ):
         with pytest.raises(TemplateRenderError, match="unsafe"):
             render()
 
 
 def test_preview_lists_missing_variables_and_shows_where_they_go():
-    result = templates.preview(DEFAULTS["payment_reminder"].content, {"customer_name": "Ani", "amount": 99000})
+    result = rendering.preview(DEFAULTS["payment_reminder"].content, {"customer_name": "Ani", "amount": 99000})
 
     assert result.missing == ["due_date", "invoice_number", "payment_url"]
     assert result.variables == ["amount", "customer_name", "due_date", "invoice_number", "payment_url"]
@@ -154,7 +155,7 @@ def test_preview_lists_missing_variables_and_shows_where_they_go():
 
 
 def test_preview_with_complete_data_is_the_text_sent():
-    result = templates.preview(DEFAULTS["payment_confirmation"].content, DATA)
+    result = rendering.preview(DEFAULTS["payment_confirmation"].content, DATA)
 
     assert result.text == EXPECTED["payment_confirmation"]
     assert result.missing == []
@@ -162,16 +163,16 @@ def test_preview_with_complete_data_is_the_text_sent():
 
 
 def test_content_warnings_are_seed_11s_spam_patterns():
-    assert templates.content_warnings("Tagihan Anda sudah terbit.") == []
-    assert templates.content_warnings("Promo!!!!!!!!!!") == []  # ten in a row is still fine
-    [run] = templates.content_warnings("PROMO!!!!!!!!!!!")  # eleven
+    assert rendering.content_warnings("Tagihan Anda sudah terbit.") == []
+    assert rendering.content_warnings("Promo!!!!!!!!!!") == []  # ten in a row is still fine
+    [run] = rendering.content_warnings("PROMO!!!!!!!!!!!")  # eleven
     assert "11 × '!' in a row" in run
-    [link] = templates.content_warnings("Bayar di https://bayar.example/x, http://b.example/y.")
+    [link] = rendering.content_warnings("Bayar di https://bayar.example/x, http://b.example/y.")
     assert "contains 2 link(s) (https://bayar.example/x, http://b.example/y)" in link  # trailing punctuation dropped
 
 
 def test_preview_reports_warnings_and_an_oversize_text_instead_of_refusing():
-    result = templates.preview("{{ x }} ==================== https://promo.example", {"x": "ab" * 2045})
+    result = rendering.preview("{{ x }} ==================== https://promo.example", {"x": "ab" * 2045})
 
     assert len(result.warnings) == 3
     assert "20 × '=' in a row" in result.warnings[0]
@@ -182,7 +183,7 @@ def test_preview_reports_warnings_and_an_oversize_text_instead_of_refusing():
 def test_oversize_output_is_refused_when_sending():
     # 10**3090 written out: "Rp1" and 1030 groups of ".000"; the data alone is short
     with pytest.raises(TemplateRenderError, match="renders to 4123 characters; the limit is 4096"):
-        templates.render("{{ x|rupiah }}", {"x": 10**3090})
+        rendering.render("{{ x|rupiah }}", {"x": 10**3090})
 
 
 # Button and list messages: a plain-text fallback ---------------------------------------------------

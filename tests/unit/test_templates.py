@@ -1,9 +1,9 @@
-"""wa_tasks.templates: sandboxed Jinja2 with the {{variable}} syntax; every failure is a TemplateRenderError."""
+"""wa_tasks.core.rendering: sandboxed Jinja2 with the {{variable}} syntax; every failure is a TemplateRenderError."""
 
 import pytest
 
+from wa_tasks.core.rendering import MAX_LENGTH, render, variables_of
 from wa_tasks.errors import InvalidRequest, TemplateRenderError
-from wa_tasks.templates import MAX_LENGTH, render, variables_of
 
 REMINDER = "Halo {{customer_name}}, tagihan {{ invoice_no }} sebesar Rp{{amount}} jatuh tempo {{due_date}}."
 

@@ -1,8 +1,8 @@
-"""wa_tasks.timefmt: every time a caller reads is UTC ISO 8601 with a Z."""
+"""wa_tasks.core.timefmt: every time a caller reads is UTC ISO 8601 with a Z."""
 
 import datetime as dt
 
-from wa_tasks import timefmt
+from wa_tasks.core import timefmt
 
 WIB = dt.timezone(dt.timedelta(hours=7))
 

@@ -1,12 +1,13 @@
-"""wa_tasks.triggers and wa_tasks.optout: which template and priority an event sends, where the
+"""wa_tasks.core.triggers and wa_tasks.pipeline.optout: which template and priority an event sends, where the
 customer's number comes from, and which replies opt a customer out."""
 
 from collections.abc import Iterator
 
 import pytest
 
-from wa_tasks import optout, priorities, triggers
+from wa_tasks.core import priorities, triggers
 from wa_tasks.errors import InvalidRequest, MissingRecipient, UnknownEvent
+from wa_tasks.pipeline import optout
 from wa_tasks.settings import Settings
 
 

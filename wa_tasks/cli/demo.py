@@ -81,13 +81,13 @@ def demo(count: int, pace: float, timeout: float) -> None:
     """Two simulated numbers, a batch of billing notifications, a failover half-way."""
     from models.migrate import upgrade
     from sessions_host.transports.simnet import SimNet
-    from wa_tasks import live_state
-    from wa_tasks import sessions as manage
+    from wa_tasks.admin import session_config as manage
     from wa_tasks.cli.up import child_env
     from wa_tasks.client import Client
-    from wa_tasks.phone import normalize
-    from wa_tasks.redis_client import client_for
-    from wa_tasks.redis_server import EmbeddedRedis
+    from wa_tasks.core.phone import normalize
+    from wa_tasks.infra.redis_client import client_for
+    from wa_tasks.infra.redis_server import EmbeddedRedis
+    from wa_tasks.pipeline import live_state
 
     console = Console()
     base = get_settings()

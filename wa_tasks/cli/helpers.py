@@ -12,7 +12,7 @@ def require_redis() -> None:
     """Say clearly what to do when the embedded Redis is not running."""
     settings = get_settings()
     if settings.embedded_redis:
-        from wa_tasks.redis_server import ping
+        from wa_tasks.infra.redis_server import ping
 
         if not ping(settings.redis_socket):
             raise click.ClickException(

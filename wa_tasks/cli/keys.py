@@ -15,7 +15,7 @@ def keys() -> None:
 @keys.command()
 def generate() -> None:
     """Print a new key (put it first in WA_ENCRYPTION_KEY, then run `keys rotate`)."""
-    from wa_tasks.crypto import generate as new_key
+    from wa_tasks.ops.encryption_keys import generate as new_key
 
     click.echo(new_key())
 
@@ -24,7 +24,7 @@ def generate() -> None:
 def rotate() -> None:
     """Re-encrypt all stored data with the first key of WA_ENCRYPTION_KEY (runs online, in batches).
     Afterwards the old keys can be removed from WA_ENCRYPTION_KEY."""
-    from wa_tasks.crypto import rotate as run
+    from wa_tasks.ops.encryption_keys import rotate as run
 
     try:
         counts = run(get_settings())

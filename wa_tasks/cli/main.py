@@ -27,7 +27,7 @@ class _Group(click.Group):
 @click.version_option(package_name="wa-tasks")
 def cli() -> None:
     """wa-tasks: WhatsApp notifications for ISP billing, on Celery and Redis."""
-    from wa_tasks.logs import configure_logging
+    from wa_tasks.infra.logs import configure_logging
 
     configure_logging(get_settings().log_level)
 
@@ -58,7 +58,7 @@ def _exec(args: list[str]) -> None:
 @click.option("--name", "-n", "node", default="worker", show_default=True, help="Node name (NAME@host).")
 def worker(concurrency: int | None, pool: str, queues: str | None, node: str) -> None:
     """Run the Celery worker on wa.default and wa.urgent (dispatch, public tasks, beat jobs)."""
-    from wa_tasks.keys import DEFAULT_QUEUE, URGENT_QUEUE
+    from wa_tasks.core.redis_keys import DEFAULT_QUEUE, URGENT_QUEUE
 
     settings = get_settings()
     require_redis()
@@ -68,7 +68,7 @@ def worker(concurrency: int | None, pool: str, queues: str | None, node: str) ->
             "-m",
             "celery",
             "-A",
-            "wa_tasks.celery_app:app",
+            "wa_tasks.infra.celery_app:app",
             "worker",
             "-Q",
             queues or f"{DEFAULT_QUEUE},{URGENT_QUEUE}",
@@ -99,7 +99,7 @@ def beat() -> None:
             "-m",
             "celery",
             "-A",
-            "wa_tasks.celery_app:app",
+            "wa_tasks.infra.celery_app:app",
             "beat",
             "-l",
             settings.log_level,
@@ -130,7 +130,7 @@ def flower() -> None:
             "-m",
             "celery",
             "-A",
-            "wa_tasks.celery_app:app",
+            "wa_tasks.infra.celery_app:app",
             "flower",
             f"--port={settings.flower_port}",
             f"--address={settings.flower_host}",
@@ -157,7 +157,7 @@ def redis() -> None:
     import signal
     import threading
 
-    from wa_tasks.redis_server import EmbeddedRedis
+    from wa_tasks.infra.redis_server import EmbeddedRedis
 
     settings = get_settings()
     server = EmbeddedRedis(settings.data_path)

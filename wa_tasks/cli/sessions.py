@@ -25,7 +25,7 @@ def sessions(ctx: click.Context, hostname: str | None) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from sessions_host.host import SessionHost
-    from wa_tasks.celery_app import app
+    from wa_tasks.infra.celery_app import app
 
     require_redis()
     SessionHost(app, get_settings(), hostname=hostname).run()
@@ -35,7 +35,7 @@ def sessions(ctx: click.Context, hostname: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the fields of GET /api/whatsapp/sessions).")
 def list_(as_json: bool) -> None:
     """List sessions with live status; the primary is marked."""
-    from wa_tasks import sessions as manage
+    from wa_tasks.admin import session_config as manage
 
     rows = manage.listing(get_settings())
     if as_json:
@@ -79,7 +79,7 @@ def add(
     options: tuple[str, ...],
 ) -> None:
     """Configure a new session; running session hosts start it within a heartbeat."""
-    from wa_tasks import sessions as manage
+    from wa_tasks.admin import session_config as manage
 
     parsed = {}
     for item in options:
@@ -122,7 +122,7 @@ def set_(
     new_number: bool,
 ) -> None:
     """Change SESSION_ID's priority, pace or number age, keeping its device linked (no new QR scan)."""
-    from wa_tasks import sessions as manage
+    from wa_tasks.admin import session_config as manage
 
     if pace_seconds is not None and default_pace:
         raise click.UsageError("give --pace or --default-pace, not both")
@@ -142,7 +142,7 @@ def set_(
 @click.option("--keep-device", is_flag=True, help="Do not unlink the device from the phone first.")
 def remove(session_id: str, keep_device: bool) -> None:
     """Unlink SESSION_ID's device, delete the session; its unsent messages move to other sessions."""
-    from wa_tasks import sessions as manage
+    from wa_tasks.admin import session_config as manage
 
     removal = manage.unlink_and_remove(get_settings(), session_id, unlink=not keep_device, timeout=20)
     if removal.unlinked:
@@ -165,10 +165,10 @@ def qr(session_id: str, timeout: float, once: bool) -> None:
     """Show SESSION_ID's QR code in the terminal, refreshed as it rotates, until it is linked."""
     import time
 
-    from wa_tasks import live_state
-    from wa_tasks import qr as render
-    from wa_tasks.redis_client import client_for
-    from wa_tasks.session_control import current_qr
+    from wa_tasks.core import qr as render
+    from wa_tasks.infra.redis_client import client_for
+    from wa_tasks.infra.session_control import current_qr
+    from wa_tasks.pipeline import live_state
 
     settings = get_settings()
     redis = client_for(settings.redis)
@@ -202,7 +202,7 @@ def qr(session_id: str, timeout: float, once: bool) -> None:
 @click.option("--phone", required=True, help="The phone number of the WhatsApp account to link.")
 def pair(session_id: str, phone: str) -> None:
     """Link SESSION_ID by phone number: prints the 8-character code to type on the phone."""
-    from wa_tasks.session_control import request
+    from wa_tasks.infra.session_control import request
 
     answer = request(get_settings(), session_id, "pair", {"phone": phone})
     click.echo(f"On the phone: Linked devices → Link with phone number → enter {answer['code']}")
@@ -212,7 +212,7 @@ def pair(session_id: str, phone: str) -> None:
 @click.argument("session_id")
 def logout(session_id: str) -> None:
     """Unlink SESSION_ID's device (it needs a new QR scan afterwards)."""
-    from wa_tasks.session_control import request
+    from wa_tasks.infra.session_control import request
 
     request(get_settings(), session_id, "logout")
     click.echo(f"session {session_id} logged out")
@@ -222,7 +222,7 @@ def logout(session_id: str) -> None:
 @click.argument("session_id")
 def reconnect(session_id: str) -> None:
     """Restart SESSION_ID's connection (after a logout, or when it is stuck)."""
-    from wa_tasks.session_control import request
+    from wa_tasks.infra.session_control import request
 
     request(get_settings(), session_id, "reconnect")
     click.echo(f"session {session_id} is reconnecting")
@@ -232,7 +232,7 @@ def reconnect(session_id: str) -> None:
 @click.argument("session_id")
 def probe(session_id: str) -> None:
     """Time one round trip of SESSION_ID to WhatsApp (messages nobody)."""
-    from wa_tasks.session_control import request
+    from wa_tasks.infra.session_control import request
 
     answer = request(get_settings(), session_id, "probe")
     click.echo(f"session {session_id} answered in {answer['latency_ms']} ms")

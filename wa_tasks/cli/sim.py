@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sessions_host.transports.simnet import SimNet
-from wa_tasks.phone import normalize
-from wa_tasks.redis_client import client_for
+from wa_tasks.core.phone import normalize
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import get_settings
 
 

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from wa_tasks.compose import CATEGORIES, TYPES
+from wa_tasks.pipeline.compose import CATEGORIES, TYPES
 
 if TYPE_CHECKING:
     from wa_tasks.client import Client

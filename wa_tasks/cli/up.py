@@ -55,7 +55,7 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
         # The embedded default encrypts too: a key file under the data directory, shared with the
         # children (and used by this process).
         from models import encryption
-        from wa_tasks.crypto import ensure_key_file
+        from wa_tasks.ops.encryption_keys import ensure_key_file
 
         key = ensure_key_file(settings.data_path)
         env["WA_ENCRYPTION_KEY"] = key
@@ -72,7 +72,7 @@ def up(only: str | None) -> None:
     from honcho.printer import Printer
 
     from models.migrate import upgrade
-    from wa_tasks.redis_server import EmbeddedRedis
+    from wa_tasks.infra.redis_server import EmbeddedRedis
 
     settings = get_settings()
     processes = procfile_processes()

@@ -29,7 +29,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from models.db import session_scope
 from wa_tasks.errors import CommandFailed, Conflict, HostUnavailable, InvalidRequest, NotFound, WaTasksError
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import get_settings
 from wa_tasks.web import api, pages
 from wa_tasks.web.auth import LoginRequired, require_key, require_login, session_secret

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, SessionStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import keys, live_state
-from wa_tasks.redis_client import client_for
+from wa_tasks.core import redis_keys
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 #: Upper bounds (seconds) of the send latency buckets: from an idle session's instant send to a
@@ -67,9 +68,9 @@ class WaCollector(Collector):
             "Messages waiting on a session's queue, per Redis priority step.",
             labels=["session", "priority"],
         )
-        lengths = live_state.step_lengths(redis, [keys.session_queue(sid) for sid in session_ids])
+        lengths = live_state.step_lengths(redis, [redis_keys.session_queue(sid) for sid in session_ids])
         for sid in session_ids:
-            for step, length in enumerate(lengths[keys.session_queue(sid)]):
+            for step, length in enumerate(lengths[redis_keys.session_queue(sid)]):
                 depth.add_metric([sid, str(step)], float(length))
         yield depth
 

@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from wa_tasks import bulk, priorities, templates
-from wa_tasks import sessions as manage
+from wa_tasks.admin import session_config as manage
+from wa_tasks.core import priorities, rendering
+from wa_tasks.pipeline import bulk
 
 
 class ErrorBody(BaseModel):
@@ -235,7 +236,7 @@ TemplateData = Annotated[dict[str, Any], Field(description="Template variables")
 Category = Literal["notification", "reminder", "promotion"]
 TemplateType = Literal["text", "media", "button", "list"]
 Language = Annotated[str, Field(pattern=r"^([a-z]{2}(-[A-Za-z]{2})?|[a-z]{3})$", description="e.g. id, en")]
-Content = Annotated[Plain, Field(min_length=1, max_length=templates.MAX_LENGTH)]
+Content = Annotated[Plain, Field(min_length=1, max_length=rendering.MAX_LENGTH)]
 
 
 def _template_ref(value: object) -> str | int:
@@ -332,7 +333,7 @@ class SendBody(Body):
     )
 
     to: Plain = Field(max_length=64, description="Phone number (0812-3456-7890, +62…, 62…) or WhatsApp JID")
-    text: str | None = Field(default=None, min_length=1, max_length=templates.MAX_LENGTH)
+    text: str | None = Field(default=None, min_length=1, max_length=rendering.MAX_LENGTH)
     template: Plain | None = Field(default=None, max_length=100, description="Template name")
     data: TemplateData | None = None
     priority: Priority = "normal"
@@ -365,7 +366,7 @@ class BulkBody(Body):
 
     recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     template: Plain | None = Field(default=None, max_length=100)
-    text: str | None = Field(default=None, min_length=1, max_length=templates.MAX_LENGTH)
+    text: str | None = Field(default=None, min_length=1, max_length=rendering.MAX_LENGTH)
     templateData: TemplateData | None = Field(default=None, description="Shared data; a recipient's own wins")
     priority: Priority = "high"
     idempotencyKey: Plain | None = Field(default=None, min_length=1, max_length=bulk.MAX_KEY_LENGTH)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import tenacity
 
+from wa_tasks.core.transports import check_backoff
+
 # Reconnect schedule ----------------------------------------------------------------------------------
 
 
@@ -34,12 +36,7 @@ class Backoff:
     jitter: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < self.base:
-            raise ValueError(f"reconnect backoff needs 0 <= base <= cap (got base={self.base}, cap={self.cap})")
-        if self.attempts < 1:
-            raise ValueError(f"reconnect attempts must be at least 1 (got {self.attempts})")
-        if not 0 <= self.jitter < 0.5:
-            raise ValueError(f"reconnect jitter must be in [0, 0.5) (got {self.jitter})")
+        check_backoff(self.base, self.cap, self.attempts, self.jitter)
 
     def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after connect attempt ``failed_attempt`` (1-based) failed."""

@@ -70,7 +70,7 @@ class NeonizeStore:
     def describe(self) -> str:
         if not self.is_postgres:
             return self.location
-        from wa_tasks.logs import mask_url
+        from wa_tasks.settings import mask_url
 
         return f"{mask_url(self.location)} (schema {self.schema})"
 

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -38,46 +37,16 @@ from sessions_host.transports.neonize.reconnect import Backoff
 from sessions_host.transports.neonize.session import NeonizeSession
 from sessions_host.transports.neonize.store import NeonizeStore
 from sessions_host.transports.neonize.translate import BOT_TAG_ENV, DEFAULT_BOT_TAG, STREAM_REPLACED
+from wa_tasks.core import transports
 
 log = logging.getLogger(__name__)
 
 # The transport ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NeonizeOptions:
-    """A neonize session's ``transport_options``."""
-
-    #: Run the client in a child process of its own (see the module docstring).
-    isolate: bool = True
-    reconnect_base: float = 2.0
-    reconnect_cap: float = 60.0
-    reconnect_attempts: int = 10
-
-    @classmethod
-    def build(cls, overrides: dict[str, Any] | None) -> NeonizeOptions:
-        overrides = dict(overrides or {})
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(overrides) - set(known))
-        if unknown:
-            raise ValueError(
-                f"unknown neonize transport option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        values: dict[str, Any] = {}
-        for key, value in overrides.items():
-            default = getattr(cls, key)
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"neonize option {key} must be true or false, not {value!r}")
-            elif isinstance(default, int):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"neonize option {key} must be a whole number, not {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"neonize option {key} must be a number, not {value!r}")
-            values[key] = value
-        options = cls(**values)
-        options.backoff()  # validates the numbers
-        return options
+class NeonizeOptions(transports.NeonizeOptions):
+    """A neonize session's ``transport_options`` (the schema is ``wa_tasks.core.transports``'), with the
+    reconnect schedule they describe."""
 
     def backoff(self) -> Backoff:
         return Backoff(base=float(self.reconnect_base), cap=float(self.reconnect_cap), attempts=self.reconnect_attempts)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from wa_tasks import queue_view
+from wa_tasks.admin import queue_view
 from wa_tasks.errors import Conflict
 from wa_tasks.web import schemas
 from wa_tasks.web.api.deps import CONFLICT, NOT_FOUND, MessageId, client, settings

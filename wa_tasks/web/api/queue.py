@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from wa_tasks import bulk, live_state, queue_view
+from wa_tasks.admin import queue_view
+from wa_tasks.core.redis_keys import DEFAULT_QUEUE
 from wa_tasks.errors import NotFound, UnknownJob
-from wa_tasks.keys import DEFAULT_QUEUE
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import bulk, live_state
 from wa_tasks.web import schemas
 from wa_tasks.web.api.deps import NOT_FOUND, JobId, client, settings
 from wa_tasks.web.schemas import Plain

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from wa_tasks import qr as qr_codes
-from wa_tasks import session_control
-from wa_tasks import sessions as manage
+from wa_tasks.admin import session_config as manage
+from wa_tasks.core import qr as qr_codes
+from wa_tasks.core.phone import normalize
 from wa_tasks.errors import Conflict, HostUnavailable, NotFound, UnknownSession
-from wa_tasks.phone import normalize
+from wa_tasks.infra import session_control
 from wa_tasks.web import schemas
 from wa_tasks.web.api.deps import CONFLICT, HOST, NOT_FOUND, SessionId, settings
 from wa_tasks.web.schemas import CreateSession, PairBody, UpdateSession

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from wa_tasks import template_store
+from wa_tasks.admin import template_store
 from wa_tasks.errors import Conflict, InvalidRequest, NotFound, UnknownTemplate
 from wa_tasks.web import schemas
 from wa_tasks.web.api.deps import CONFLICT, NOT_FOUND, TemplateName, settings

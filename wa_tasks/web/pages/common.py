@@ -18,8 +18,8 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wa_tasks import metrics
 from wa_tasks.errors import WaTasksError
+from wa_tasks.ops import metrics
 from wa_tasks.settings import get_settings
 from wa_tasks.web import auth
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from wa_tasks import dashboard, metrics
+from wa_tasks.admin import dashboard
+from wa_tasks.ops import metrics
 from wa_tasks.settings import get_settings
 from wa_tasks.web.pages.common import fault, pages, render
 

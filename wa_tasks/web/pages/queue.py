@@ -40,7 +40,7 @@ def queue_live(request: Request) -> HTMLResponse:
 
 
 def _queue_parts(request: Request) -> dict[str, Any]:
-    from wa_tasks import queue_view
+    from wa_tasks.admin import queue_view
 
     settings = get_settings()
     filters = queue_filters(request)

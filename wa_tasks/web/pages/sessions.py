@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from fastapi import Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from wa_tasks import qr, session_control, transport_names
-from wa_tasks import sessions as manage
+from wa_tasks.admin import session_config as manage
+from wa_tasks.core import qr, transports
 from wa_tasks.errors import WaTasksError
+from wa_tasks.infra import session_control
 from wa_tasks.settings import get_settings
 from wa_tasks.web.pages.common import attempt, back, fault, pages, render
 
@@ -26,7 +27,7 @@ def session_rows() -> tuple[list[dict[str, Any]], str | None]:
 @pages.get("/sessions")
 def sessions_page(request: Request) -> HTMLResponse:
     rows, error = session_rows()
-    return render(request, "sessions.html", sessions=rows, error=error, transports=transport_names.AVAILABLE)
+    return render(request, "sessions.html", sessions=rows, error=error, transports=transports.AVAILABLE)
 
 
 @pages.get("/sessions/table")

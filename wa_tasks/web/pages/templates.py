@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from wa_tasks import compose, template_store
+from wa_tasks.admin import template_store
 from wa_tasks.errors import WaTasksError
+from wa_tasks.pipeline import compose
 from wa_tasks.settings import get_settings
 from wa_tasks.web.pages.common import attempt, back, pages, render
 

@@ -20,8 +20,8 @@ from typing import Any
 from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.schedules import BaseSchedule
 
-from wa_tasks import keys
-from wa_tasks.redis_client import client_for
+from wa_tasks.core import redis_keys
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Scheduler(PersistentScheduler):
         ttl_ms = max(1, int(claim_ttl(entry.schedule, self.app.now()).total_seconds() * 1000))
         try:
             redis = client_for(get_settings().redis)
-            return bool(redis.set(keys.beat_claim(entry.name), self.beat_id, nx=True, px=ttl_ms))
+            return bool(redis.set(redis_keys.beat_claim(entry.name), self.beat_id, nx=True, px=ttl_ms))
         except Exception as exc:
             log.error("beat: cannot claim %s in Redis, not sending it this period: %s", entry.name, exc)
             return False

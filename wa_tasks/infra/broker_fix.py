@@ -34,6 +34,6 @@ def _connparams(self: kombu_redis.Channel, asynchronous: bool = False) -> Any:
 
 
 def apply() -> None:
-    """Install the fix (idempotent); ``wa_tasks.celery_app`` does on import, so every process that
+    """Install the fix (idempotent); ``wa_tasks.infra.celery_app`` does on import, so every process that
     talks to the broker through Celery or kombu has it."""
     kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]

@@ -21,9 +21,10 @@ from sqlalchemy.exc import IntegrityError
 
 from models import JobStatus, Message, MessageStatus, QueueJob, Template, bulk_insert, encryption, utcnow
 from models.db import session_scope
-from wa_tasks import optout, priorities, submit, task_names, templates
+from wa_tasks.core import priorities, rendering, task_names
+from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownJob, UnknownTemplate
-from wa_tasks.phone import normalize
+from wa_tasks.pipeline import optout, submit
 from wa_tasks.settings import Settings
 
 #: Message ids per ``wa.dispatch_batch`` task: larger batches cost fewer round trips and do not
@@ -76,8 +77,8 @@ def create(
         row = db.scalar(select(Template).where(Template.name == template)) if template else None
     if template is not None and (row is None or not row.is_active):
         raise UnknownTemplate(f"unknown or inactive template {template!r}")
-    if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > templates.MAX_LENGTH):
-        raise InvalidMessage(f"text must be non-empty and at most {templates.MAX_LENGTH} characters")
+    if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > rendering.MAX_LENGTH):
+        raise InvalidMessage(f"text must be non-empty and at most {rendering.MAX_LENGTH} characters")
 
     rows: list[_Row] = []
     problems: list[InvalidRequest] = []
@@ -185,7 +186,7 @@ def _prepare(
     submit.refuse_nul(own, "data")
     data = {**(shared or {}), **own}
     if template is not None:
-        content = templates.render(template.content, data, name=f"template {template.name!r}")
+        content = rendering.render(template.content, data, name=f"template {template.name!r}")
     else:
         content = str(text)
     return _Row(to_number=to, content=content, data=data or None)

@@ -106,7 +106,7 @@ DEPTH_SAMPLES = f"{PREFIX}depth:samples"
 BROKER_RUN_ID = f"{PREFIX}broker:run-id"
 
 #: Hash: delivery tag → id of the worker process that received that task message and has not run
-#: it yet (``wa_tasks.worker_lost``).
+#: it yet (``wa_tasks.infra.worker_lost``).
 WORKER_HELD = f"{PREFIX}worker:held"
 
 #: String with a short TTL: the worker process putting back the messages of dead workers now.

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, OptOut, Template, utcnow
 from models.db import session_scope
+from wa_tasks.core.phone import mask, normalize
 from wa_tasks.errors import InvalidPhoneNumber, OptedOut
-from wa_tasks.phone import mask, normalize
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from models import Template, utcnow
 from models.db import session_scope
-from wa_tasks import compose, templates
-from wa_tasks.default_templates import DEFAULTS
+from wa_tasks.core import rendering
+from wa_tasks.core.default_templates import DEFAULTS
 from wa_tasks.errors import InvalidTemplate, TemplateRenderError, UnknownTemplate
-from wa_tasks.lifecycle import iso
+from wa_tasks.pipeline import compose
+from wa_tasks.pipeline.lifecycle import iso
 from wa_tasks.settings import Settings
 
 #: Template names: letters, digits, ``_``, ``.``, ``-``; no spaces (``payment_reminder``).
@@ -142,7 +143,7 @@ def preview(
         label = "template"
     assert content is not None
     finish, warnings = compose.preview_finisher(type, data)
-    result = templates.preview(content, data, name=label, finish=finish)
+    result = rendering.preview(content, data, name=label, finish=finish)
     return {**result.as_dict(), "warnings": warnings + result.warnings, "type": type}
 
 
@@ -162,7 +163,7 @@ def install_defaults(settings: Settings) -> dict[str, list[str]]:
                     category=default.category,
                     type=default.type,
                     content=default.content,
-                    variables=templates.variables_of(default.content, name=default.name),
+                    variables=rendering.variables_of(default.content, name=default.name),
                     language=default.language,
                     is_active=True,
                 )
@@ -204,13 +205,13 @@ def _checked(
         raise InvalidTemplate(f"{label}: content is empty")
     if "\x00" in content:
         raise InvalidTemplate(f"{label}: content contains a NUL character (\\u0000)")
-    if len(content) > templates.MAX_LENGTH:
-        raise InvalidTemplate(f"{label}: content is {len(content)} characters; the limit is {templates.MAX_LENGTH}")
+    if len(content) > rendering.MAX_LENGTH:
+        raise InvalidTemplate(f"{label}: content is {len(content)} characters; the limit is {rendering.MAX_LENGTH}")
     try:
-        variables = templates.variables_of(content, name=label)
+        variables = rendering.variables_of(content, name=label)
         # A template over the render limits whatever its data could never be sent: refused now,
         # not at each send or for each recipient of a bulk job.
-        templates.check_limits(content, name=label)
+        rendering.check_limits(content, name=label)
     except TemplateRenderError as exc:
         raise InvalidTemplate(str(exc)) from None
     return {

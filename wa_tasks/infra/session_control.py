@@ -12,9 +12,9 @@ import time
 import uuid
 from typing import Any
 
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
 from wa_tasks.errors import CommandFailed, HostUnavailable
-from wa_tasks.redis_client import client_for, database_of
+from wa_tasks.infra.redis_client import client_for, database_of
 from wa_tasks.settings import Settings
 
 #: What a session host can be asked to do.
@@ -32,14 +32,14 @@ def request(
     redis = client_for(settings.redis)
     request_id = uuid.uuid4().hex
     listeners = redis.publish(
-        keys.commands(database_of(redis)),
+        redis_keys.commands(database_of(redis)),
         json.dumps({"id": request_id, "session": session_id, "action": action, "args": args or {}}),
     )
     if not listeners:
         raise HostUnavailable("no session host is running: start one with `wa-tasks sessions` (or `wa-tasks up`)")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        raw = redis.get(keys.command_reply(request_id))
+        raw = redis.get(redis_keys.command_reply(request_id))
         if raw:
             answer: dict[str, Any] = json.loads(raw)
             if not answer.get("ok"):
@@ -54,7 +54,7 @@ def request(
 
 def current_qr(settings: Settings, session_id: str) -> tuple[str, float] | None:
     """The QR code ``session_id`` shows now and when it expires (unix time), or None."""
-    raw = client_for(settings.redis).hgetall(keys.session_qr(session_id))
+    raw = client_for(settings.redis).hgetall(redis_keys.session_qr(session_id))
     if not raw or not raw.get("code"):
         return None
     return str(raw["code"]), float(raw.get("expires_at", 0))

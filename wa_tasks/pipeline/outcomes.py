@@ -1,7 +1,7 @@
 """What becomes of a message a session host took: one function per outcome of a delivery, each
 doing its database writes and then the publish that must follow, and returning the outcome.
 
-The order inside each is what the delivery semantics (``wa_tasks.lifecycle``) rely on:
+The order inside each is what the delivery semantics (``wa_tasks.pipeline.lifecycle``) rely on:
 - Every write runs in a transaction of its own, through a dropped database connection if need be
   (``models.db.write_through_disconnects``): a message left ``sending`` is failed as an ambiguous
   send when its task comes back, so losing the write would turn a sent message, a retry or a
@@ -28,8 +28,9 @@ from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session
 
 from models.db import write_through_disconnects
-from wa_tasks import fallback, keys, lifecycle, priorities, task_names
-from wa_tasks.logs import MessageLog
+from wa_tasks.core import priorities, redis_keys, task_names
+from wa_tasks.infra.logs import MessageLog
+from wa_tasks.pipeline import fallback, lifecycle
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def fail(
 ) -> Outcome:
     """``failed`` with ``error``, then the email fallback (``fallback.maybe_queue``), which looks for
     a ``failed`` row. ``email_fallback=False`` for what email must not send (see
-    ``wa_tasks.fallback``): a message over the recipient's hourly cap. ``session_error``:
+    ``wa_tasks.pipeline.fallback``): a message over the recipient's hourly cap. ``session_error``:
     ``(session_id, error)`` to count on the session first."""
     if session_error is not None:
         session_id, reason = session_error
@@ -113,7 +114,7 @@ def fail(
 
 def ambiguous(settings: Settings, message_id: str, detail: str | None = None) -> Outcome:
     """The send may or may not have reached WhatsApp: ``failed`` as an ambiguous send, never resent
-    and not sent by email (a receipt may still resolve it, see ``wa_tasks.lifecycle``). ``detail``:
+    and not sent by email (a receipt may still resolve it, see ``wa_tasks.pipeline.lifecycle``). ``detail``:
     what the transport saw."""
     error = lifecycle.AMBIGUOUS_SEND if detail is None else f"{lifecycle.AMBIGUOUS_SEND} ({detail})"
     _write(settings, lambda db: lifecycle.mark_failed(db, message_id, error))
@@ -128,8 +129,8 @@ def put_back(settings: Settings, message_id: str, session_id: str) -> Outcome:
 
 
 def dispatch_queue(priority: int) -> str:
-    """Where a ``dispatch`` goes: urgent ones to their own queue (see ``keys.URGENT_QUEUE``)."""
-    return keys.URGENT_QUEUE if priority <= priorities.LEVELS["urgent"] else keys.DEFAULT_QUEUE
+    """Where a ``dispatch`` goes: urgent ones to their own queue (see ``redis_keys.URGENT_QUEUE``)."""
+    return redis_keys.URGENT_QUEUE if priority <= priorities.LEVELS["urgent"] else redis_keys.DEFAULT_QUEUE
 
 
 def publish_dispatch(

@@ -7,9 +7,8 @@ import logging
 import sys
 from collections.abc import MutableMapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from wa_tasks.phone import mask
+from wa_tasks.core.phone import mask
 
 FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s%(context)s"
 
@@ -59,15 +58,3 @@ class MessageLog(logging.LoggerAdapter):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
         return msg, kwargs
-
-
-def mask_url(url: str) -> str:
-    """A URL with its password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))

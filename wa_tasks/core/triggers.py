@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wa_tasks import priorities
+from wa_tasks.core import priorities
 from wa_tasks.errors import InvalidMessage, InvalidRequest, MissingRecipient, UnknownEvent
 
 #: The event that sends one template to many recipients as a bulk job.
@@ -89,7 +89,7 @@ def resolve(event: object) -> Trigger:
     names = ", ".join(sorted([*known, BULK_SEND]))
     raise UnknownEvent(
         f"no trigger for event {event!r}; known events: {names}. "
-        "Map it with wa_tasks.triggers.register(event, template) or pass template="
+        "Map it with wa_tasks.core.triggers.register(event, template) or pass template="
     )
 
 

@@ -4,7 +4,7 @@ connected session and cached with the answer's age in ``whatsapp_contacts``.
 - ``Client.sync_contacts(numbers)`` checks the billing code's customer list; answers younger than
   ``WA_CONTACT_MAX_AGE_DAYS`` are taken from the cache, the rest asked of WhatsApp.
 - ``wa.contacts_refresh`` (beat, daily) asks again for every answer that got too old.
-- ``wa_tasks.submit`` fails a send fast when the cache says, freshly, that the number is not on
+- ``wa_tasks.pipeline.submit`` fails a send fast when the cache says, freshly, that the number is not on
   WhatsApp (the message is stored ``failed`` with ``not_on_whatsapp`` and goes to the email
   fallback); a stale or missing answer never blocks a send.
 
@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from models import WhatsAppContact, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import live_state, session_control
+from wa_tasks.core.phone import normalize
 from wa_tasks.errors import CommandFailed
-from wa_tasks.phone import normalize
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra import session_control
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import importlib
 
 from celery import Celery, signals
 
-from wa_tasks import broker_fix
-from wa_tasks.logs import configure_logging
+from wa_tasks.infra import broker_fix
+from wa_tasks.infra.logs import configure_logging
 from wa_tasks.settings import Settings, get_settings
 
 broker_fix.apply()

@@ -17,9 +17,12 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Message, MessageStatus, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import health, keys, lifecycle, live_state, outcomes, routing, session_control, timefmt, transport_names
+from wa_tasks.core import redis_keys, routing, timefmt, transports
 from wa_tasks.errors import CommandFailed, InvalidRequest, UnknownSession
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra import session_control
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.ops import health
+from wa_tasks.pipeline import lifecycle, live_state, outcomes
 from wa_tasks.settings import Settings
 
 #: Session ids become queue names and Redis keys: keep them plain.
@@ -57,19 +60,14 @@ def add(
     session_id = session_id or slug(device_id)
     if not SESSION_ID.match(session_id):
         raise InvalidRequest(f"session id {session_id!r} must be 1-63 characters of a-z, 0-9, '-' or '_'")
-    if transport not in transport_names.AVAILABLE:
-        raise InvalidRequest(
-            f"transport {transport!r} is not available; use one of {', '.join(transport_names.AVAILABLE)}"
-        )
+    if transport not in transports.AVAILABLE:
+        raise InvalidRequest(f"transport {transport!r} is not available; use one of {', '.join(transports.AVAILABLE)}")
     _check_pace(pace_seconds)
     _check_number_since(number_since)
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("options must be an object of transport options")
-    # The option schemas live with the transports, in the session host's package.
-    from sessions_host.transports import check_options
-
     try:
-        check_options(transport, settings, options)
+        transports.check_options(transport, settings, options)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(str(exc)) from None
     with session_scope(settings.database) as db:
@@ -178,7 +176,7 @@ def update(
 
 def remove(settings: Settings, session_id: str) -> int:
     """Delete a session. Messages routed to it and not yet sent go back to dispatch (returned count)."""
-    from wa_tasks.celery_app import app_for
+    from wa_tasks.infra.celery_app import app_for
 
     with session_scope(settings.database) as db:
         row = db.scalar(select(WhatsAppSession).where(WhatsAppSession.session_id == session_id))
@@ -192,7 +190,7 @@ def remove(settings: Settings, session_id: str) -> int:
         moved = [m for m in waiting if lifecycle.requeue(db, m.id, error=f"session {session_id} removed")]
         db.delete(row)
     redis = client_for(settings.redis)
-    queue = keys.session_queue(session_id)
+    queue = redis_keys.session_queue(session_id)
     redis.delete(queue, *[f"{queue}:{p}" for p in range(1, 10)])
     for m in moved:
         outcomes.publish_dispatch(app_for(settings), m.id, m.priority, exclude=[session_id])

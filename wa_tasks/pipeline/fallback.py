@@ -35,9 +35,9 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, utcnow
 from models.db import session_scope
-from wa_tasks import task_names
+from wa_tasks.core import task_names
 from wa_tasks.errors import InvalidMessage
-from wa_tasks.logs import MessageLog
+from wa_tasks.infra.logs import MessageLog
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)

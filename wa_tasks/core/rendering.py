@@ -2,7 +2,7 @@
 
 A missing variable is an error raised to the caller before anything is queued: a customer must
 never receive ``{{customer_name}}``. Templates can use the Indonesian formatting helpers of
-:mod:`wa_tasks.formatting` (``{{ amount|rupiah }}``, ``{{ due_date|tanggal }}``, ...). ``preview``
+:mod:`wa_tasks.core.formatting` (``{{ amount|rupiah }}``, ``{{ due_date|tanggal }}``, ...). ``preview``
 renders for an operator instead: missing variables are listed and shown as ``{{name}}``, and the
 content warnings (long runs of one character, links: patterns that spam filters flag) are reported, not refused.
 
@@ -75,8 +75,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatt
 from jinja2.utils import Namespace, generate_lorem_ipsum
 from markupsafe import Markup
 
+from wa_tasks.core.formatting import HELPERS, FormattingError
 from wa_tasks.errors import TemplateRenderError
-from wa_tasks.formatting import HELPERS, FormattingError
 
 #: The longest text a message may have, in characters.
 MAX_LENGTH = 4096

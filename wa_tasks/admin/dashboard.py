@@ -7,7 +7,7 @@ The aggregations are pure functions over plain rows (``hourly_outcomes``, ``hour
 
 Depth samples: every 30 s (beat entry ``sample-depth`` in ``celeryconfig``) the worker records the
 total depth of every session's queue (all ten priority lists) in one sorted set
-(``keys.DEPTH_SAMPLES``, scored by unix time) and trims what is older than ``WINDOW``: at most
+(``redis_keys.DEPTH_SAMPLES``, scored by unix time) and trims what is older than ``WINDOW``: at most
 2,880 small members.
 """
 
@@ -26,9 +26,10 @@ from sqlalchemy import or_, select
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import keys, live_state, timefmt
-from wa_tasks.metrics import DAY_ZONE
-from wa_tasks.redis_client import client_for
+from wa_tasks.core import redis_keys, timefmt
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.ops.metrics import DAY_ZONE
+from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 #: How far back the charts look (and how long depth samples are kept).
@@ -130,12 +131,12 @@ def hourly_latency(
 def record_depth(client: redis.Redis, session_ids: Sequence[str], now: float) -> dict[str, int]:
     """Store one sample of every session's queue depth at ``now`` and drop samples older than
     ``WINDOW``; returns the sample."""
-    depths = live_state.backlogs(client, [keys.session_queue(s) for s in session_ids])
-    sample = {sid: depths[keys.session_queue(sid)] for sid in session_ids}
+    depths = live_state.backlogs(client, [redis_keys.session_queue(s) for s in session_ids])
+    sample = {sid: depths[redis_keys.session_queue(sid)] for sid in session_ids}
     pipe = client.pipeline(transaction=True)
     # The time is part of the member so that two equal samples stay two members.
-    pipe.zadd(keys.DEPTH_SAMPLES, {json.dumps({"t": round(now, 3), "d": sample}, sort_keys=True): now})
-    pipe.zremrangebyscore(keys.DEPTH_SAMPLES, "-inf", f"({now - WINDOW.total_seconds()}")
+    pipe.zadd(redis_keys.DEPTH_SAMPLES, {json.dumps({"t": round(now, 3), "d": sample}, sort_keys=True): now})
+    pipe.zremrangebyscore(redis_keys.DEPTH_SAMPLES, "-inf", f"({now - WINDOW.total_seconds()}")
     pipe.execute()
     return sample
 
@@ -143,7 +144,7 @@ def record_depth(client: redis.Redis, session_ids: Sequence[str], now: float) ->
 def depth_samples(client: redis.Redis, since: float) -> list[tuple[float, dict[str, int]]]:
     """The stored samples from ``since`` on, oldest first."""
     samples = []
-    for raw in client.zrangebyscore(keys.DEPTH_SAMPLES, since, "+inf"):
+    for raw in client.zrangebyscore(redis_keys.DEPTH_SAMPLES, since, "+inf"):
         item = json.loads(str(raw))
         samples.append((float(item["t"]), {str(k): int(v) for k, v in item["d"].items()}))
     return samples

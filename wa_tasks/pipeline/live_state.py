@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import redis
 
 from models.statuses import SessionStatus
-from wa_tasks import keys
+from wa_tasks.core import redis_keys
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class LiveState:
 
 
 def publish(client: redis.Redis, state: LiveState, ttl_seconds: float) -> None:
-    key = keys.live_state(state.session_id)
+    key = redis_keys.live_state(state.session_id)
     pipe = client.pipeline(transaction=False)
     pipe.hset(
         key,
@@ -56,7 +56,7 @@ def publish(client: redis.Redis, state: LiveState, ttl_seconds: float) -> None:
 
 
 def clear(client: redis.Redis, session_id: str) -> None:
-    client.delete(keys.live_state(session_id))
+    client.delete(redis_keys.live_state(session_id))
 
 
 def read(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, LiveState]:
@@ -66,7 +66,7 @@ def read(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, LiveState
         return {}
     pipe = client.pipeline(transaction=False)
     for session_id in ids:
-        pipe.hgetall(keys.live_state(session_id))
+        pipe.hgetall(redis_keys.live_state(session_id))
     states = {}
     for session_id, raw in zip(ids, pipe.execute(), strict=True):
         if raw:
@@ -113,7 +113,7 @@ def ready_in(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, float
     pipe = client.pipeline(transaction=False)
     pipe.time()
     for sid in ids:
-        pipe.get(keys.pace_slot(sid))
+        pipe.get(redis_keys.pace_slot(sid))
     (seconds, micros), *slots = pipe.execute()
     now_ms = seconds * 1000 + micros / 1000
     return {sid: max(0.0, (float(slot) - now_ms) / 1000) if slot else 0.0 for sid, slot in zip(ids, slots, strict=True)}
@@ -127,5 +127,5 @@ def new_contact_refusers(client: redis.Redis, states: dict[str, LiveState], numb
         return []
     pipe = client.pipeline(transaction=False)
     for sid in spent:
-        pipe.sismember(keys.session_contacts(sid), number)
+        pipe.sismember(redis_keys.session_contacts(sid), number)
     return [sid for sid, known in zip(spent, pipe.execute(), strict=True) if not known]

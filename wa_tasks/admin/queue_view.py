@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, QueueJob, Template, WhatsAppSession
 from models.db import session_scope
-from wa_tasks import bulk, keys, live_state
+from wa_tasks.core import redis_keys
+from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidPhoneNumber, InvalidRequest
-from wa_tasks.lifecycle import ambiguity, iso
-from wa_tasks.phone import normalize
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import bulk, live_state
+from wa_tasks.pipeline.lifecycle import ambiguity, iso
 from wa_tasks.settings import Settings
 
 #: The most rows one page of messages or jobs may ask for.
@@ -116,13 +117,13 @@ def queue_depths(settings: Settings) -> dict[str, dict[int, int]]:
     """Every configured session → Redis priority step 0..9 → messages waiting on its broker queue."""
     with session_scope(settings.database) as db:
         session_ids = list(db.scalars(select(WhatsAppSession.session_id).order_by(WhatsAppSession.session_id)))
-    lengths = live_state.step_lengths(client_for(settings.redis), [keys.session_queue(s) for s in session_ids])
-    return {sid: dict(enumerate(lengths[keys.session_queue(sid)])) for sid in session_ids}
+    lengths = live_state.step_lengths(client_for(settings.redis), [redis_keys.session_queue(s) for s in session_ids])
+    return {sid: dict(enumerate(lengths[redis_keys.session_queue(sid)])) for sid in session_ids}
 
 
 def list_jobs(settings: Settings, *, limit: int = 20) -> list[dict[str, Any]]:
     """Bulk jobs newest first: ``id, template, status, total, createdAt`` and the counts of
-    :func:`wa_tasks.bulk.progress` (queued, sent, delivered, read, failed, cancelled, byStatus)."""
+    :func:`wa_tasks.pipeline.bulk.progress` (queued, sent, delivered, read, failed, cancelled, byStatus)."""
     limit = _check_limit(limit)
     with session_scope(settings.database) as db:
         jobs = list(db.scalars(select(QueueJob).order_by(QueueJob.created_at.desc(), QueueJob.id.desc()).limit(limit)))

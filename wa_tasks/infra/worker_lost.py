@@ -38,8 +38,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from wa_tasks import keys
-from wa_tasks.redis_client import client_for
+from wa_tasks.core import redis_keys
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Watch:
 
     def beat(self) -> None:
         try:
-            self.redis.set(keys.worker_alive(self.id), "1", px=self.ttl_ms)
+            self.redis.set(redis_keys.worker_alive(self.id), "1", px=self.ttl_ms)
         except Exception as exc:
             self._up_since = None
             log.warning("worker liveness not renewed: %s", exc)
@@ -99,12 +99,12 @@ class Watch:
 
     def received(self, task_id: str, tag: str) -> None:
         self._tags[task_id] = tag
-        self.redis.hset(keys.WORKER_HELD, tag, self.id)
+        self.redis.hset(redis_keys.WORKER_HELD, tag, self.id)
 
     def ran(self, task_id: str) -> None:
         tag = self._tags.pop(task_id, None)
         if tag is not None:
-            self._forget(keys=[keys.WORKER_HELD], args=[tag, self.id])
+            self._forget(keys=[redis_keys.WORKER_HELD], args=[tag, self.id])
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -119,17 +119,17 @@ class Watch:
     def restore_lost(self) -> int:
         """Put back on their queues the messages held by workers that stopped renewing their key;
         returns how many."""
-        if not self.redis.set(keys.WORKER_RESTORING, self.id, nx=True, px=self.ttl_ms):
+        if not self.redis.set(redis_keys.WORKER_RESTORING, self.id, nx=True, px=self.ttl_ms):
             return 0  # another worker is at it
         restored: Counter[str] = Counter()
         try:
-            held = {str(k): str(v) for k, v in self.redis.hgetall(keys.WORKER_HELD).items()}
+            held = {str(k): str(v) for k, v in self.redis.hgetall(redis_keys.WORKER_HELD).items()}
             if not held:
                 return 0
             workers = sorted(set(held.values()))
             pipe = self.redis.pipeline(transaction=False)
             for worker in workers:
-                pipe.exists(keys.worker_alive(worker))
+                pipe.exists(redis_keys.worker_alive(worker))
             alive = {worker for worker, found in zip(workers, pipe.execute(), strict=True) if found}
             with self.app.connection_for_write() as conn:
                 channel: Any = conn.default_channel
@@ -143,9 +143,9 @@ class Watch:
                     if unacked[tag]:
                         channel.qos.restore_by_tag(tag)
                         restored[worker] += 1
-                    self._forget(keys=[keys.WORKER_HELD], args=[tag, worker])
+                    self._forget(keys=[redis_keys.WORKER_HELD], args=[tag, worker])
         finally:
-            self._release(keys=[keys.WORKER_RESTORING], args=[self.id])
+            self._release(keys=[redis_keys.WORKER_RESTORING], args=[self.id])
         for worker, count in restored.items():
             log.warning(
                 "worker %s stopped (no sign of life for %.0fs) holding %d task(s): put back on their queues",

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from models import DailyMetric, Message, MessageStatus, utcnow
 from models.db import session_scope
+from wa_tasks.core.formatting import ZONES
 from wa_tasks.errors import InvalidRequest
-from wa_tasks.formatting import ZONES
 from wa_tasks.settings import Settings
 
 #: The zone whose midnight starts a day.

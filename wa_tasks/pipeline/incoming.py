@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 
 from models import IncomingMessage
 from models.db import session_scope
-from wa_tasks import optout
-from wa_tasks.phone import mask
+from wa_tasks.core.phone import mask
+from wa_tasks.pipeline import optout
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def call_hook(settings: Settings, payload: dict[str, Any]) -> None:
     kind, _, target = hook.partition(":")
     try:
         if kind == "celery":
-            from wa_tasks.celery_app import app_for
+            from wa_tasks.infra.celery_app import app_for
 
             task, _, queue = target.partition("@")
             app_for(settings).send_task(task, kwargs=payload, queue=queue or "celery")

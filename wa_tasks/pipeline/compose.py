@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from wa_tasks import media as media_mod
-from wa_tasks import templates
+from wa_tasks.core import rendering
 from wa_tasks.errors import InvalidMessage
+from wa_tasks.pipeline import media as media_mod
 
 #: Template categories. Only ``promotion`` is held back for customers who opted out.
 CATEGORIES = ("notification", "reminder", "promotion")
@@ -52,7 +52,7 @@ def compose(
 ) -> Composed:
     """Render template ``name`` (of ``type``) with ``data``; raise an InvalidRequest subclass."""
     label = f"template {name!r}"
-    text = templates.render(content, data, name=label)
+    text = rendering.render(content, data, name=label)
     values = data or {}
     if type == "media":
         if media is None:
@@ -68,9 +68,9 @@ def compose(
         return Composed("media", text, media)
     if type in ("button", "list"):
         text = fallback(type, text, values, label=label)
-        if len(text) > templates.MAX_LENGTH:
+        if len(text) > rendering.MAX_LENGTH:
             raise InvalidMessage(
-                f"{label} with its options is {len(text)} characters; the limit is {templates.MAX_LENGTH}"
+                f"{label} with its options is {len(text)} characters; the limit is {rendering.MAX_LENGTH}"
             )
         return Composed(type, text)
     return Composed("text", text)

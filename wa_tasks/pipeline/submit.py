@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks import compose, contacts, fallback, optout, priorities, templates
+from wa_tasks.core import priorities, rendering
+from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate, WaTasksError
-from wa_tasks.logs import MessageLog
-from wa_tasks.media import Media
-from wa_tasks.outcomes import publish_dispatch
-from wa_tasks.phone import normalize
+from wa_tasks.infra.logs import MessageLog
+from wa_tasks.pipeline import compose, contacts, fallback, optout
+from wa_tasks.pipeline.media import Media
+from wa_tasks.pipeline.outcomes import publish_dispatch
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Prepared:
     #: text, media, button or list (button and list are sent as their plain-text fallback).
     message_type: str = "text"
     media: Media | None = None
-    #: The customer's email address, for the email fallback (``wa_tasks.fallback``).
+    #: The customer's email address, for the email fallback (``wa_tasks.pipeline.fallback``).
     email: str | None = None
     #: Set when the request is valid but cannot go by WhatsApp (the number is known not to be on
     #: it): the message is stored ``failed`` with this reason, not dispatched, and offered to the
@@ -125,8 +126,8 @@ def prepare(
             raise InvalidMessage(f"text must be a string, got {type(text).__name__}")
         if not text.strip():
             raise InvalidMessage("text is empty")
-        if len(text) > templates.MAX_LENGTH:
-            raise InvalidMessage(f"text is {len(text)} characters; the limit is {templates.MAX_LENGTH}")
+        if len(text) > rendering.MAX_LENGTH:
+            raise InvalidMessage(f"text is {len(text)} characters; the limit is {rendering.MAX_LENGTH}")
         content = text
         if media is not None:
             composed = compose.Composed("media", text, media)
@@ -201,7 +202,7 @@ def persist(settings: Settings, prepared: Prepared) -> tuple[str, bool]:
                 )
             )
         if prepared.fail_reason:
-            from wa_tasks.celery_app import app_for  # the Celery app is built on first use only
+            from wa_tasks.infra.celery_app import app_for  # the Celery app is built on first use only
 
             MessageLog(log, message_id, prepared.to_number).warning("not sent: %s", prepared.fail_reason)
             fallback.maybe_queue(app_for(settings), settings, message_id)
@@ -268,7 +269,7 @@ def queue(
     email: object = None,
 ) -> str:
     """Validate, store and dispatch one message (:func:`prepare`, :func:`persist`,
-    :func:`~wa_tasks.outcomes.publish_dispatch`); returns its id."""
+    :func:`~wa_tasks.pipeline.outcomes.publish_dispatch`); returns its id."""
     with session_scope(settings.database) as db:
         prepared = prepare(
             db,

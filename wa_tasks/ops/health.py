@@ -21,8 +21,9 @@ from sqlalchemy import select, update
 
 from models import WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks import live_state, session_control
-from wa_tasks.redis_client import client_for
+from wa_tasks.infra import session_control
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
