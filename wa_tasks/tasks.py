@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import random
 from typing import Any
 
 from celery import Task
+from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -266,13 +268,15 @@ def _publish_deliver(message_id: str, session_id: str, priority: int, producer: 
 @app.task(name=task_names.SWEEP)
 def sweep(limit: int = 1000) -> int:
     """Republish ``dispatch`` for messages still ``queued`` long after their last dispatch (a crash
-    between commit and publish, or a broker outage), after a broker restart ``deliver`` for the
-    ``routed`` messages it may have lost (see :func:`_redeliver_after_broker_restart`), and the
+    between commit and publish, or a broker outage), ``deliver`` for the ``routed`` messages a
+    restarted broker may have lost (see :func:`_redeliver_after_broker_restart`) or a killed host
+    took with it (see :func:`_redeliver_lost_routed`), and the
     email fallbacks left ``queued`` as long (``fallback.republish_stale``). Returns how many
     ``dispatch`` tasks were republished."""
     settings = get_settings()
     _redeliver_after_broker_restart(settings)
     cutoff = utcnow() - dt.timedelta(seconds=settings.sweep_after_seconds)
+    _redeliver_lost_routed(settings, cutoff, limit)
     fallback.republish_stale(app, settings, cutoff, limit)
     with session_scope(settings.database) as db:
         stale = db.execute(
@@ -289,6 +293,59 @@ def sweep(limit: int = 1000) -> int:
             count += 1
     if stale:
         log.warning("sweeper republished %d stale queued message(s)", count)
+    return count
+
+
+def _redeliver_lost_routed(settings: Settings, cutoff: dt.datetime, limit: int) -> int:
+    """Publish ``deliver`` again for ``routed`` messages whose ``deliver`` is gone from a running
+    broker; returns how many.
+
+    Redis pops a message for a consumer's ``BRPOP`` before kombu records it as unacknowledged (the
+    reply is read, then written to the ``unacked`` hash, in the consumer's process); a BRPOP left
+    waiting between two paced takes may even have its reply sit unread in the socket. A session host
+    killed in between loses that ``deliver``, and its message would stay ``routed`` for ever. So a
+    message routed before ``cutoff`` on a session whose queue is empty and that has nothing
+    unacknowledged gets its ``deliver`` again: with nothing of that session left in the broker, no
+    ``deliver`` of it can be on its way. Should one be after all (a reply still unread by a live
+    host), the copy is skipped by the host's conditional claim."""
+    with session_scope(settings.database) as db:
+        rows = db.execute(
+            select(Message.id, Message.session_id, Message.priority)
+            .where(Message.status == MessageStatus.ROUTED, Message.routed_at < cutoff)
+            .order_by(Message.routed_at)
+            .limit(limit)
+        ).all()
+    by_session: dict[str, list[Any]] = {}
+    for row in rows:
+        if row.session_id:
+            by_session.setdefault(row.session_id, []).append(row)
+    if not by_session:
+        return 0
+    queues = {sid: redis_keys.session_queue(sid) for sid in by_session}
+    try:
+        lengths = live_state.step_lengths(client_for(settings.redis), queues.values())
+        with app.connection_for_write() as conn:
+            channel: Any = conn.default_channel
+            in_flight: set[str] = set()
+            for _tag, raw in channel.client.hscan_iter(channel.unacked_key):
+                try:
+                    _message, exchange, routing_key = json.loads(raw)
+                except (ValueError, TypeError):
+                    continue
+                in_flight.update((str(exchange), str(routing_key)))
+        count = 0
+        with app.producer_or_acquire() as producer:
+            for sid, messages in by_session.items():
+                if sum(lengths[queues[sid]]) or queues[sid] in in_flight:
+                    continue  # its deliver may be waiting there: the host takes it in turn
+                for row in messages:
+                    _publish_deliver(row.id, sid, row.priority, producer)
+                    count += 1
+    except (RedisError, OperationalError, OSError) as exc:
+        log.warning("lost deliver check skipped: %s", exc)
+        return 0
+    if count:
+        log.warning("deliver republished for %d routed message(s) whose deliver left the broker", count)
     return count
 
 

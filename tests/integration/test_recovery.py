@@ -218,3 +218,27 @@ def test_a_batch_held_by_a_killed_worker_is_routed_again_within_seconds(stack: S
     assert stack.queue_length(redis_keys.session_queue("wa-1")) == 0
     log = stack.log_text("sessions")
     assert "duplicate deliver ignored" not in log and "stale deliver ignored" not in log
+
+
+def test_a_routed_message_whose_deliver_left_the_broker_is_delivered_again(stack: Stack) -> None:
+    # Given a message routed to wa-1 whose deliver is no longer anywhere in the broker: Redis handed
+    # it to a session host's BRPOP, and the host was killed before kombu recorded it as unacknowledged
+    # (on a broker the sweeper has seen before, so that no broker restart is suspected)
+    stack.env["WA_SWEEP_AFTER_SECONDS"] = "1"
+    stack.redis.set(redis_keys.BROKER_RUN_ID, str(stack.redis.info("server")["run_id"]))
+    stack.add_session("wa-1", priority=1)
+    message_id = stack.client.send("081200000001", text="Tagihan", session="wa-1")
+    for key in stack.redis.scan_iter(f"{redis_keys.DEFAULT_QUEUE}*"):
+        stack.redis.delete(key)  # its dispatch: routed here instead, with no deliver published
+    with stack.db() as db:
+        assert lifecycle.route(db, message_id, "wa-1")
+    stack.start()
+    stack.wait_connected("wa-1")
+    assert stack.client.status(message_id)["status"] == "routed"
+
+    # When the sweeper runs (as beat does) once it has been routed longer than WA_SWEEP_AFTER_SECONDS
+    with stack.beat("wa.sweep", every=1.0):
+        # Then the message is sent, once
+        stack.wait_status(message_id, "sent", "delivered", "read", timeout=30)
+    assert len(stack.ledger("6281200000001")) == 1
+    assert "deliver republished for 1 routed message(s) whose deliver left the broker" in stack.log_text("worker")
