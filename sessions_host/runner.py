@@ -10,7 +10,6 @@ its own thread.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from sessions_host.pacing import Pacer
 from sessions_host.safety import Decision, SessionSafety
 from sessions_host.transports.base import Transport
 from wa_tasks.core import redis_keys, task_names
+from wa_tasks.infra.redis_client import unacked
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -221,11 +221,7 @@ class SessionRunner:
         wait for the broker's visibility timeout (an hour). Nothing of this queue is in flight here
         when consuming starts, and a session is served by one host at a time."""
         restored = 0
-        for tag, raw in channel.client.hscan_iter(channel.unacked_key):
-            try:
-                _message, exchange, routing_key = json.loads(raw)
-            except (ValueError, TypeError):
-                continue
+        for tag, exchange, routing_key in unacked(channel):
             if self.queue_name in (routing_key, exchange):
                 channel.qos.restore_by_tag(tag)
                 restored += 1

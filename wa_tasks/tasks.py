@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import random
 from typing import Any
@@ -45,7 +44,7 @@ from wa_tasks.core import priorities, redis_keys, routing, task_names, triggers
 from wa_tasks.errors import InvalidRequest
 from wa_tasks.infra.celery_app import app, app_for
 from wa_tasks.infra.logs import MessageLog
-from wa_tasks.infra.redis_client import client_for
+from wa_tasks.infra.redis_client import client_for, unacked
 from wa_tasks.pipeline import bulk, fallback, lifecycle, live_state, outcomes, submit
 from wa_tasks.settings import Settings, get_settings
 
@@ -326,13 +325,7 @@ def _redeliver_lost_routed(settings: Settings, cutoff: dt.datetime, limit: int) 
         lengths = live_state.step_lengths(client_for(settings.redis), queues.values())
         with app.connection_for_write() as conn:
             channel: Any = conn.default_channel
-            in_flight: set[str] = set()
-            for _tag, raw in channel.client.hscan_iter(channel.unacked_key):
-                try:
-                    _message, exchange, routing_key = json.loads(raw)
-                except (ValueError, TypeError):
-                    continue
-                in_flight.update((str(exchange), str(routing_key)))
+            in_flight = {name for _tag, *route in unacked(channel) for name in route}
         count = 0
         with app.producer_or_acquire() as producer:
             for sid, messages in by_session.items():

@@ -1,9 +1,13 @@
-"""One redis-py client per URL per process (thread-safe connection pool)."""
+"""One redis-py client per URL per process (thread-safe connection pool), and the reading of
+kombu's bookkeeping of unacknowledged messages on the Redis broker."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import redis
 
@@ -25,3 +29,16 @@ def client_for(url: str) -> redis.Redis:
 def database_of(client: redis.Redis) -> int:
     """The database number ``client`` uses (for names that Redis does not keep per database)."""
     return int(client.connection_pool.connection_kwargs.get("db", 0))
+
+
+def unacked(channel: Any) -> Iterator[tuple[str, str, str]]:
+    """``(delivery tag, exchange, routing key)`` of each message a consumer took from the broker and
+    has not acknowledged: kombu's Redis transport keeps them in the ``unacked`` hash of ``channel``
+    (a kombu Redis channel) until the ack, or until a restore puts them back on their queue. A
+    session queue's name is its routing key (or its exchange); entries that do not parse are skipped."""
+    for tag, raw in channel.client.hscan_iter(channel.unacked_key):
+        try:
+            _message, exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        yield str(tag), str(exchange), str(routing_key)
