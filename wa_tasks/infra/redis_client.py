@@ -41,4 +41,9 @@ def unacked(channel: Any) -> Iterator[tuple[str, str, str]]:
             _message, exchange, routing_key = json.loads(raw)
         except (ValueError, TypeError):
             continue
-        yield str(tag), str(exchange), str(routing_key)
+        # kombu's client answers bytes: the tag goes back to ``restore_by_tag`` as kombu wrote it
+        yield _text(tag), str(exchange), str(routing_key)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
