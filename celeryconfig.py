@@ -76,6 +76,14 @@ beat_schedule = {
         # A check that waited longer than most of its period is superseded by the next one.
         "options": {"priority": 1, "expires": _settings.health_check_seconds * 5 / 6},
     },
+    # The releaser of scheduled messages (wa_tasks/pipeline/schedule.py): a message is sent
+    # within about this period of its send_at. A run that waited longer than a few periods is
+    # superseded by the next one, which releases the same rows.
+    "release-scheduled": {
+        "task": task_names.RELEASE,
+        "schedule": _settings.release_interval_seconds,
+        "options": {"priority": 1, "expires": max(5.0, _settings.release_interval_seconds * 5)},
+    },
     "sweep-queued": {
         "task": task_names.SWEEP,
         "schedule": 60.0,

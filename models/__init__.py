@@ -8,7 +8,7 @@ from models.message import Message, new_message_id
 from models.opt_out import OptOut
 from models.queue_job import QueueJob
 from models.session import WhatsAppSession
-from models.statuses import SENT_OR_FINAL, JobStatus, MessageStatus, SessionStatus
+from models.statuses import PENDING, SENT_OR_FINAL, JobStatus, MessageStatus, SessionStatus
 from models.template import Template
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Message",
     "MessageStatus",
     "OptOut",
+    "PENDING",
     "QueueJob",
     "SessionStatus",
     "Template",

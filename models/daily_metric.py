@@ -29,6 +29,8 @@ class DailyMetric(Base):
     delivered: Mapped[int] = mapped_column(Integer, default=0)
     read: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    #: Messages that expired that day (not sent by their ``expires_at``).
+    expired: Mapped[int] = mapped_column(Integer, default=0)
     #: Mean of ``delivered_at - sent_at`` of the messages delivered that day (NULL: none delivered).
     avg_delivery_seconds: Mapped[float | None] = mapped_column(Float)
     #: Sessions that sent at least one message that day (1 or 0 on a session's own row).
@@ -43,6 +45,7 @@ class DailyMetric(Base):
             "delivered": self.delivered,
             "read": self.read,
             "failed": self.failed,
+            "expired": self.expired,
             "avg_delivery_seconds": self.avg_delivery_seconds,
             "active_sessions": self.active_sessions,
             "computed_at": self.computed_at.isoformat(),

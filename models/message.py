@@ -29,6 +29,10 @@ class Message(Base):
         Index("ix_whatsapp_messages_session_id", "session_id"),
         Index("ix_whatsapp_messages_created_at", "created_at"),
         Index("ix_whatsapp_messages_sent_at", "sent_at"),
+        # The releaser reads due scheduled messages by their due time, and the expiry by theirs.
+        Index("ix_whatsapp_messages_status_send_at", "status", "send_at"),
+        Index("ix_whatsapp_messages_status_expires_at", "status", "expires_at"),
+        Index("ix_whatsapp_messages_ref", "ref"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_message_id)
@@ -63,6 +67,21 @@ class Message(Base):
     #: Redis priority 0 (highest) .. 9 (lowest).
     priority: Mapped[int] = mapped_column(Integer, default=5)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    #: At most one message per notice key (``invoice:INV-7:reminder:H-3``): a repeated key returns
+    #: the first message's id, whatever became of it.
+    notice_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    #: What the message is about (an invoice number): groups a customer's notices for ``cancel_pending``.
+    ref: Mapped[str | None] = mapped_column(String(100))
+    #: The template's category (notification, reminder, promotion, ...): its send window, and what
+    #: ``cancel_pending(categories=...)`` matches. NULL for a plain text: any hour.
+    category: Mapped[str | None] = mapped_column(String(50))
+    #: The customer's time zone (IANA name) for the send window; NULL: the installation's (``WA_TIMEZONE``).
+    tz: Mapped[str | None] = mapped_column(String(64))
+    #: When the message is due: a ``scheduled`` message is queued by the releaser from then on
+    #: (NULL: sent at once).
+    send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: Not sent by then: ``expired``, never sent late (NULL: no limit).
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     bulk_job_id: Mapped[str | None] = mapped_column(
         String(100), ForeignKey("whatsapp_queue_jobs.job_id", ondelete="SET NULL")
     )
@@ -95,6 +114,7 @@ class Message(Base):
     read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     def __repr__(self) -> str:

@@ -6,11 +6,12 @@ from enum import StrEnum
 
 
 class MessageStatus(StrEnum):
-    """A message's life: ``queued → routed → sending → sent → delivered → read``.
+    """A message's life: ``[scheduled →] queued → routed → sending → sent → delivered → read``.
 
-    ``failed`` (with error and attempts) and ``cancelled`` end it early.
+    ``failed`` (with error and attempts), ``cancelled`` and ``expired`` end it early.
     """
 
+    SCHEDULED = "scheduled"  #: persisted with a later ``send_at`` (or held for its send window); the releaser queues it
     QUEUED = "queued"  #: persisted, waiting for ``dispatch`` to choose a session
     ROUTED = "routed"  #: published on a session's queue (``wa.session.<id>``)
     SENDING = "sending"  #: claimed by a session host, the send is in flight
@@ -19,12 +20,22 @@ class MessageStatus(StrEnum):
     READ = "read"  #: the recipient opened it
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  #: not sent by its ``expires_at``: never sent late
 
 
 #: Statuses after which a message is never sent again.
 SENT_OR_FINAL: frozenset[MessageStatus] = frozenset(
-    {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED, MessageStatus.CANCELLED}
+    {
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+        MessageStatus.READ,
+        MessageStatus.FAILED,
+        MessageStatus.CANCELLED,
+        MessageStatus.EXPIRED,
+    }
 )
+#: Statuses of a message that is waiting and may still be cancelled or expire: nothing of it is in flight.
+PENDING: frozenset[MessageStatus] = frozenset({MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED})
 
 
 class SessionStatus(StrEnum):

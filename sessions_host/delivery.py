@@ -5,6 +5,7 @@ outcome and publishes what must follow; see ``wa_tasks.pipeline.lifecycle`` for 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from celery import Celery
 from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import ORMExecuteState, sessionmaker
 
-from models import SENT_OR_FINAL, Message, MessageStatus
+from models import SENT_OR_FINAL, Message, MessageStatus, utcnow
 from models.db import engine_for
 from sessions_host.safety import Decision
 from sessions_host.transports.base import (
@@ -32,7 +33,7 @@ from sessions_host.transports.base import (
 )
 from wa_tasks.core.phone import USER_SERVER
 from wa_tasks.infra.logs import MessageLog
-from wa_tasks.pipeline import lifecycle, outcomes
+from wa_tasks.pipeline import lifecycle, outcomes, schedule
 from wa_tasks.pipeline.media import Media, MediaError, Payload, of_message, payload_of
 from wa_tasks.pipeline.outcomes import Outcome
 from wa_tasks.settings import Settings
@@ -54,6 +55,7 @@ class _Claim:
     tag: SendTag
     attempts: int  #: counted so far, this one included
     is_new: bool  #: a new contact, for ban safety
+    expires_at: dt.datetime | None  #: not sent by then: expired
 
 
 class Gate(Protocol):
@@ -96,6 +98,9 @@ READ_MESSAGE = select(
     Message.media_data,
     Message.media_mimetype,
     Message.media_filename,
+    Message.expires_at,
+    Message.category,
+    Message.tz,
 ).where(Message.id == bindparam("message_id"))
 
 
@@ -142,6 +147,10 @@ class Deliverer:
             return outcomes.fail(self.app, self.settings, message_id, f"media_download_failed: {exc}")
         if not self._take_slot(claim):
             return outcomes.put_back(self.settings, message_id, self.session_id)
+        if claim.expires_at is not None and claim.expires_at <= utcnow():
+            # The pace slot came after the expiry: nothing went out, and nothing goes out late.
+            claim.log.info("expired while waiting for its pace slot: not sent")
+            return outcomes.expire(self.settings, message_id, self.session_id)
         try:
             result = self._send(claim, payload)
         except Exception as exc:
@@ -177,9 +186,18 @@ class Deliverer:
                 return Outcome.SKIPPED
             settle: Callable[[], Outcome] | None = None
             is_new = False
+            now = utcnow()
             if found_sending:
                 mlog.error("ambiguous send found after a restart: marked failed, not resent (a receipt may resolve it)")
                 settle = partial(outcomes.ambiguous, self.settings, message_id)
+            elif message.expires_at is not None and message.expires_at <= now:
+                mlog.info("expired before its send (expires_at %s): not sent", lifecycle.iso(message.expires_at))
+                settle = partial(outcomes.expire, self.settings, message_id)
+            elif (until := schedule.window_hold(message.category, message.tz, message.priority, now)) is not None:
+                # Checked here, at the send, and not only at release: a paced bulk that runs past
+                # the window's end stops there and the rest waits for the next opening.
+                mlog.info("outside its send window: held until %s", lifecycle.iso(until))
+                settle = partial(outcomes.hold, self.settings, message_id, until)
             elif not self.transport.connected:
                 mlog.warning("session not connected: message moved to another session")
                 settle = partial(self._reroute, message_id, message.priority)
@@ -224,6 +242,7 @@ class Deliverer:
                     tag=tag,
                     attempts=attempts,
                     is_new=is_new,
+                    expires_at=message.expires_at,
                 )
         return settle()
 

@@ -112,6 +112,20 @@ class Settings(BaseSettings):
     #: sweeper (covers a crash between the database commit and the broker publish).
     sweep_after_seconds: float = Field(default=120.0, gt=0)
 
+    #: Scheduled messages (wa_tasks/pipeline/schedule.py): how often beat runs the releaser, which
+    #: queues the ``scheduled`` messages that are due.
+    release_interval_seconds: float = Field(default=1.0, ge=0.1)
+
+    #: The releaser queues at most this many messages per transaction (and per publish round).
+    release_batch: int = Field(default=1000, ge=1)
+
+    #: A due backlog is released at the pace the usable sessions can send: at most this many
+    #: seconds of their sending ahead waits queued or routed (0 = no limit).
+    release_ahead_seconds: float = Field(default=60.0, ge=0)
+
+    #: A ``send_at`` up to this many seconds in the past sends at once; further in the past it is refused.
+    schedule_grace_seconds: float = Field(default=300.0, ge=0)
+
     #: A send interrupted by the host's death (``ambiguous_send``) is resolved by a delivery or
     #: read receipt for it; after this many seconds without one it is shown as "no receipt seen".
     ambiguous_receipt_window_seconds: float = Field(default=900.0, gt=0)

@@ -18,7 +18,8 @@ of wa_tasks needed):
              to override the event's mapping. Returns the message id (a job id for bulk.send).
              A refused trigger is stored as a ``failed`` message whose error says why.
 
-Internal: ``wa.dispatch`` (routes a queued message to ``wa.session.<id>``), ``wa.deliver``
+Internal: ``wa.release`` (beat: queues the due scheduled messages, ``wa_tasks.pipeline.schedule``),
+``wa.dispatch`` (routes a queued message to ``wa.session.<id>``), ``wa.deliver``
 (consumed by the session host, not by this worker), ``wa.sweep`` (beat: republishes stale
 ``queued`` messages), ``wa.health_check``, ``wa.retention`` and ``wa.metrics_rollup`` (beat), ``wa.email_fallback``
 (one fallback email, ``wa_tasks.pipeline.fallback``), ``wa.contacts_refresh`` (beat, ``wa_tasks.pipeline.contacts``).
@@ -45,7 +46,7 @@ from wa_tasks.errors import InvalidRequest
 from wa_tasks.infra.celery_app import app, app_for
 from wa_tasks.infra.logs import MessageLog
 from wa_tasks.infra.redis_client import client_for, unacked
-from wa_tasks.pipeline import bulk, fallback, lifecycle, live_state, outcomes, submit
+from wa_tasks.pipeline import bulk, fallback, lifecycle, live_state, outcomes, schedule, submit
 from wa_tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,11 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
             return message.session_id
         if message.status != MessageStatus.QUEUED:
             return None
+        now = utcnow()
+        if message.expires_at is not None and message.expires_at <= now:
+            if lifecycle.expire(db, message_id, now):
+                mlog.info("expired before it was routed (expires_at %s): not sent", lifecycle.iso(message.expires_at))
+            return None
         candidates, states = _candidates(settings, db, message.priority)
         refusers = live_state.new_contact_refusers(
             client_for(settings.redis), states, message.to_number, live_state.now()
@@ -226,11 +232,14 @@ def dispatch_batch(message_ids: list[str]) -> int:
         redis, now = client_for(settings.redis), live_state.now()
         backlog = {c.session_id: c.backlog for c in candidates}
         messages = db.execute(
-            select(Message.id, Message.priority, Message.requested_session, Message.to_number).where(
-                Message.id.in_(message_ids), Message.status == MessageStatus.QUEUED
-            )
+            select(
+                Message.id, Message.priority, Message.requested_session, Message.to_number, Message.expires_at
+            ).where(Message.id.in_(message_ids), Message.status == MessageStatus.QUEUED)
         ).all()
         for m in messages:
+            if m.expires_at is not None and m.expires_at <= utcnow():
+                lifecycle.expire(db, m.id, utcnow())  # never sent late
+                continue
             current = [dataclasses.replace(c, backlog=backlog[c.session_id]) for c in candidates]
             refusers = live_state.new_contact_refusers(redis, states, m.to_number, now)
             chosen = _choose(settings, current, m.requested_session, refusers)
@@ -454,6 +463,14 @@ def notify(
             idempotency_key=_refusal_key(self, key),
             priority=triggers.refused_priority(event, priority),
         )
+
+
+@app.task(name=task_names.RELEASE)
+def release() -> dict[str, Any]:
+    """Beat, every ``WA_RELEASE_INTERVAL_SECONDS``: queue the due ``scheduled`` messages and expire
+    the ones past their ``expires_at`` (``wa_tasks.pipeline.schedule``)."""
+    settings = get_settings()
+    return schedule.release(settings, app_for(settings)).as_dict()
 
 
 @app.task(name=task_names.HEALTH_CHECK)

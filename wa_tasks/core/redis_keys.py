@@ -98,6 +98,9 @@ def beat_claim(entry_name: str) -> str:
     return f"{PREFIX}beat:{entry_name}"
 
 
+#: String with a TTL: the releaser of scheduled messages running now (one at a time; ``wa.release``).
+RELEASE_LOCK = f"{PREFIX}release:lock"
+
 #: Sorted set: queue depth of every session over the last 24 h, one JSON member
 #: ``{"t": unix time, "d": {session: depth}}`` per sample, scored by time (``wa.sample_depth``).
 DEPTH_SAMPLES = f"{PREFIX}depth:samples"

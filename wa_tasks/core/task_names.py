@@ -29,3 +29,5 @@ SAMPLE_DEPTH = "wa.sample_depth"
 RETENTION = "wa.retention"
 METRICS_ROLLUP = "wa.metrics_rollup"
 CONTACTS_REFRESH = "wa.contacts_refresh"
+#: Queue the scheduled messages that are due, expire the ones past their ``expires_at``.
+RELEASE = "wa.release"

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import Message, MessageStatus, WhatsAppSession, utcnow
+from models import PENDING, Message, MessageStatus, WhatsAppSession, utcnow
 from wa_tasks.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -215,8 +216,63 @@ def requeue(db: Session, message_id: str, error: str | None = None, *, refund_at
 
 
 def cancel(db: Session, message_id: str) -> bool:
+    return _update(db, message_id, [Message.status.in_(PENDING)], status=S.CANCELLED, cancelled_at=utcnow())
+
+
+def cancel_pending(db: Session, ref: str, categories: Collection[str] | None = None) -> int:
+    """Cancel the messages about ``ref`` still waiting (``scheduled``, ``queued``, ``routed``; never
+    one already ``sending``), only those of ``categories`` when given; returns how many."""
+    now = utcnow()
+    where = [Message.ref == ref, Message.status.in_(PENDING)]
+    if categories is not None:
+        where.append(Message.category.in_(list(categories)))
+    result = db.execute(
+        update(Message).where(*where).values(status=S.CANCELLED, cancelled_at=now, updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def expire(db: Session, message_id: str, now: dt.datetime, session_id: str | None = None) -> bool:
+    """A message past its ``expires_at`` and not sent → ``expired``: from ``scheduled``, ``queued``
+    or ``routed``, and from ``sending`` only by the host of ``session_id`` that claimed it and has
+    not sent it."""
+    waiting: Any = Message.status.in_(PENDING)
+    if session_id is not None:
+        waiting = or_(waiting, and_(Message.status == S.SENDING, Message.session_id == session_id))
     return _update(
-        db, message_id, [Message.status.in_([S.QUEUED, S.ROUTED])], status=S.CANCELLED, cancelled_at=utcnow()
+        db,
+        message_id,
+        [waiting, Message.expires_at.is_not(None), Message.expires_at <= now],
+        status=S.EXPIRED,
+        expired_at=now,
+    )
+
+
+def expire_due(db: Session, now: dt.datetime, limit: int) -> int:
+    """:func:`expire` for up to ``limit`` waiting messages past their ``expires_at``; returns how many."""
+    due = (
+        select(Message.id).where(Message.status.in_(PENDING), Message.expires_at <= now).limit(limit).scalar_subquery()
+    )
+    result = db.execute(
+        update(Message)
+        .where(Message.id.in_(due), Message.status.in_(PENDING), Message.expires_at <= now)
+        .values(status=S.EXPIRED, expired_at=now, updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def hold(db: Session, message_id: str, until: dt.datetime) -> bool:
+    """``queued``/``routed`` → ``scheduled`` until ``until`` (its send window is closed): not failed,
+    not sent; the releaser queues it again when the window opens."""
+    return _update(
+        db,
+        message_id,
+        [Message.status.in_([S.QUEUED, S.ROUTED])],
+        status=S.SCHEDULED,
+        send_at=until,
+        session_id=None,
     )
 
 
@@ -360,4 +416,9 @@ def status_view(message: Message, window_seconds: float | None = None) -> dict[s
         "failedAt": iso(message.failed_at),
         "waMessageId": message.wa_message_id,
         "ambiguousSend": ambiguity(message, window_seconds),
+        "sendAt": iso(message.send_at),
+        "expiresAt": iso(message.expires_at),
+        "expiredAt": iso(message.expired_at),
+        "noticeKey": message.notice_key,
+        "ref": message.ref,
     }

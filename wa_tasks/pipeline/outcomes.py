@@ -27,6 +27,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session
 
+from models import utcnow
 from models.db import write_through_disconnects
 from wa_tasks.core import priorities, redis_keys, task_names
 from wa_tasks.infra.logs import MessageLog
@@ -44,6 +45,8 @@ class Outcome(StrEnum):
     AMBIGUOUS = "ambiguous"  #: found mid-send after a crash; failed without resending
     SKIPPED = "skipped"  #: already sent, cancelled, or routed elsewhere: a duplicate task
     DEFERRED = "deferred"  #: the host is stopping: the message goes back to its queue unsent
+    EXPIRED = "expired"  #: past its expires_at: expired, not sent
+    HELD = "held"  #: outside its send window: scheduled again for the window's opening
 
 
 def _write(settings: Settings, write: Callable[[Session], object]) -> None:
@@ -119,6 +122,20 @@ def ambiguous(settings: Settings, message_id: str, detail: str | None = None) ->
     error = lifecycle.AMBIGUOUS_SEND if detail is None else f"{lifecycle.AMBIGUOUS_SEND} ({detail})"
     _write(settings, lambda db: lifecycle.mark_failed(db, message_id, error))
     return Outcome.AMBIGUOUS
+
+
+def expire(settings: Settings, message_id: str, session_id: str | None = None) -> Outcome:
+    """Past its ``expires_at`` and not sent: ``expired``, never sent late. ``session_id``: the host
+    that claimed it and did not send it (``sending`` → ``expired``)."""
+    _write(settings, lambda db: lifecycle.expire(db, message_id, utcnow(), session_id))
+    return Outcome.EXPIRED
+
+
+def hold(settings: Settings, message_id: str, until: dt.datetime) -> Outcome:
+    """Its send window is closed: ``scheduled`` again until ``until`` (the window's next opening),
+    for the releaser; not failed and not sent."""
+    _write(settings, lambda db: lifecycle.hold(db, message_id, until))
+    return Outcome.HELD
 
 
 def put_back(settings: Settings, message_id: str, session_id: str) -> Outcome:

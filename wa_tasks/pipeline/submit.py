@@ -9,7 +9,7 @@ sweeper publishes again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from wa_tasks.core import priorities, rendering
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.infra.logs import MessageLog
-from wa_tasks.pipeline import compose, contacts, fallback, optout
+from wa_tasks.pipeline import compose, contacts, fallback, lifecycle, optout, schedule
 from wa_tasks.pipeline.media import Media
 from wa_tasks.pipeline.outcomes import publish_dispatch
 from wa_tasks.settings import Settings
@@ -53,6 +53,10 @@ class Prepared:
     #: it): the message is stored ``failed`` with this reason, not dispatched, and offered to the
     #: email fallback. The caller still gets its message id.
     fail_reason: str | None = None
+    #: The template's category (its send window; what ``cancel_pending`` matches).
+    category: str | None = None
+    #: When it goes, until when, and what it is about (``wa_tasks.pipeline.schedule``).
+    timing: schedule.Timing = schedule.Timing()
 
 
 def refuse_nul(value: object, what: str) -> None:
@@ -120,6 +124,7 @@ def prepare(
     if (text is None) == (template is None):
         raise InvalidMessage("give exactly one of text= or template=")
     template_id = None
+    category = None
     composed = compose.Composed("text", "")
     if text is not None:
         if not isinstance(text, str):
@@ -142,6 +147,7 @@ def prepare(
         composed = compose.compose(name=row.name, type=row.type, content=row.content, data=data, media=media)
         content = composed.content
         template_id = row.id
+        category = row.category
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not idempotency_key.strip() or len(idempotency_key) > 200
     ):
@@ -166,6 +172,7 @@ def prepare(
         message_type=composed.message_type,
         media=composed.media,
         email=fallback.check_address(email),
+        category=category,
         fail_reason=(
             f"{contacts.NOT_ON_WHATSAPP}: the number is not on WhatsApp (contact sync, "
             f"checked {absent.checked_at:%Y-%m-%d %H:%M} UTC); not sent"
@@ -175,12 +182,22 @@ def prepare(
     )
 
 
-def persist(settings: Settings, prepared: Prepared) -> tuple[str, bool]:
-    """Store the message as ``queued``. Returns ``(message_id, created)``; a known idempotency key
-    returns the first message's id and ``created=False``."""
+def persist(
+    settings: Settings, prepared: Prepared, *, cancel: tuple[str, Collection[str] | None] | None = None
+) -> tuple[str, bool]:
+    """Store the message as ``queued`` (``scheduled`` when it has a later ``send_at``). Returns
+    ``(message_id, created)``; a known idempotency key or notice key returns the first message's
+    id and ``created=False``, whatever became of that message. ``cancel``: ``(ref, categories)``
+    whose waiting notices are cancelled in the same transaction (``lifecycle.cancel_pending``)."""
     message_id = new_message_id()
+    timing = prepared.timing
+    status = MessageStatus.SCHEDULED if timing.scheduled else MessageStatus.QUEUED
     try:
         with session_scope(settings.database) as db:
+            if cancel is not None:
+                cancelled = lifecycle.cancel_pending(db, cancel[0], cancel[1])
+                if cancelled:
+                    log.info("%d waiting notice(s) of %s cancelled", cancelled, cancel[0])
             db.add(
                 Message(
                     id=message_id,
@@ -192,12 +209,18 @@ def persist(settings: Settings, prepared: Prepared) -> tuple[str, bool]:
                     idempotency_key=prepared.idempotency_key,
                     requested_session=prepared.session,
                     max_attempts=prepared.max_attempts,
-                    status=MessageStatus.FAILED if prepared.fail_reason else MessageStatus.QUEUED,
+                    status=MessageStatus.FAILED if prepared.fail_reason else status,
                     error_message=prepared.fail_reason,
                     failed_at=utcnow() if prepared.fail_reason else None,
-                    dispatched_at=None if prepared.fail_reason else utcnow(),
+                    dispatched_at=None if prepared.fail_reason or timing.scheduled else utcnow(),
                     message_type=prepared.message_type,
                     email=prepared.email,
+                    category=prepared.category,
+                    send_at=timing.send_at,
+                    expires_at=timing.expires_at,
+                    notice_key=timing.notice_key,
+                    ref=timing.ref,
+                    tz=timing.tz,
                     **(prepared.media.columns() if prepared.media else {}),
                 )
             )
@@ -208,9 +231,11 @@ def persist(settings: Settings, prepared: Prepared) -> tuple[str, bool]:
             fallback.maybe_queue(app_for(settings), settings, message_id)
         return message_id, True
     except IntegrityError:
-        if prepared.idempotency_key is None:
-            raise
-        existing = find_by_idempotency_key(settings, prepared.idempotency_key)
+        existing = None
+        if prepared.idempotency_key is not None:
+            existing = find_by_idempotency_key(settings, prepared.idempotency_key)
+        if existing is None and timing.notice_key is not None:
+            existing = find_by_notice_key(settings, timing.notice_key)
         if existing is None:
             raise
         return existing, False
@@ -219,6 +244,16 @@ def persist(settings: Settings, prepared: Prepared) -> tuple[str, bool]:
 def find_by_idempotency_key(settings: Settings, key: str) -> str | None:
     with session_scope(settings.database) as db:
         return db.scalar(select(Message.id).where(Message.idempotency_key == key))
+
+
+def find_by_notice_key(settings: Settings, key: str) -> str | None:
+    with session_scope(settings.database) as db:
+        return db.scalar(select(Message.id).where(Message.notice_key == key))
+
+
+def dispatch_now(prepared: Prepared, created: bool) -> bool:
+    """Whether a stored message is dispatched now: new, not refused, not scheduled for later."""
+    return created and not prepared.fail_reason and not prepared.timing.scheduled
 
 
 def record_refusal(
@@ -284,6 +319,6 @@ def queue(
             email=email,
         )
     message_id, created = persist(settings, prepared)
-    if created and not prepared.fail_reason:
+    if dispatch_now(prepared, created):
         publish_dispatch(app, message_id, prepared.priority)
     return message_id
