@@ -251,12 +251,14 @@ def expire(db: Session, message_id: str, now: dt.datetime, session_id: str | Non
 
 def expire_due(db: Session, now: dt.datetime, limit: int) -> int:
     """:func:`expire` for up to ``limit`` waiting messages past their ``expires_at``; returns how many."""
-    due = (
-        select(Message.id).where(Message.status.in_(PENDING), Message.expires_at <= now).limit(limit).scalar_subquery()
-    )
+    ids = db.scalars(
+        select(Message.id).where(Message.status.in_(PENDING), Message.expires_at <= now).limit(limit)
+    ).all()
+    if not ids:
+        return 0
     result = db.execute(
         update(Message)
-        .where(Message.id.in_(due), Message.status.in_(PENDING), Message.expires_at <= now)
+        .where(Message.id.in_(ids), Message.status.in_(PENDING), Message.expires_at <= now)
         .values(status=S.EXPIRED, expired_at=now, updated_at=now),
         execution_options={"synchronize_session": False},
     )

@@ -227,18 +227,22 @@ def _claim_due(db: Session, now: dt.datetime, limit: int, *, urgent_only: bool) 
     where = [Message.status == S.SCHEDULED, Message.send_at <= now]
     if urgent_only:
         where.append(Message.priority <= priorities.LEVELS["urgent"])
-    due = (
+    # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT ... SKIP LOCKED): PostgreSQL may
+    # run such a subquery more than once, each run skipping what the last one locked, and move
+    # more rows than the limit.
+    ids = db.scalars(
         select(Message.id)
         .where(*where)
         .order_by(Message.send_at, Message.priority)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    ).all()
+    if not ids:
+        return []
     return list(
         db.execute(
             update(Message)
-            .where(Message.id.in_(due), Message.status == S.SCHEDULED)
+            .where(Message.id.in_(ids), Message.status == S.SCHEDULED)
             .values(status=S.QUEUED, dispatched_at=now, updated_at=now)
             .returning(Message.id, Message.priority, Message.category, Message.tz, Message.expires_at),
             execution_options={"synchronize_session": False},

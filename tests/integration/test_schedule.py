@@ -1,0 +1,381 @@
+"""Scheduled messages on a real database and Redis: the releaser queues each due message once
+(whatever runs beside it), at the sessions' pace, urgent ones first; expiry at release, at the
+session host's claim and after its pace slot; a closed send window holds a message; notice keys;
+cancelling a ref's waiting notices."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from models import Message, utcnow
+from models.db import session_scope
+from sessions_host.delivery import Deliverer, Outcome
+from sessions_host.safety import Decision
+from sessions_host.transports.base import SendResult, SendTag
+from wa_tasks.admin import session_config as manage
+from wa_tasks.core import task_names
+from wa_tasks.infra.celery_app import app_for
+from wa_tasks.infra.redis_client import client_for
+from wa_tasks.pipeline import lifecycle, live_state, schedule, submit
+from wa_tasks.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+class _Broker:
+    """Stands in for the app's publish: records every dispatch's message ids."""
+
+    def __init__(self) -> None:
+        self.dispatched: list[str] = []
+        self.lock = threading.Lock()
+
+    def send_task(self, name: str, *args: Any, **options: Any) -> None:
+        kwargs = options.get("kwargs") or {}
+        with self.lock:
+            if name == task_names.DISPATCH:
+                self.dispatched.append(kwargs["message_id"])
+            elif name == task_names.DISPATCH_BATCH:
+                self.dispatched.extend(kwargs["message_ids"])
+
+
+def _add(settings: Settings, count: int, **columns: Any) -> list[str]:
+    ids = []
+    with session_scope(settings.database) as db:
+        for i in range(count):
+            message = Message(to_number=f"62812000{i:05d}", content="Tagihan", **columns)
+            db.add(message)
+            db.flush()
+            ids.append(message.id)
+    return ids
+
+
+def _statuses(settings: Settings, ids: list[str]) -> list[str]:
+    with session_scope(settings.database) as db:
+        rows = dict(db.execute(select(Message.id, Message.status).where(Message.id.in_(ids))).all())
+    return [rows[i] for i in ids]
+
+
+def _connect(settings: Settings, session_id: str, pace: float | None = None) -> None:
+    manage.add(settings, device_id=session_id.upper(), session_id=session_id, priority=1, pace_seconds=pace)
+    now = time.time()
+    state = live_state.LiveState(session_id=session_id, status="connected", host="h", reported_at=now, since=now)
+    live_state.publish(client_for(settings.redis), state, 60)
+
+
+def test_the_releaser_queues_the_due_messages_once_and_leaves_the_rest(settings: Settings) -> None:
+    # Given three due scheduled messages, one due tomorrow and a queued one, and sessions without a pace limit
+    settings = settings.model_copy(update={"release_ahead_seconds": 0})
+    now = utcnow()
+    due = _add(settings, 3, status="scheduled", send_at=now - dt.timedelta(seconds=1))
+    later = _add(settings, 1, status="scheduled", send_at=now + dt.timedelta(days=1))
+    broker = _Broker()
+
+    # When the releaser runs twice
+    first = schedule.release(settings, broker)  # type: ignore[arg-type]
+    second = schedule.release(settings, broker)  # type: ignore[arg-type]
+
+    # Then the due ones are queued and dispatched once each; tomorrow's waits
+    assert (first.released, second.released) == (3, 0)
+    assert sorted(broker.dispatched) == sorted(due)
+    assert _statuses(settings, due) == ["queued"] * 3
+    assert _statuses(settings, later) == ["scheduled"]
+    with session_scope(settings.database) as db:
+        assert all(m.dispatched_at is not None for m in db.scalars(select(Message).where(Message.id.in_(due))))
+
+
+def test_two_releasers_claiming_at_once_never_release_a_message_twice(settings: Settings) -> None:
+    # Given 600 due messages and two releasers racing on the row-level claim (without the lock)
+    ids = _add(settings, 600, status="scheduled", send_at=utcnow() - dt.timedelta(seconds=1))
+    taken: list[list[str]] = [[], []]
+
+    def claim(slot: int) -> None:
+        while True:
+            with session_scope(settings.database) as db:
+                rows = schedule._claim_due(db, utcnow(), 25, urgent_only=False)
+            if not rows:
+                return
+            taken[slot].extend(r.id for r in rows)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    # Then every message was taken exactly once, by one of them
+    assert not set(taken[0]) & set(taken[1])
+    assert sorted(taken[0] + taken[1]) == sorted(ids)
+
+
+def test_a_second_releaser_waits_for_the_lock(settings: Settings) -> None:
+    _add(settings, 2, status="scheduled", send_at=utcnow() - dt.timedelta(seconds=1))
+    from wa_tasks.core import redis_keys
+
+    client_for(settings.redis).set(redis_keys.RELEASE_LOCK, "another", ex=30)
+
+    assert schedule.release(settings, _Broker()).released == 0  # type: ignore[arg-type]
+
+
+def test_a_backlog_is_released_at_the_pace_of_the_usable_sessions_and_urgent_ones_always(settings: Settings) -> None:
+    # Given two connected sessions sending one a second, 10 s of sending ahead allowed, 5
+    # messages already queued, 100 due ones and 3 due urgent ones
+    settings = settings.model_copy(update={"release_ahead_seconds": 10})
+    _connect(settings, "wa-1", pace=1.0)
+    _connect(settings, "wa-2", pace=1.0)
+    _add(settings, 5, status="queued")
+    now = utcnow()
+    normal = _add(settings, 100, status="scheduled", send_at=now - dt.timedelta(seconds=1), priority=5)
+    urgent = _add(settings, 3, status="scheduled", send_at=now - dt.timedelta(seconds=1), priority=0)
+    broker = _Broker()
+
+    # When the releaser runs
+    result = schedule.release(settings, broker)  # type: ignore[arg-type]
+
+    # Then the urgent ones go, and of the rest what the sessions send in 10 s less what waits
+    assert _statuses(settings, urgent) == ["queued"] * 3
+    assert result.budget == 2 * 10 - 5 - 3
+    assert _statuses(settings, normal).count("queued") == 12
+    assert len(broker.dispatched) == 15
+
+
+def test_without_a_usable_session_nothing_but_urgent_messages_is_released(settings: Settings) -> None:
+    now = utcnow()
+    normal = _add(settings, 2, status="scheduled", send_at=now - dt.timedelta(seconds=1), priority=5)
+    urgent = _add(settings, 1, status="scheduled", send_at=now - dt.timedelta(seconds=1), priority=0)
+
+    schedule.release(settings, _Broker())  # type: ignore[arg-type]
+
+    assert _statuses(settings, normal + urgent) == ["scheduled", "scheduled", "queued"]
+
+
+def test_the_releaser_expires_waiting_messages_past_their_expiry(settings: Settings) -> None:
+    # Given a scheduled, a queued and a routed message past their expiry, one sending and one not yet expired
+    past, future = utcnow() - dt.timedelta(seconds=1), utcnow() + dt.timedelta(hours=1)
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    expiring = _add(settings, 1, status="scheduled", send_at=past, expires_at=past)
+    expiring += _add(settings, 1, status="queued", expires_at=past)
+    expiring += _add(settings, 1, status="routed", session_id="wa-1", expires_at=past)
+    sending = _add(settings, 1, status="sending", session_id="wa-1", expires_at=past)
+    alive = _add(settings, 1, status="queued", expires_at=future)
+    broker = _Broker()
+
+    result = schedule.release(settings.model_copy(update={"release_ahead_seconds": 0}), broker)  # type: ignore[arg-type]
+
+    assert result.expired == 3
+    assert _statuses(settings, expiring + sending + alive) == ["expired"] * 3 + ["sending", "queued"]
+    assert broker.dispatched == []
+    with session_scope(settings.database) as db:
+        assert db.get(Message, expiring[0]).expired_at is not None  # type: ignore[union-attr]
+
+
+def test_a_due_message_outside_its_window_is_held_until_the_opening(settings: Settings) -> None:
+    now = utcnow()
+    opening = now + dt.timedelta(hours=10)
+    ids = _add(settings, 2, status="scheduled", send_at=now - dt.timedelta(seconds=1), category="reminder")
+    broker = _Broker()
+
+    def hold(category: str | None, tz: str | None, priority: int, at: dt.datetime) -> dt.datetime | None:
+        return opening if category == "reminder" else None
+
+    result = schedule.release(
+        settings.model_copy(update={"release_ahead_seconds": 0}),
+        broker,  # type: ignore[arg-type]
+        hold=hold,
+    )
+
+    assert (result.released, result.held) == (0, 2)
+    assert _statuses(settings, ids) == ["scheduled", "scheduled"]
+    with session_scope(settings.database) as db:
+        assert {m.send_at for m in db.scalars(select(Message).where(Message.id.in_(ids)))} == {
+            opening.replace(microsecond=opening.microsecond)
+        }
+    assert broker.dispatched == []
+
+
+# The session host's claim ----------------------------------------------------------------------
+
+
+class _Transport:
+    connected = True
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def new_tag(self) -> SendTag:
+        return SendTag()
+
+    def send_text(self, to_jid: str, text: str, tag: SendTag | None = None) -> SendResult:
+        self.sent.append(to_jid)
+        return SendResult(wa_message_id=f"WA-{len(self.sent)}")
+
+
+class _Gate:
+    def __init__(self, slot_wait: float = 0.0) -> None:
+        self.slot_wait = slot_wait
+
+    def recipient_wait(self, number: str, message_id: str) -> float:
+        return 0.0
+
+    def take_slot(self) -> bool:
+        time.sleep(self.slot_wait)  # the pace slot: the time a paced session waits before its send
+        return True
+
+    def safety_check(self, number: str) -> tuple[Decision, bool]:
+        return Decision(True), False
+
+    def safety_sent(self, number: str, is_new: bool) -> None:
+        pass
+
+    def restricted(self, reason: str, until: float | None) -> None:
+        pass
+
+
+def _deliverer(settings: Settings, gate: _Gate | None = None) -> tuple[Deliverer, _Transport]:
+    transport = _Transport()
+    return Deliverer(app_for(settings), settings, "wa-1", transport, gate or _Gate()), transport  # type: ignore[arg-type]
+
+
+def test_the_host_expires_a_routed_message_past_its_expiry_instead_of_sending_it(settings: Settings) -> None:
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    [message_id] = _add(settings, 1, status="routed", session_id="wa-1", expires_at=utcnow() - dt.timedelta(seconds=1))
+    deliverer, transport = _deliverer(settings)
+
+    assert deliverer.deliver(message_id) == Outcome.EXPIRED
+    assert transport.sent == []
+    assert _statuses(settings, [message_id]) == ["expired"]
+
+
+def test_the_host_expires_a_message_whose_expiry_passes_while_it_waits_for_its_pace_slot(settings: Settings) -> None:
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    expires = utcnow() + dt.timedelta(seconds=0.3)
+    [message_id] = _add(settings, 1, status="routed", session_id="wa-1", expires_at=expires)
+    deliverer, transport = _deliverer(settings, _Gate(slot_wait=0.6))
+
+    assert deliverer.deliver(message_id) == Outcome.EXPIRED
+    assert transport.sent == []
+    assert _statuses(settings, [message_id]) == ["expired"]
+
+
+def test_the_host_holds_a_message_outside_its_window_until_the_opening(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    opening = (utcnow() + dt.timedelta(hours=11)).replace(microsecond=0)
+    [message_id] = _add(settings, 1, status="routed", session_id="wa-1", category="promotion")
+    monkeypatch.setattr(schedule, "window_hold", lambda category, tz, priority, now: opening)
+    deliverer, transport = _deliverer(settings)
+
+    assert deliverer.deliver(message_id) == Outcome.HELD
+    assert transport.sent == []
+    with session_scope(settings.database) as db:
+        message = db.get(Message, message_id)
+        assert message is not None
+        assert (message.status, message.send_at, message.session_id, message.attempts) == (
+            "scheduled",
+            opening,
+            None,
+            0,
+        )
+
+
+def test_an_unexpired_message_in_its_window_is_sent(settings: Settings) -> None:
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    [message_id] = _add(settings, 1, status="routed", session_id="wa-1", expires_at=utcnow() + dt.timedelta(hours=1))
+    deliverer, transport = _deliverer(settings)
+
+    assert deliverer.deliver(message_id) == Outcome.SENT
+    assert len(transport.sent) == 1
+
+
+# Notices -----------------------------------------------------------------------------------------
+
+
+def test_cancel_pending_cancels_a_refs_waiting_notices_of_the_categories_but_never_one_sending(
+    settings: Settings,
+) -> None:
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    later = utcnow() + dt.timedelta(days=1)
+    waiting = _add(settings, 1, status="scheduled", send_at=later, ref="INV-7", category="reminder")
+    waiting += _add(settings, 1, status="queued", ref="INV-7", category="reminder")
+    waiting += _add(settings, 1, status="routed", session_id="wa-1", ref="INV-7", category="reminder")
+    sending = _add(settings, 1, status="sending", session_id="wa-1", ref="INV-7", category="reminder")
+    other_category = _add(settings, 1, status="scheduled", send_at=later, ref="INV-7", category="notification")
+    other_ref = _add(settings, 1, status="scheduled", send_at=later, ref="INV-8", category="reminder")
+
+    with session_scope(settings.database) as db:
+        cancelled = lifecycle.cancel_pending(db, "INV-7", ["reminder"])
+
+    assert cancelled == 3
+    assert _statuses(settings, waiting + sending + other_category + other_ref) == [
+        "cancelled",
+        "cancelled",
+        "cancelled",
+        "sending",
+        "scheduled",
+        "scheduled",
+    ]
+    with session_scope(settings.database) as db:
+        assert lifecycle.cancel_pending(db, "INV-7") == 1  # every category: the notification
+
+
+def _prepared(settings: Settings, **timing: Any) -> submit.Prepared:
+    with session_scope(settings.database) as db:
+        prepared = submit.prepare(db, settings, to="0812-3456-7890", text="Tagihan Anda")
+    return dataclasses.replace(prepared, timing=schedule.check(**timing))
+
+
+def test_a_scheduled_message_is_stored_scheduled_and_not_dispatched(settings: Settings) -> None:
+    send_at = (utcnow() + dt.timedelta(hours=1)).replace(microsecond=0)
+    prepared = _prepared(settings, send_at=send_at, expires_at=send_at + dt.timedelta(hours=2), ref="INV-7")
+
+    message_id, created = submit.persist(settings, prepared)
+
+    assert created and not submit.dispatch_now(prepared, created)
+    with session_scope(settings.database) as db:
+        message = db.get(Message, message_id)
+        assert message is not None
+        assert (message.status, message.send_at, message.ref, message.dispatched_at) == (
+            "scheduled",
+            send_at,
+            "INV-7",
+            None,
+        )
+
+
+def test_a_repeated_notice_key_returns_the_first_message_even_after_it_was_sent(settings: Settings) -> None:
+    first, created = submit.persist(settings, _prepared(settings, notice_key="invoice:INV-7:reminder:H-3"))
+    with session_scope(settings.database) as db:
+        db.get(Message, first).status = "sent"  # type: ignore[union-attr]
+
+    again, created_again = submit.persist(settings, _prepared(settings, notice_key="invoice:INV-7:reminder:H-3"))
+
+    assert created and not created_again
+    assert again == first
+    with session_scope(settings.database) as db:
+        assert len(db.scalars(select(Message.id)).all()) == 1
+
+
+def test_persist_cancels_a_refs_notices_in_the_transaction_that_stores_the_message(settings: Settings) -> None:
+    [reminder] = _add(
+        settings, 1, status="scheduled", send_at=utcnow() + dt.timedelta(days=1), ref="INV-7", category="reminder"
+    )
+    prepared = _prepared(settings)
+
+    submit.persist(settings, prepared, cancel=("INV-7", ["reminder"]))
+    assert _statuses(settings, [reminder]) == ["cancelled"]
+
+    # And a store that does not happen (its notice key is taken) cancels nothing
+    [other] = _add(
+        settings, 1, status="scheduled", send_at=utcnow() + dt.timedelta(days=1), ref="INV-8", category="reminder"
+    )
+    [taken] = _add(settings, 1, status="sent", notice_key="taken")
+    again = dataclasses.replace(prepared, timing=schedule.Timing(notice_key="taken"))
+    assert submit.persist(settings, again, cancel=("INV-8", ["reminder"])) == (taken, False)
+    assert _statuses(settings, [other]) == ["scheduled"]

@@ -1,0 +1,68 @@
+"""wa_tasks.pipeline.schedule.check: a send's timing, notice key, ref and time zone, validated with a
+fixed clock; each bad input is an error naming its field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from wa_tasks.errors import InvalidRequest, InvalidSchedule
+from wa_tasks.pipeline.schedule import check
+
+NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=dt.UTC)
+WIB = ZoneInfo("Asia/Jakarta")
+
+
+def test_a_later_send_at_is_kept_in_utc_and_a_time_within_the_grace_sends_at_once():
+    later = dt.datetime(2026, 12, 3, 9, 0, tzinfo=WIB)
+
+    assert check(send_at=later, now=NOW).send_at == dt.datetime(2026, 12, 3, 2, 0, tzinfo=dt.UTC)
+    assert check(send_at=NOW - dt.timedelta(seconds=30), grace_seconds=60, now=NOW).send_at is None
+    assert check(send_at=NOW, now=NOW).send_at is None
+    assert not check(now=NOW).scheduled
+
+
+def test_iso_strings_with_an_offset_and_unix_times_are_accepted():
+    timing = check(send_at="2026-12-03T09:00:00+07:00", expires_at=NOW.timestamp() + 86400 * 2, now=NOW)
+
+    assert timing.send_at == dt.datetime(2026, 12, 3, 2, 0, tzinfo=dt.UTC)
+    assert timing.expires_at == NOW + dt.timedelta(days=2)
+    assert check(send_at="2026-12-03T02:00:00Z", now=NOW).send_at == dt.datetime(2026, 12, 3, 2, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"send_at": dt.datetime(2026, 12, 3, 9, 0)}, "send_at is a naive datetime (2026-12-03T09:00:00)"),
+        ({"send_at": "2026-12-03T09:00:00"}, "send_at is a naive datetime"),
+        ({"expires_at": dt.datetime(2026, 12, 3, 9, 0)}, "expires_at is a naive datetime"),
+        ({"send_at": "tomorrow"}, "send_at must be an ISO 8601 time"),
+        ({"send_at": True}, "send_at must be a datetime"),
+        ({"send_at": NOW - dt.timedelta(hours=1)}, "send_at 2026-12-02T09:00:00+00:00 is in the past"),
+        (
+            {"send_at": NOW + dt.timedelta(hours=2), "expires_at": NOW + dt.timedelta(hours=1)},
+            "expires_at 2026-12-02T11:00:00+00:00 is not after send_at",
+        ),
+        ({"expires_at": NOW - dt.timedelta(minutes=1)}, "expires_at 2026-12-02T09:59:00+00:00 is not after now"),
+        ({"tz": "Asia/Bandung"}, "unknown time zone 'Asia/Bandung' for tz"),
+        ({"tz": ""}, "tz must be an IANA time zone name"),
+        ({"notice_key": "k" * 201}, "notice_key is 201 characters; the limit is 200"),
+        ({"notice_key": ""}, "notice_key must be a non-empty string"),
+        ({"ref": 7}, "ref must be a non-empty string, got 7"),
+        ({"ref": "INV\x007"}, "ref contains a NUL character"),
+    ],
+)
+def test_bad_timing_is_an_error_naming_the_field(kwargs: dict[str, object], named: str):
+    with pytest.raises(InvalidSchedule) as caught:
+        check(now=NOW, **kwargs)  # type: ignore[arg-type]
+
+    assert named in str(caught.value)
+    assert isinstance(caught.value, InvalidRequest)  # a ValueError: refused, nothing stored
+
+
+def test_a_notice_key_of_200_characters_and_known_zones_pass():
+    timing = check(notice_key="k" * 200, ref="INV-7", tz="Asia/Jayapura", now=NOW)
+
+    assert (timing.notice_key, timing.ref, timing.tz) == ("k" * 200, "INV-7", "Asia/Jayapura")
