@@ -299,3 +299,18 @@ def test_prometheus_metrics_over_http(settings: Settings, web: str) -> None:
     assert daily.json()["sent"] == (3 if _local_day(sent_at) == metrics.today() else 0)
     bad = httpx.get(f"{web}/api/whatsapp/metrics", params={"day": "nope"}, headers={"X-API-Key": "k-test"})
     assert bad.status_code == 422 and "YYYY-MM-DD" in bad.json()["detail"]
+
+
+def test_expired_messages_count_on_the_day_they_expired(db_settings: Settings) -> None:
+    # Given two messages that expired on the day (WIB), one the day after, and one expired message retried since
+    edge = dt.datetime.combine(DAY, dt.time(), tzinfo=WIB)
+    expired = [edge + dt.timedelta(hours=1), edge + dt.timedelta(hours=23), edge + dt.timedelta(days=1, hours=1)]
+    with session_scope(db_settings.database) as db:
+        for i, at in enumerate(expired):
+            db.add(Message(id=f"msg_exp_{i}", to_number="6281234567890", status="expired", expired_at=at))
+        db.add(Message(id="msg_exp_gone", to_number="6281234567890", status="cancelled", expired_at=expired[0]))
+
+    # Then the day's figures and its roll-up count two
+    assert Client(db_settings).stats(DAY)["expired"] == 2
+    metrics.rollup(db_settings, DAY)
+    assert metrics.stored(db_settings, DAY)[0]["expired"] == 2

@@ -21,12 +21,14 @@ def _seconds(value: float | None) -> str:
 @click.option("--session", help="Only this session's figures.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(day: str | None, session: str | None, as_json: bool) -> None:
-    """Sent, delivered, read, failed, average delivery time and active sessions of one day."""
+    """Sent, delivered, read, failed, expired, average delivery time and active sessions of one day."""
     figures: dict[str, Any] = Client().stats(day, session)
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return
-    table = Table("session", "sent", "delivered", "read", "failed", "avg delivery", title=f"{figures['day']} (WIB)")
+    table = Table(
+        "session", "sent", "delivered", "read", "failed", "expired", "avg delivery", title=f"{figures['day']} (WIB)"
+    )
     for sid, per in figures["sessions"].items():
         table.add_row(
             sid,
@@ -34,6 +36,7 @@ def stats(day: str | None, session: str | None, as_json: bool) -> None:
             str(per["delivered"]),
             str(per["read"]),
             str(per["failed"]),
+            str(per["expired"]),
             _seconds(per["avg_delivery_seconds"]),
         )
     table.add_row(
@@ -42,6 +45,7 @@ def stats(day: str | None, session: str | None, as_json: bool) -> None:
         str(figures["delivered"]),
         str(figures["read"]),
         str(figures["failed"]),
+        str(figures["expired"]),
         _seconds(figures["avg_delivery_seconds"]),
         style="bold",
     )

@@ -5,7 +5,8 @@ stores yesterday's figures in ``whatsapp_daily_metrics`` (beat, ``wa.metrics_rol
 A day is a local day in WIB (UTC+7), as operators and the billing calendar count. Each event counts
 on the day it happened: a message sent at 23:59 and read at 00:01 counts as sent one day and read
 the next. ``failed`` counts messages whose final status is ``failed`` on the day they failed
-(refused requests included). ``avg_delivery_seconds`` is the mean of ``delivered_at - sent_at`` of
+(refused requests included); ``expired`` those not sent by their ``expires_at``, on the day they
+expired. ``avg_delivery_seconds`` is the mean of ``delivered_at - sent_at`` of
 the messages delivered that day. ``active_sessions`` is the number of sessions that sent at least
 one message that day (the sessions connected at query time would say nothing about a past day;
 live connection states are on ``/metrics``).
@@ -52,7 +53,7 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 
 def _figures() -> dict[str, Any]:
-    return {"sent": 0, "delivered": 0, "read": 0, "failed": 0, "avg_delivery_seconds": None}
+    return {"sent": 0, "delivered": 0, "read": 0, "failed": 0, "expired": 0, "avg_delivery_seconds": None}
 
 
 def daily(db: Session, day: dt.date, session: str | None = None) -> dict[str, Any]:
@@ -67,6 +68,7 @@ def daily(db: Session, day: dt.date, session: str | None = None) -> dict[str, An
         "delivered": within(Message.delivered_at),
         "read": within(Message.read_at),
         "failed": and_(within(Message.failed_at), Message.status == MessageStatus.FAILED),
+        "expired": and_(within(Message.expired_at), Message.status == MessageStatus.EXPIRED),
     }
     scope = [Message.session_id == session] if session is not None else []
     counts = select(
@@ -142,6 +144,7 @@ def _row(day: dt.date, session_id: str | None, figures: dict[str, Any], active: 
         delivered=figures["delivered"],
         read=figures["read"],
         failed=figures["failed"],
+        expired=figures["expired"],
         avg_delivery_seconds=figures["avg_delivery_seconds"],
         active_sessions=active,
         computed_at=now,
