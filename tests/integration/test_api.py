@@ -430,7 +430,7 @@ def test_message_lists_filters_retry_and_cancel(stack: Stack, api: httpx.Client)
     assert _status(api, waiting)["status"] in ("queued", "routed")
     cancelled = api.post(f"/message/{waiting}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert "only a queued or routed message" in _error(api.post(f"/message/{ok[0]}/cancel"), 409)["detail"]
+    assert "only a scheduled, queued or routed message" in _error(api.post(f"/message/{ok[0]}/cancel"), 409)["detail"]
     stack.simnet.restore("wa-2")
     stack.wait_connected("wa-2")
     time.sleep(1.0)

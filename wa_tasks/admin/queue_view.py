@@ -50,6 +50,11 @@ def message_row(message: Message, template: str | None, window_seconds: float | 
         "deliveredAt": iso(message.delivered_at),
         "readAt": iso(message.read_at),
         "bulkJobId": message.bulk_job_id,
+        "sendAt": iso(message.send_at),
+        "expiresAt": iso(message.expires_at),
+        "noticeKey": message.notice_key,
+        "ref": message.ref,
+        "category": message.category,
     }
 
 
@@ -60,6 +65,7 @@ def list_messages(
     session: str | None = None,
     to: str | None = None,
     job: str | None = None,
+    ref: str | None = None,
     limit: int = 50,
     before: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -67,7 +73,8 @@ def list_messages(
 
     Filters combine: ``status`` (one of the message statuses), ``session`` (routed to it), ``to``
     (a phone number in any form the client accepts, matched exactly once normalised; otherwise the
-    stored recipient as given, e.g. a refused request's raw input), ``job`` (a bulk job id).
+    stored recipient as given, e.g. a refused request's raw input), ``job`` (a bulk job id), ``ref``
+    (what the messages are about, e.g. an invoice number).
     ``before``: the id of the last message of the previous page; the page continues after it. An
     invalid filter raises :class:`InvalidRequest`.
     """
@@ -83,6 +90,8 @@ def list_messages(
         where.append(Message.to_number == _stored_number(settings, to))
     if job is not None:
         where.append(Message.bulk_job_id == job)
+    if ref is not None:
+        where.append(Message.ref == ref)
     with session_scope(settings.database) as db:
         if before is not None:
             where.append(_older_than(db, before))

@@ -105,6 +105,11 @@ class MessageStatus(Out):
     createdAt: str | None
     failedAt: str | None
     waMessageId: str | None
+    sendAt: str | None = Field(default=None, description="When a scheduled message is due (ISO 8601, UTC)")
+    expiresAt: str | None = Field(default=None, description="Not sent by then: expired")
+    expiredAt: str | None = None
+    noticeKey: str | None = Field(default=None, description="At most one message per notice key")
+    ref: str | None = Field(default=None, description="What the message is about, e.g. an invoice number")
 
 
 class MessageRow(Out):
@@ -121,6 +126,11 @@ class MessageRow(Out):
     deliveredAt: str | None
     readAt: str | None
     bulkJobId: str | None
+    sendAt: str | None = None
+    expiresAt: str | None = None
+    noticeKey: str | None = None
+    ref: str | None = None
+    category: str | None = None
 
 
 class Messages(Out):

@@ -66,17 +66,20 @@ def retry_message(message_id: MessageId) -> dict[str, Any]:
 
 @router.post("/message/{message_id}/cancel", responses={**NOT_FOUND, **CONFLICT}, response_model=schemas.MessageStatus)
 def cancel_message(message_id: MessageId) -> dict[str, Any]:
-    """Cancel a message that is not being sent yet (queued or routed)."""
+    """Cancel a message that is not being sent yet (scheduled, queued or routed)."""
     wa = client()
     if not wa.cancel(message_id):
         status = wa.status(message_id)["status"]
         raise Conflict(
-            f"message {message_id} is {status}; only a queued or routed message can be cancelled", "not_cancellable"
+            f"message {message_id} is {status}; only a scheduled, queued or routed message can be cancelled",
+            "not_cancellable",
         )
     return wa.status(message_id)
 
 
-StatusFilter = Literal["queued", "routed", "sending", "sent", "delivered", "read", "failed", "cancelled"]
+StatusFilter = Literal[
+    "scheduled", "queued", "routed", "sending", "sent", "delivered", "read", "failed", "cancelled", "expired"
+]
 
 
 @router.get("/messages", response_model=schemas.Messages)
@@ -85,6 +88,9 @@ def list_messages(
     session: Annotated[Plain | None, Query(max_length=100, description="Only messages routed to this session")] = None,
     to: Annotated[Plain | None, Query(max_length=64, description="Only messages to this number (any form)")] = None,
     job: Annotated[Plain | None, Query(max_length=100, description="Only messages of this bulk job")] = None,
+    ref: Annotated[
+        Plain | None, Query(max_length=100, description="Only messages about this ref (e.g. an invoice number)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=queue_view.MAX_LIMIT)] = 50,
     before: Annotated[
         Plain | None, Query(max_length=100, description="The `next` of the previous page: continue after it")
@@ -93,6 +99,6 @@ def list_messages(
     """Messages newest first (no text), ``limit`` per page; ``next`` is the ``before`` of the next
     page (null on the last one). Numbers are shown as stored (E.164 digits)."""
     rows = queue_view.list_messages(
-        settings(), status=status, session=session, to=to, job=job, limit=limit, before=before
+        settings(), status=status, session=session, to=to, job=job, ref=ref, limit=limit, before=before
     )
     return {"messages": rows, "next": rows[-1]["id"] if len(rows) == limit else None}
