@@ -24,7 +24,7 @@ from wa_tasks.admin import template_store
 from wa_tasks.core import triggers
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, MessageNotFound
-from wa_tasks.pipeline import bulk, lifecycle, optout, outcomes, submit
+from wa_tasks.pipeline import bulk, lifecycle, optout, outcomes, schedule, submit
 from wa_tasks.pipeline import media as media_files
 from wa_tasks.settings import Settings, get_settings
 
@@ -128,6 +128,12 @@ class Client:
             if db.get(Message, message_id) is None:
                 raise MessageNotFound(f"no message with id {message_id!r}")
             return lifecycle.cancel(db, message_id)
+
+    def cancel_pending(self, ref: str, categories: Iterable[str] | None = None) -> int:
+        """Cancel the messages about ``ref`` (e.g. an invoice number) that still wait (``scheduled``,
+        ``queued`` or ``routed``; never one already being sent), only those of template
+        ``categories`` when given; returns how many were cancelled."""
+        return schedule.cancel_pending(self.settings, ref, categories)
 
     def retry(self, message_id: str) -> bool:
         """Send a ``failed`` message again (its attempts start over); False if it is not failed."""
@@ -397,6 +403,11 @@ def cancel_bulk(job_id: str) -> int:
 def cancel(message_id: str) -> bool:
     """:meth:`Client.cancel` on the default client."""
     return default_client().cancel(message_id)
+
+
+def cancel_pending(ref: str, categories: Iterable[str] | None = None) -> int:
+    """:meth:`Client.cancel_pending` on the default client."""
+    return default_client().cancel_pending(ref, categories)
 
 
 def retry(message_id: str) -> bool:

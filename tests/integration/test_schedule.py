@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -19,8 +22,11 @@ from models.db import session_scope
 from sessions_host.delivery import Deliverer, Outcome
 from sessions_host.safety import Decision
 from sessions_host.transports.base import SendResult, SendTag
+from support.stack import settings_env
 from wa_tasks.admin import session_config as manage
+from wa_tasks.client import Client
 from wa_tasks.core import task_names
+from wa_tasks.errors import InvalidSchedule
 from wa_tasks.infra.celery_app import app_for
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import lifecycle, live_state, schedule, submit
@@ -379,3 +385,33 @@ def test_persist_cancels_a_refs_notices_in_the_transaction_that_stores_the_messa
     again = dataclasses.replace(prepared, timing=schedule.Timing(notice_key="taken"))
     assert submit.persist(settings, again, cancel=("INV-8", ["reminder"])) == (taken, False)
     assert _statuses(settings, [other]) == ["scheduled"]
+
+
+def test_the_client_and_the_command_line_cancel_a_refs_waiting_notices(settings: Settings) -> None:
+    later = utcnow() + dt.timedelta(days=1)
+    _add(settings, 2, status="scheduled", send_at=later, ref="INV-7", category="reminder")
+    _add(settings, 1, status="scheduled", send_at=later, ref="INV-9", category="reminder")
+    client = Client(settings)
+
+    assert client.cancel_pending("INV-7", categories=["promotion"]) == 0
+    assert client.cancel_pending("INV-7", categories=["reminder"]) == 2
+    for bad, words in [("", "ref must be a non-empty string"), ("x" * 101, "ref is 101 characters")]:
+        with pytest.raises(InvalidSchedule, match=words):
+            client.cancel_pending(bad)
+    with pytest.raises(InvalidSchedule, match="categories must be a list"):
+        client.cancel_pending("INV-7", categories="reminder")
+
+    env = settings_env(settings)
+    listed = _cli(env, "notices", "list", "--ref", "INV-9", "--json")
+    cancelled = _cli(env, "notices", "cancel", "--ref", "INV-9")
+    assert listed.returncode == 0, listed.stderr
+    assert [row["status"] for row in json.loads(listed.stdout)] == ["scheduled"]
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == "1 waiting message(s) about INV-9 cancelled"
+    assert _cli(env, "notices", "cancel", "--ref", "").returncode != 0
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wa_tasks", *args], env=env, capture_output=True, text=True, timeout=60
+    )

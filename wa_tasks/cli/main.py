@@ -215,7 +215,7 @@ def status(message_id: str) -> None:
 
 
 def _register() -> None:
-    from wa_tasks.cli import demo, keys, sessions, sim, stats, templates, up
+    from wa_tasks.cli import demo, keys, notices, sessions, sim, stats, templates, up
 
     cli.add_command(up.up)
     cli.add_command(keys.keys)
@@ -224,6 +224,7 @@ def _register() -> None:
     cli.add_command(demo.demo)
     cli.add_command(templates.templates)
     cli.add_command(stats.stats)
+    cli.add_command(notices.notices)
 
 
 _register()

@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,3 +371,25 @@ def _record(app: Celery, result: Released, rows: list[Any]) -> None:
         _publish(app, rows)
     result.released += len(rows)
     result.ids.extend(row.id for row in rows)
+
+
+def cancel_pending(settings: Settings, ref: object, categories: object = None) -> int:
+    """Cancel ``ref``'s waiting messages (``lifecycle.cancel_pending``) after checking the input:
+    ``ref`` a non-empty string, ``categories`` None or a list of category names."""
+    checked = _check_text(ref, "ref", MAX_REF)
+    if checked is None:
+        raise InvalidSchedule("ref is required: the ref whose waiting notices to cancel, e.g. 'INV-7'")
+    names: list[str] | None = None
+    if categories is not None:
+        if isinstance(categories, str | bytes) or not isinstance(categories, Iterable):
+            raise InvalidSchedule(
+                f"categories must be a list of category names such as ['reminder'], got {categories!r}"
+            )
+        names = list(categories)
+        if not names or not all(isinstance(name, str) and name.strip() for name in names):
+            raise InvalidSchedule(f"categories must be a non-empty list of category names, got {categories!r}")
+    with session_scope(settings.database) as db:
+        count = lifecycle.cancel_pending(db, checked, names)
+    if count:
+        log.info("%d waiting message(s) about %s cancelled", count, checked)
+    return count
