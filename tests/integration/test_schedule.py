@@ -415,3 +415,33 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wa_tasks", *args], env=env, capture_output=True, text=True, timeout=60
     )
+
+
+def test_a_scheduled_bulk_is_stored_scheduled_and_published_only_by_the_releaser(settings: Settings) -> None:
+    from wa_tasks.pipeline import bulk
+
+    broker = _Broker()
+    due = utcnow() + dt.timedelta(seconds=30)
+    job = bulk.create(
+        settings,
+        broker,  # type: ignore[arg-type]
+        [{"whatsapp": f"0812000000{i:02d}"} for i in range(20)],
+        text="Tagihan",
+        send_at=due,
+        expires_at=due + dt.timedelta(hours=1),
+    )
+
+    progress = bulk.progress(settings, job)
+    assert (progress["scheduled"], progress["queued"], broker.dispatched) == (20, 0, [])
+    with pytest.raises(InvalidSchedule, match="send_at is a naive datetime"):
+        bulk.create(settings, broker, [{"whatsapp": "081200000000"}], text="x", send_at=dt.datetime(2030, 1, 1))  # type: ignore[arg-type]
+
+    later = schedule.release(
+        settings.model_copy(update={"release_ahead_seconds": 0}),
+        broker,  # type: ignore[arg-type]
+        now=lambda: due + dt.timedelta(seconds=1),
+    )
+    assert later.released == 20
+    assert len(set(broker.dispatched)) == 20
+    assert bulk.progress(settings, job)["scheduled"] == 0
+    assert int(client_for(settings.redis).get("wa:release:total") or 0) == 20

@@ -101,6 +101,10 @@ def beat_claim(entry_name: str) -> str:
 #: String with a TTL: the releaser of scheduled messages running now (one at a time; ``wa.release``).
 RELEASE_LOCK = f"{PREFIX}release:lock"
 
+#: Counter: scheduled messages the releaser has queued, all runs together (monitoring; the
+#: scheduling benchmark checks that it equals what was scheduled: nothing released twice).
+RELEASED_TOTAL = f"{PREFIX}release:total"
+
 #: Sorted set: queue depth of every session over the last 24 h, one JSON member
 #: ``{"t": unix time, "d": {session: depth}}`` per sample, scored by time (``wa.sample_depth``).
 DEPTH_SAMPLES = f"{PREFIX}depth:samples"

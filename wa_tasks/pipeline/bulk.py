@@ -24,7 +24,7 @@ from models.db import session_scope
 from wa_tasks.core import priorities, rendering, task_names
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownJob, UnknownTemplate
-from wa_tasks.pipeline import optout, submit
+from wa_tasks.pipeline import optout, schedule, submit
 from wa_tasks.settings import Settings
 
 #: Message ids per ``wa.dispatch_batch`` task: larger batches cost fewer round trips and do not
@@ -53,10 +53,16 @@ def create(
     template_data: Mapping[str, Any] | None = None,
     priority: str | int = "high",
     idempotency_key: str | None = None,
+    send_at: object = None,
+    expires_at: object = None,
 ) -> str:
     """Queue one message per recipient; returns the job id. Raises InvalidRequest (listing the
-    first invalid recipients) and queues nothing if any recipient is invalid."""
+    first invalid recipients) and queues nothing if any recipient is invalid. ``send_at``: every
+    message is stored ``scheduled`` and released when due (``wa_tasks.pipeline.schedule``);
+    ``expires_at``: not sent by then, expired."""
     step = priorities.resolve(priority)
+    timing = schedule.check(send_at=send_at, expires_at=expires_at, grace_seconds=settings.schedule_grace_seconds)
+    waiting = MessageStatus.SCHEDULED if timing.scheduled else MessageStatus.QUEUED
     if not isinstance(recipients, Sequence) or isinstance(recipients, (str, bytes)) or not recipients:
         raise InvalidMessage("recipients must be a non-empty list of {'whatsapp': number, 'data': {...}}")
     if (text is None) == (template is None):
@@ -148,12 +154,15 @@ def create(
                             }
                             if r.to_number in opted_out
                             else {
-                                "status": MessageStatus.QUEUED,
+                                "status": waiting,
                                 "error_message": None,
                                 "failed_at": None,
-                                "dispatched_at": now,
+                                "dispatched_at": None if timing.scheduled else now,
                             }
                         ),
+                        "send_at": timing.send_at,
+                        "expires_at": timing.expires_at,
+                        "category": row.category if row else None,
                         "created_at": now,
                         "updated_at": now,
                     }
@@ -165,7 +174,8 @@ def create(
         if existing is None:
             raise
         return existing
-    publish(app, [i for i, r in zip(ids, rows, strict=True) if r.to_number not in opted_out], step)
+    if not timing.scheduled:
+        publish(app, [i for i, r in zip(ids, rows, strict=True) if r.to_number not in opted_out], step)
     return job_id
 
 
@@ -233,7 +243,7 @@ def progress(settings: Settings, job_id: str) -> dict[str, Any]:
 def summary(job: QueueJob, counts: Mapping[str, int]) -> dict[str, Any]:
     """A job's progress from its message counts by status (``progress``, and job lists)."""
     by = {s.value: int(counts.get(s.value, 0)) for s in MessageStatus}
-    finished = by["sent"] + by["delivered"] + by["read"] + by["failed"] + by["cancelled"]
+    finished = by["sent"] + by["delivered"] + by["read"] + by["failed"] + by["cancelled"] + by["expired"]
     status = job.status
     if status == JobStatus.RUNNING and finished == job.total:
         status = JobStatus.COMPLETED
@@ -241,12 +251,14 @@ def summary(job: QueueJob, counts: Mapping[str, int]) -> dict[str, Any]:
         "id": job.job_id,
         "status": status,
         "total": job.total,
+        "scheduled": by["scheduled"],
         "queued": by["queued"] + by["routed"] + by["sending"],
         "sent": by["sent"] + by["delivered"] + by["read"],
         "delivered": by["delivered"] + by["read"],
         "read": by["read"],
         "failed": by["failed"],
         "cancelled": by["cancelled"],
+        "expired": by["expired"],
         "byStatus": by,
     }
 
@@ -264,7 +276,7 @@ def cancel(settings: Settings, job_id: str) -> int:
             update(Message)
             .where(
                 Message.bulk_job_id == job_id,
-                Message.status.in_([MessageStatus.QUEUED, MessageStatus.ROUTED]),
+                Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED]),
             )
             .values(status=MessageStatus.CANCELLED, cancelled_at=now, updated_at=now)
         )

@@ -32,6 +32,7 @@ from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -356,6 +357,11 @@ def release(
             redis_keys.RELEASE_LOCK,
             token,
         )
+    if result.released:
+        try:
+            redis.incrby(redis_keys.RELEASED_TOTAL, result.released)
+        except RedisError as exc:  # a figure for monitoring: the release itself is done
+            log.warning("released count not recorded: %s", exc)
     if result.released or result.expired or result.held:
         log.info(
             "releaser: %d queued, %d expired, %d held for their send window",

@@ -149,6 +149,8 @@ class JobProgress(Out):
     read: int
     failed: int
     cancelled: int
+    scheduled: int = 0
+    expired: int = 0
     byStatus: dict[str, int]
 
 
