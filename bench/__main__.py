@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench import harness
 
-BENCHMARKS = ("enqueue", "pipeline", "pacing", "priority", "failover", "takeover", "memory", "scale")
+BENCHMARKS = ("enqueue", "pipeline", "pacing", "priority", "failover", "takeover", "memory", "scale", "schedule")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         "--transport", choices=("simulated", "neonize"), default="simulated", help="memory: which sessions"
     )
     parser.add_argument("--plain", action="store_true", help="enqueue: without encryption at rest")
+    parser.add_argument(
+        "--spread", action="store_true", help="schedule: release at the sessions' pace (default: no limit)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) afterwards")
     args = parser.parse_args(argv)
 
@@ -67,6 +70,10 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
         from bench import takeover
 
         return takeover.run(env, args.n or 5)
+    if args.name == "schedule":
+        from bench import schedule
+
+        return schedule.run(env, args.n or 100_000, spread=args.spread, observe_seconds=args.seconds or 60.0)
     if args.name == "scale":
         from bench import scale
 

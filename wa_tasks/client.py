@@ -98,11 +98,13 @@ class Client:
         template_data: Mapping[str, Any] | None = None,
         priority: str | int = "high",
         idempotency_key: str | None = None,
+        send_at: dt.datetime | None = None,
+        expires_at: dt.datetime | None = None,
     ) -> str:
         """Queue one message per recipient (``{"whatsapp": number, "data": {...}}``; ``data`` is merged
         over ``template_data``) as one bulk job; returns the job id. Any invalid recipient raises
         an error listing the first ones and queues nothing. Default priority: high, so urgent single
-        messages still go first."""
+        messages still go first. ``send_at``/``expires_at`` (aware datetimes): as for :meth:`send`."""
         return bulk.create(
             self.settings,
             self.app,
@@ -112,6 +114,8 @@ class Client:
             template_data=template_data,
             priority=priority,
             idempotency_key=idempotency_key,
+            send_at=send_at,
+            expires_at=expires_at,
         )
 
     def bulk_status(self, job_id: str) -> dict[str, Any]:
@@ -378,6 +382,8 @@ def send_bulk(
     template_data: Mapping[str, Any] | None = None,
     priority: str | int = "high",
     idempotency_key: str | None = None,
+    send_at: dt.datetime | None = None,
+    expires_at: dt.datetime | None = None,
 ) -> str:
     """:meth:`Client.send_bulk` on the default client."""
     return default_client().send_bulk(
@@ -387,6 +393,8 @@ def send_bulk(
         template_data=template_data,
         priority=priority,
         idempotency_key=idempotency_key,
+        send_at=send_at,
+        expires_at=expires_at,
     )
 
 
