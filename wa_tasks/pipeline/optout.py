@@ -88,14 +88,14 @@ def record(
 
 
 def cancel_waiting_promotions(db: Session, number: str) -> int:
-    """``queued``/``routed`` → ``cancelled`` for every promotion to ``number``; returns how many.
+    """``scheduled``/``queued``/``routed`` → ``cancelled`` for every promotion to ``number``; returns how many.
     A promotion already claimed by a session host (``sending``) goes out: it may be on the wire."""
     now = utcnow()
     promotions = select(Template.id).where(Template.category == PROMOTION)
     result = db.execute(
         update(Message)
         .where(
-            Message.status.in_([MessageStatus.QUEUED, MessageStatus.ROUTED]),
+            Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED]),
             Message.to_number == number,
             Message.template_id.in_(promotions),
         )
