@@ -49,6 +49,7 @@ SESSION_TONE = {
 #: How a session status reads on the pages (the others read as they are).
 SESSION_LABEL = {"qr": "waiting for scan", "logged_out": "logged out"}
 MESSAGE_TONE = {
+    "scheduled": "off",
     "queued": "off",
     "routed": "wait",
     "sending": "wait",
@@ -57,6 +58,7 @@ MESSAGE_TONE = {
     "read": "ok",
     "failed": "bad",
     "cancelled": "off",
+    "expired": "bad",
 }
 
 
