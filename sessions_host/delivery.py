@@ -31,6 +31,7 @@ from sessions_host.transports.base import (
     TransientSendError,
     Transport,
 )
+from wa_tasks.core import timefmt
 from wa_tasks.core.phone import USER_SERVER
 from wa_tasks.infra.logs import MessageLog
 from wa_tasks.pipeline import lifecycle, outcomes, schedule
@@ -191,12 +192,12 @@ class Deliverer:
                 mlog.error("ambiguous send found after a restart: marked failed, not resent (a receipt may resolve it)")
                 settle = partial(outcomes.ambiguous, self.settings, message_id)
             elif message.expires_at is not None and message.expires_at <= now:
-                mlog.info("expired before its send (expires_at %s): not sent", lifecycle.iso(message.expires_at))
+                mlog.info("expired before its send (expires_at %s): not sent", timefmt.iso(message.expires_at))
                 settle = partial(outcomes.expire, self.settings, message_id)
             elif (until := schedule.window_hold(message.category, message.tz, message.priority, now)) is not None:
                 # Checked here, at the send, and not only at release: a paced bulk that runs past
                 # the window's end stops there and the rest waits for the next opening.
-                mlog.info("outside its send window: held until %s", lifecycle.iso(until))
+                mlog.info("outside its send window: held until %s", timefmt.iso(until))
                 settle = partial(outcomes.hold, self.settings, message_id, until)
             elif not self.transport.connected:
                 mlog.warning("session not connected: message moved to another session")

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks.core import priorities, redis_keys, routing, task_names, triggers
+from wa_tasks.core import priorities, redis_keys, routing, task_names, timefmt, triggers
 from wa_tasks.errors import InvalidRequest
 from wa_tasks.infra.celery_app import app, app_for
 from wa_tasks.infra.logs import MessageLog
@@ -194,7 +194,7 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
         now = utcnow()
         if message.expires_at is not None and message.expires_at <= now:
             if lifecycle.expire(db, message_id, now):
-                mlog.info("expired before it was routed (expires_at %s): not sent", lifecycle.iso(message.expires_at))
+                mlog.info("expired before it was routed (expires_at %s): not sent", timefmt.iso(message.expires_at))
             return None
         candidates, states = _candidates(settings, db, message.priority)
         refusers = live_state.new_contact_refusers(
