@@ -1,7 +1,7 @@
 """Ban safety against the simulator's ban model, on a virtual clock: a billing month of reminders to
 1,000 customers over two young numbers. With the default protections no number is restricted; with
 them switched off the model bites. The same month on three numbers with and without routing
-affinity (issue 14 §3) compares how many customers each number meets as strangers. Also the pure
+affinity (the number that knows the customer) compares how many customers each number meets as strangers. Also the pure
 rules of ``safety.decide`` and of the ban model."""
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _billing_month(
     Each number sends one message per pace slot through the same ``decide`` the host uses, with
     failover to the next number when one refuses; the ban model judges every send. With
     ``affinity`` the number that last sent to the customer goes first while it can send
-    (``wa_tasks.core.routing.prefer_known``), as issue 14's "number that knows the customer"."""
+    (``wa_tasks.core.routing.prefer_known``): the number that knows the customer."""
     rng = random.Random(seed)
     rules = SafetyRules(enabled=protections)
     store = MemorySafetyStore(rules)
@@ -200,7 +200,7 @@ def test_without_protections_the_same_month_gets_the_numbers_restricted():
 
 
 def test_affinity_keeps_each_customer_on_the_number_that_knows_them():
-    """Issue 14 §3 on three numbers: without affinity, failover hands a customer to whichever number
+    """Three numbers: without affinity, failover hands a customer to whichever number
     has room that day, and each move makes them a cold contact of another number again; with it,
     each customer is a stranger to one number only (``-s`` prints the figures)."""
     runs = {
