@@ -159,3 +159,4 @@ def test_a_zone_that_skips_an_hour() -> None:
     early = dt.datetime(2026, 3, 1, tzinfo=new_york)
     (step,) = ladder_plan("INV-7", "2026-03-08", ["H0"], now=early, at="02:30", tz=new_york)
     assert step.send_at.astimezone(dt.UTC) == dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC)  # 03:30 EDT
+    assert (step.send_at.hour, step.send_at.minute) == (3, 30)

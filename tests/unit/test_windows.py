@@ -181,6 +181,7 @@ def test_a_zone_that_skips_an_hour() -> None:
     before = dt.datetime(2026, 3, 8, 1, 0, tzinfo=NEW_YORK)
     opening = window.next_opening(before, NEW_YORK)
     assert opening.astimezone(dt.UTC) == dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC)  # 03:30 EDT
+    assert (opening.hour, opening.minute) == (3, 30)  # shown as the wall time that exists, not 02:30
     assert window.is_open(opening, NEW_YORK)
     # An ordinary 08:00 opening is 08:00 local either side of the change: 13:00 UTC, then 12:00 UTC.
     reminders = parse_window("08:00-20:00")
