@@ -194,7 +194,9 @@ class Deliverer:
             elif message.expires_at is not None and message.expires_at <= now:
                 mlog.info("expired before its send (expires_at %s): not sent", timefmt.iso(message.expires_at))
                 settle = partial(outcomes.expire, self.settings, message_id)
-            elif (until := schedule.window_hold(message.category, message.tz, message.priority, now)) is not None:
+            elif (
+                until := schedule.window_hold(self.settings, message.category, message.tz, message.priority, now)
+            ) is not None:
                 # Checked here, at the send, and not only at release: a paced bulk that runs past
                 # the window's end stops there and the rest waits for the next opening.
                 mlog.info("outside its send window: held until %s", timefmt.iso(until))

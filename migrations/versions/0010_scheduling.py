@@ -1,7 +1,7 @@
 """scheduled messages, expiry, notices that know their invoice
 
 Revision ID: 0010_scheduling
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-02
 
 A message may be due later (``send_at``, status ``scheduled``) and expire (``expires_at``, status
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_scheduling"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -275,7 +275,7 @@ def test_the_host_holds_a_message_outside_its_window_until_the_opening(
     manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
     opening = (utcnow() + dt.timedelta(hours=11)).replace(microsecond=0)
     [message_id] = _add(settings, 1, status="routed", session_id="wa-1", category="promotion")
-    monkeypatch.setattr(schedule, "window_hold", lambda category, tz, priority, now: opening)
+    monkeypatch.setattr(schedule, "window_hold", lambda settings, category, tz, priority, now: opening)
     deliverer, transport = _deliverer(settings)
 
     assert deliverer.deliver(message_id) == Outcome.HELD

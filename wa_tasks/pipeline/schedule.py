@@ -22,10 +22,10 @@ expires the waiting ones, and dispatch and the session host's claim check again.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
-import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, WhatsAppSession, utcnow
 from models.db import session_scope
-from wa_tasks.core import priorities, redis_keys, task_names
+from wa_tasks.core import priorities, redis_keys, task_names, windows
 from wa_tasks.errors import InvalidSchedule
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import lifecycle, live_state
@@ -101,19 +101,11 @@ def parse_time(value: object, what: str) -> dt.datetime | None:
 
 
 def check_zone(tz: object, what: str = "tz") -> str | None:
-    """An IANA time zone name (``Asia/Makassar``), or an error naming ``what``."""
+    """A time zone name (IANA, such as ``Asia/Makassar``, or ``WIB``/``WITA``/``WIT``), or an error naming ``what``."""
     if tz is None:
         return None
-    if not isinstance(tz, str) or not tz.strip():
-        raise InvalidSchedule(f"{what} must be an IANA time zone name such as 'Asia/Jakarta', got {tz!r}")
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidSchedule(
-            f"unknown time zone {tz!r} for {what}; use an IANA name such as 'Asia/Jakarta', "
-            "'Asia/Makassar' or 'Asia/Jayapura'"
-        ) from None
-    return tz
+    windows.zone(tz, field=what)
+    return str(tz).strip()
 
 
 def _check_text(value: object, what: str, limit: int) -> str | None:
@@ -173,12 +165,34 @@ def check(
 # Send windows ------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _windows(promotion: str, reminder: str, transactional: str, timezone: str) -> windows.Windows:
+    return windows.Windows.of(promotion=promotion, reminder=reminder, transactional=transactional, timezone=timezone)
+
+
+def installation_windows(settings: Settings) -> windows.Windows:
+    """The send windows of ``settings`` (``WA_TIMEZONE``, ``WA_WINDOW_*``), parsed once."""
+    return _windows(
+        settings.window_promotion, settings.window_reminder, settings.window_transactional, settings.timezone
+    )
+
+
 def window_hold(
-    category: str | None, tz: str | None, priority: int, now: dt.datetime
-) -> dt.datetime | None:  # pragma: no cover - replaced by the window module's call site
-    """When a message of ``category`` outside its send window may go (its next opening); None when
-    it may go now. Urgent messages are never held."""
-    return None
+    settings: Settings, category: str | None, tz: str | None, priority: int, now: dt.datetime
+) -> dt.datetime | None:
+    """When a message of template ``category`` that is outside its send window may go (the
+    window's next opening, in ``tz`` or the installation's zone); None when it may go now. Urgent
+    messages and plain texts (no category) are never held."""
+    if priority <= priorities.LEVELS["urgent"] or category is None or category not in windows.CATEGORY_CLASS:
+        return None
+    chosen = installation_windows(settings)
+    try:
+        if windows.is_open(category, now, windows=chosen, tz=tz):
+            return None
+        return windows.next_opening(category, now, windows=chosen, tz=tz)
+    except InvalidSchedule as exc:  # a zone this machine no longer knows: send rather than hold for ever
+        log.warning("send window not applied (%s)", exc)
+        return None
 
 
 # The releaser -------------------------------------------------------------------------------------
@@ -310,7 +324,7 @@ def release(
 ) -> Released:
     """One run of the releaser (see the module docstring): expire what is past its expiry, then
     queue and dispatch the due messages, batch by batch, within the sessions' pace budget."""
-    hold = hold or window_hold
+    hold = hold or functools.partial(window_hold, settings)
     redis = client_for(settings.redis)
     token = uuid.uuid4().hex
     result = Released()
