@@ -24,7 +24,7 @@ from wa_tasks.admin import template_store
 from wa_tasks.core import triggers
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, MessageNotFound
-from wa_tasks.pipeline import bulk, lifecycle, optout, outcomes, schedule, submit
+from wa_tasks.pipeline import bulk, lifecycle, notices, optout, outcomes, schedule, submit
 from wa_tasks.pipeline import media as media_files
 from wa_tasks.settings import Settings, get_settings
 
@@ -138,6 +138,39 @@ class Client:
         ``queued`` or ``routed``; never one already being sent), only those of template
         ``categories`` when given; returns how many were cancelled."""
         return schedule.cancel_pending(self.settings, ref, categories)
+
+    def schedule_reminders(
+        self,
+        invoice_number: str,
+        to: str,
+        due_date: dt.date | dt.datetime | str,
+        *,
+        ladder: Iterable[str] | str = ("H-3", "H-1", "H0", "H+1"),
+        at: str | dt.time = "09:00",
+        data: Mapping[str, Any] | None = None,
+        templates: Mapping[str, str] | None = None,
+        tz: str | None = None,
+        priority: str | int = "normal",
+    ) -> dict[str, str]:
+        """Schedule an invoice's reminder ladder: one message per step (``H-3`` is three days before
+        ``due_date``, ``H+1`` the day after) at ``at`` in ``tz`` (default ``WA_TIMEZONE``), with the
+        notice key ``invoice:<number>:reminder:<step>`` and ``ref`` the invoice number; returns
+        ``{step: message id}``. Idempotent: calling it again changes nothing, a changed due date
+        moves the steps not yet sent, steps already past are skipped. ``templates`` overrides the
+        template of a kind (``reminder``, ``due``, ``overdue``) or a step; ``data`` is their data
+        (``invoice_number`` and ``due_date`` are added)."""
+        return notices.schedule_reminders(
+            self.settings,
+            invoice_number,
+            to,
+            due_date,
+            ladder_steps=ladder,
+            at=at,
+            data=data,
+            templates=templates,
+            tz=tz,
+            priority=priority,
+        )
 
     def retry(self, message_id: str) -> bool:
         """Send a ``failed`` message again (its attempts start over); False if it is not failed."""
@@ -416,6 +449,24 @@ def cancel(message_id: str) -> bool:
 def cancel_pending(ref: str, categories: Iterable[str] | None = None) -> int:
     """:meth:`Client.cancel_pending` on the default client."""
     return default_client().cancel_pending(ref, categories)
+
+
+def schedule_reminders(
+    invoice_number: str,
+    to: str,
+    due_date: dt.date | dt.datetime | str,
+    *,
+    ladder: Iterable[str] | str = ("H-3", "H-1", "H0", "H+1"),
+    at: str | dt.time = "09:00",
+    data: Mapping[str, Any] | None = None,
+    templates: Mapping[str, str] | None = None,
+    tz: str | None = None,
+    priority: str | int = "normal",
+) -> dict[str, str]:
+    """:meth:`Client.schedule_reminders` on the default client."""
+    return default_client().schedule_reminders(
+        invoice_number, to, due_date, ladder=ladder, at=at, data=data, templates=templates, tz=tz, priority=priority
+    )
 
 
 def retry(message_id: str) -> bool:

@@ -13,9 +13,10 @@ import sys
 import threading
 import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from models import Message, utcnow
 from models.db import session_scope
@@ -26,7 +27,7 @@ from support.stack import settings_env
 from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
 from wa_tasks.core import task_names
-from wa_tasks.errors import InvalidSchedule
+from wa_tasks.errors import InvalidRequest, InvalidSchedule
 from wa_tasks.infra.celery_app import app_for
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import lifecycle, live_state, schedule, submit
@@ -445,3 +446,69 @@ def test_a_scheduled_bulk_is_stored_scheduled_and_published_only_by_the_releaser
     assert len(set(broker.dispatched)) == 20
     assert bulk.progress(settings, job)["scheduled"] == 0
     assert int(client_for(settings.redis).get("wa:release:total") or 0) == 20
+
+
+LADDER_DATA = {"customer_name": "Budi", "amount": 150000, "payment_url": "https://isp.example/pay/INV-7"}
+
+
+def _ladder_rows(settings: Settings) -> dict[str, tuple[str, dt.datetime | None, str | None]]:
+    with session_scope(settings.database) as db:
+        rows = db.scalars(select(Message).where(Message.ref == "INV-7")).all()
+        return {str(m.notice_key).rsplit(":", 1)[1]: (m.status, m.send_at, m.content) for m in rows}
+
+
+def test_schedule_reminders_creates_the_ladder_once_and_a_moved_due_date_moves_the_waiting_steps(
+    settings: Settings,
+) -> None:
+    client = Client(settings)
+    client.install_default_templates()
+    due = (utcnow() + dt.timedelta(days=10)).astimezone(ZoneInfo("Asia/Jakarta")).date()
+
+    # When billing's cron schedules the ladder twice
+    first = client.schedule_reminders("INV-7", "0812-3456-7890", due, data=LADDER_DATA)
+    again = client.schedule_reminders("INV-7", "0812-3456-7890", due, data=LADDER_DATA)
+
+    # Then there is one scheduled message per step, at 09:00 WIB of its day, with its template
+    assert first == again and sorted(first) == ["H+1", "H-1", "H-3", "H0"]
+    rows = _ladder_rows(settings)
+    wib = ZoneInfo("Asia/Jakarta")
+    assert rows["H-3"][1] == dt.datetime.combine(due - dt.timedelta(days=3), dt.time(9), tzinfo=wib)
+    assert rows["H+1"][1] == dt.datetime.combine(due + dt.timedelta(days=1), dt.time(9), tzinfo=wib)
+    assert {status for status, _, _ in rows.values()} == {"scheduled"}
+    with session_scope(settings.database) as db:
+        assert db.scalar(select(func.count()).select_from(Message)) == 4
+
+    # When the due date moves by five days after H-3 was sent
+    with session_scope(settings.database) as db:
+        db.execute(update(Message).where(Message.id == first["H-3"]).values(status="sent"))
+    later = due + dt.timedelta(days=5)
+    moved = client.schedule_reminders("INV-7", "0812-3456-7890", later, data=LADDER_DATA)
+
+    # Then the steps not yet sent move (and say the new date); the sent one stays; nothing new is created
+    assert moved == first
+    rows = _ladder_rows(settings)
+    assert rows["H-1"][1] == dt.datetime.combine(later - dt.timedelta(days=1), dt.time(9), tzinfo=wib)
+    assert rows["H-3"][0] == "sent"
+    assert str(later.day) in (rows["H0"][2] or "")
+    with session_scope(settings.database) as db:
+        assert db.scalar(select(func.count()).select_from(Message)) == 4
+
+
+def test_schedule_reminders_skips_past_steps_and_refuses_bad_input_storing_nothing(settings: Settings) -> None:
+    client = Client(settings)
+    client.install_default_templates()
+    due = (utcnow() + dt.timedelta(days=1)).astimezone(ZoneInfo("Asia/Jakarta")).date()
+
+    created = client.schedule_reminders("INV-8", "0812-3456-7890", due, data=LADDER_DATA)
+    assert "H-3" not in created and "H+1" in created
+
+    for kwargs, words in [
+        ({"ladder": ("H-3", "tomorrow")}, "tomorrow"),
+        ({"tz": "Mars/Base"}, "unknown time zone"),
+        ({"at": "25:00"}, "25:00"),
+        ({"data": {"customer_name": "Budi"}}, "amount"),
+    ]:
+        with pytest.raises(InvalidRequest, match=words):
+            client.schedule_reminders("INV-9", "0812-3456-7890", due, **{"data": LADDER_DATA, **kwargs})  # type: ignore[arg-type]
+    with session_scope(settings.database) as db:
+        assert db.scalar(select(func.count()).select_from(Message).where(Message.ref == "INV-9")) == 0
