@@ -109,3 +109,22 @@ def test_the_opt_out_words_are_configurable():
     assert words == {"henti", "keluar"}
     assert optout.matches("keluar", words)
     assert not optout.matches("STOP", words)
+
+
+def test_a_trigger_about_an_invoice_carries_it_as_ref_and_payment_cancels_its_waiting_notices():
+    data = {"customer_whatsapp": "0812-3456-7890", "invoice_number": "INV-7", "amount": 150000}
+
+    paid = triggers.plan("payment.completed", data)
+    created = triggers.plan("invoice.created", data)
+    suspended = triggers.plan("service.suspended", data)
+    voucher = triggers.plan("voucher.activated", {"customer_whatsapp": "0812-3456-7890", "voucher_code": "X"})
+
+    assert isinstance(paid, triggers.Send) and (paid.ref, paid.cancels_ref) == ("INV-7", "INV-7")
+    assert isinstance(created, triggers.Send) and (created.ref, created.cancels_ref) == ("INV-7", None)
+    assert isinstance(suspended, triggers.Send) and suspended.cancels_ref is None
+    assert isinstance(voucher, triggers.Send) and (voucher.ref, voucher.cancels_ref) == (None, None)
+    # A payment with another template still cancels; one without an invoice number cancels nothing
+    other = triggers.plan("payment.completed", data, template="my_receipt")
+    assert isinstance(other, triggers.Send) and other.cancels_ref == "INV-7"
+    bare = triggers.plan("payment.completed", {"customer_whatsapp": "0812-3456-7890"})
+    assert isinstance(bare, triggers.Send) and bare.cancels_ref is None

@@ -16,6 +16,10 @@ event                    template                  priority
 notice tells them why and where to pay, ahead of routine messages. ``service.reactivated`` answers a
 payment the customer is waiting on, as urgent as the payment's confirmation.
 
+``payment.completed`` also cancels the invoice's waiting notices (``data["invoice_number"]``: its
+scheduled reminders, overdue and isolir notices) in the transaction that queues the confirmation.
+Every trigger whose data names an ``invoice_number`` stores it as the message's ``ref``.
+
 The customer's number is ``data["customer_whatsapp"]`` (as billing events carry it) or
 ``data["to"]``; the whole of ``data`` is the template's data. Billing code adds or replaces mappings
 with :func:`register` (process-wide: a worker running ``wa.notify`` knows the built-ins and what
@@ -57,6 +61,11 @@ BUILTIN: Mapping[str, Trigger] = {
     "service.suspended": Trigger("isolir_notice", "high"),
     "service.reactivated": Trigger("reactivation_notice", "urgent"),
 }
+#: Events whose message cancels the invoice's waiting notices (every category: its reminders,
+#: overdue and isolir notices) in the transaction that stores it.
+CANCELS_PENDING = frozenset({"payment.completed"})
+#: The longest ref (``whatsapp_messages.ref``).
+MAX_REF = 100
 #: Priority of ``bulk.send`` jobs: ahead of routine messages, behind urgent ones.
 BULK_PRIORITY = "high"
 
@@ -123,6 +132,11 @@ class Send:
     priority: str | int
     idempotency_key: str | None
     session: str | None
+    #: What the message is about (``data["invoice_number"]``): it groups the customer's notices.
+    ref: str | None = None
+    #: The ref whose waiting notices are cancelled in the transaction that stores this message
+    #: (``payment.completed``: a customer who paid gets no more reminders for that invoice).
+    cancels_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +179,7 @@ def plan(
         trigger = Trigger(template, known.priority if known else "normal")
     else:
         trigger = resolve(event)
+    ref = invoice_of(data)
     return Send(
         recipient_of(data),
         template=trigger.template,
@@ -172,7 +187,17 @@ def plan(
         priority=priority if priority is not None else trigger.priority,
         idempotency_key=idempotency_key,
         session=session,
+        ref=ref,
+        cancels_ref=ref if event in CANCELS_PENDING else None,
     )
+
+
+def invoice_of(data: Mapping[str, Any]) -> str | None:
+    """The invoice a trigger is about (``data["invoice_number"]``), if it names one."""
+    number = data.get("invoice_number")
+    if isinstance(number, str) and number.strip() and len(number) <= MAX_REF:
+        return number.strip()
+    return None
 
 
 def _bulk(
