@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
-from models import utcnow
+from models import Message, utcnow
 from support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -122,3 +124,52 @@ def test_payment_cancels_the_waiting_reminders_while_the_one_being_sent_still_go
     stack.wait_status(paid, "sent", "delivered", "read", timeout=30)
     texts = [e.text for e in stack.ledger("6281234567005")]
     assert len(texts) == 2 and "INV-7" in texts[0]
+
+
+def test_a_window_that_closes_mid_bulk_holds_the_rest_for_its_next_opening(stack: Stack) -> None:
+    # Given reminders allowed from an hour ago until the next whole minute at least 12 s away (WIB)
+    wib = ZoneInfo("Asia/Jakarta")
+    now = utcnow().astimezone(wib)
+    end = (now + dt.timedelta(seconds=12 + 60)).replace(second=0, microsecond=0)
+    start = (now - dt.timedelta(hours=1)).replace(second=0, microsecond=0)
+    stack.env["WA_WINDOW_REMINDER"] = f"{start:%H:%M}-{end:%H:%M}"
+    stack.env["WA_TIMEZONE"] = "Asia/Jakarta"
+    stack.client.install_default_templates()
+    stack.add_session("wa-1", priority=1, pace_seconds=1.0, options={"latency_ms": 20})
+    stack.start()
+    stack.wait_connected("wa-1")
+
+    # When a bulk of reminders longer than what is left of the window goes out at one a second
+    left = (end - utcnow()).total_seconds()
+    count = int(left) + 20
+    job = stack.client.send_bulk(
+        [{"whatsapp": f"0812-7000-{i:04d}", "data": {"customer_name": f"C{i}"}} for i in range(count)],
+        template="payment_reminder",
+        template_data={"invoice_number": "INV-B", "amount": 150000, "due_date": "2026-12-05", "payment_url": "x"},
+        priority="normal",
+    )
+
+    # Then what was left when the window closed waits scheduled for its next opening: not sent, not failed
+    def settled() -> bool:
+        progress = stack.client.bulk_status(job)
+        return progress["sent"] + progress["scheduled"] == count and utcnow() > end
+
+    deadline = time.monotonic() + left + 60
+    while not settled():
+        assert time.monotonic() < deadline, f"{stack.client.bulk_status(job)}\n{stack.logs()}"
+        time.sleep(0.5)
+    progress = stack.client.bulk_status(job)
+    assert progress["failed"] == 0 and progress["sent"] >= 3 and progress["scheduled"] >= 10
+    with stack.db() as db:
+        rows = db.execute(
+            select(Message.status, Message.sent_at, Message.send_at).where(Message.bulk_job_id == job)
+        ).all()
+    opening = dt.datetime.combine(end.date(), start.time(), tzinfo=wib)
+    if opening <= end:
+        opening += dt.timedelta(days=1)
+    for status, sent_at, send_at in rows:
+        if status == "scheduled":
+            assert send_at == opening, (send_at, opening)
+        else:
+            assert sent_at is not None and sent_at <= end + dt.timedelta(seconds=1), sent_at
+    assert len(stack.ledger()) == progress["sent"]
