@@ -37,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.stack import Stack  # noqa: E402
 
+#: The in-process harness's fixtures (``inproc``, ``make_inproc``), for tests in any folder.
+pytest_plugins = ["support.inproc_fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 TABLES = (

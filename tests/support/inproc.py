@@ -67,7 +67,7 @@ from sessions_host.transports.simnet import LedgerEntry, SimNet
 from wa_tasks.admin import session_config
 from wa_tasks.core import redis_keys, task_names
 from wa_tasks.infra import celery_app, redis_client
-from wa_tasks.pipeline import live_state
+from wa_tasks.pipeline import lifecycle, live_state
 from wa_tasks.settings import Settings, get_settings
 
 #: Statuses a message does not leave by itself (``sent`` and ``delivered`` move on with receipts).
@@ -83,8 +83,10 @@ DEFAULTS: dict[str, object] = {
     "pace_seconds": 0.0,
     "pace_jitter_seconds": 0.0,
     "sim_latency_ms": 0.0,
-    # Delivered at the next tick, read an hour later: a message settles at "delivered".
-    "sim_delivered_after_seconds": 0.0,
+    # Delivered a moment after the send (a receipt that overtakes the "sent" write waits half a
+    # second to be applied again, events.RECEIPT_PATIENCE_SECONDS), read an hour later: a message
+    # settles at "delivered".
+    "sim_delivered_after_seconds": 0.05,
     "sim_read_after_seconds": 3600.0,
     "log_level": "INFO",
 }
@@ -512,7 +514,9 @@ class InProcess:
             current = seen["status"]
             if current == status:
                 return True
-            ended = current in TERMINAL or (
+            # An ambiguous send is failed until its receipt (if any) comes: not an end yet.
+            awaiting = seen.get("ambiguousSend") == lifecycle.AWAITING_RECEIPT and status in PROGRESS
+            ended = (current in TERMINAL and not awaiting) or (
                 status in PROGRESS and current in PROGRESS and PROGRESS.index(current) > PROGRESS.index(status)
             )
             if ended:
