@@ -76,7 +76,10 @@ TERMINAL = ("read", "failed", "cancelled")
 PROGRESS = ("sent", "delivered", "read")
 
 #: The simulated network's tick here: a state change or a receipt reaches the host within it.
-HUB_TICK_SECONDS = 0.01
+HUB_TICK_SECONDS = 0.02
+
+#: How often a wait looks again (each look reads the database: more often costs CPU for nothing).
+POLL_SECONDS = 0.01
 
 #: Settings of every in-process run, as ``WA_*`` variables (a test may override each).
 DEFAULTS: dict[str, object] = {
@@ -492,17 +495,18 @@ class InProcess:
         finally:
             job.pop_request()
 
-    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-        """Run what is published until ``condition`` holds (receipts and state changes arrive on the
-        host's threads); fail saying ``what`` did not happen."""
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 5.0, run: bool = True) -> None:
+        """Run what is published (unless not ``run``) until ``condition`` holds (receipts and state
+        changes arrive on the host's threads); fail saying ``what`` did not happen."""
         deadline = time.monotonic() + timeout
         while True:
-            self.run()
+            if run:
+                self.run()
             if condition():
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what}: not within {timeout:.0f} s")
-            time.sleep(0.002)
+            time.sleep(POLL_SECONDS)
 
     def settle(self, message_id: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
         """Run until the message is ``status`` and return its status view; fail at once if it ends
