@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import heapq
-import itertools
 import json
 import sqlite3
 import time
@@ -125,7 +124,8 @@ class Broker:
         #: Everything published, in order.
         self.history: list[Published] = []
         self._waiting: list[tuple[tuple[float, int, int], Published]] = []
-        self._seq = itertools.count()
+        #: The sequence number of the next task put on a queue.
+        self.next_seq = 0
         #: The virtual clock: a task published with a countdown is due that much later.
         self.now = 0.0
 
@@ -164,7 +164,8 @@ class Broker:
         return celery_app.app.AsyncResult(task.task_id)
 
     def _put(self, task: Published, due: float) -> None:
-        task.due, task.seq = due, next(self._seq)
+        task.due, task.seq = due, self.next_seq
+        self.next_seq += 1
         heapq.heappush(self._waiting, (task.order(), task))
 
     def put_back(self, task: Published) -> None:
@@ -451,10 +452,19 @@ class InProcess:
     def run(self, steps: int | None = None, limit: int = 200) -> list[Published]:
         """Run what was published, in the broker's order, as the worker and the session host would:
         until nothing runnable is left (a ``deliver`` waits for its session's runner), or ``steps``
-        tasks. Returns the tasks run."""
+        tasks. Returns the tasks run.
+
+        A task published with a countdown during this run waits for the next one, where the clock
+        moves on to it: a dispatch that keeps finding no usable session retries once per run, not
+        in a loop of its own."""
+        started = self.broker.next_seq
+
+        def runnable(task: Published) -> bool:
+            return self._runnable(task) and (task.due <= self.broker.now or task.seq < started)
+
         done: list[Published] = []
         while steps is None or len(done) < steps:
-            task = self.broker.take(self._runnable)
+            task = self.broker.take(runnable)
             if task is None:
                 break
             self._execute(task)
