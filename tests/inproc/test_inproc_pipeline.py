@@ -342,3 +342,13 @@ def test_the_command_line_refuses_bad_input_in_one_line(inproc: InProcess) -> No
     refused = inproc.cli("send", "12345", "--text", "Halo")
     assert refused.exit_code != 0 and "12345" in refused.output and "Traceback" not in refused.output
     assert inproc.broker.history == []
+
+
+def test_a_bulk_send_is_routed_in_batches_and_reaches_every_recipient(inproc: InProcess) -> None:
+    recipients = [{"whatsapp": f"0812-3456-78{i:02d}", "data": {"name": f"Pelanggan {i}"}} for i in range(5)]
+    job_id = client.send_bulk(recipients, text="Promo akhir tahun untuk Anda.")
+
+    inproc.wait_for(lambda: client.bulk_status(job_id)["delivered"] == 5, "every bulk message delivered")
+
+    assert sorted(entry.to for entry in inproc.ledger()) == [f"62812345678{i:02d}" for i in range(5)]
+    assert inproc.broker.published(task_names.DISPATCH_BATCH) and not inproc.broker.published(task_names.DISPATCH)

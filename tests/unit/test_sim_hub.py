@@ -14,7 +14,7 @@ from sessions_host.transports.simulated import SimHub
 def test_a_hub_without_sessions_sleeps_between_ticks() -> None:
     # A session host with no simulated session (only neonize ones, or none yet) keeps a hub: it
     # must wait for its next tick, not spin on a tick that is always due.
-    hub = SimHub(SimNet(fakeredis.FakeRedis(decode_responses=True)))
+    hub = SimHub(SimNet(fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)))
     try:
         cpu, idle = time.thread_time(), threading.Event()
         started = time.process_time()

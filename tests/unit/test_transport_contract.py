@@ -55,7 +55,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Settings, SimHub]]:
         sim_latency_ms=0,
         sim_delivered_after_seconds=3600,
     )
-    hub = SimHub(SimNet(fakeredis.FakeRedis(decode_responses=True)))
+    hub = SimHub(SimNet(fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)))
     hub.TICK_SECONDS = 0.01  # type: ignore[misc]
     try:
         yield settings, hub
