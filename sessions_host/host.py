@@ -62,6 +62,10 @@ class _Config:
 
 
 class SessionHost:
+    #: What runs each session. The in-process tests (``tests/support/inproc.py``) put a runner here
+    #: that hands its deliveries to the test instead of consuming them from the broker.
+    runner_class: type[SessionRunner] = SessionRunner
+
     def __init__(self, app: Celery, settings: Settings, hostname: str | None = None) -> None:
         self.app = app
         self.settings = settings
@@ -342,7 +346,7 @@ class SessionHost:
                 self._failed[session_id] = config
             return
         safety = SessionSafety(session_id, self.safety_store, self.safety_store.rules, number_since)
-        runner = SessionRunner(
+        runner = self.runner_class(
             self.app,
             self.settings,
             session_id,

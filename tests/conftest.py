@@ -37,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.stack import Stack  # noqa: E402
 
+#: The in-process harness's fixtures (``inproc``, ``make_inproc``), for tests in any folder.
+pytest_plugins = ["support.inproc_fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 TABLES = (
@@ -222,6 +225,20 @@ TIER_RULES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: Folders whose tests must stay in one tier (a glob on the path from the repository root): the
+#: in-process tests are the fast tier's, and a fixture that would move one out is an error at
+#: collection rather than a test quietly leaving ``./dev test``.
+PINNED: tuple[tuple[str, str], ...] = (("tests/inproc/*", "fast"),)
+
+
+def pinned_violation(path: str, tier: str) -> str | None:
+    """Why a test at ``path`` may not be in ``tier`` (see ``PINNED``), or None."""
+    for pattern, pinned in PINNED:
+        if fnmatch(path, pattern) and tier != pinned:
+            return f"tests in {pattern} stay in the {pinned} tier, this one is {tier} (a fixture or marker moved it)"
+    return None
+
+
 def tier_of(item: pytest.Item, root: Path) -> str:
     """The one tier of ``item`` (see ``TIER_RULES``)."""
     path = Path(os.path.relpath(item.path, root)).as_posix()
@@ -237,6 +254,10 @@ def tier_of(item: pytest.Item, root: Path) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give each test exactly one tier marker: the one ``tier_of`` finds, in place of any written."""
     tiers = [(item, tier_of(item, config.rootpath)) for item in items]
+    for item, tier in tiers:
+        why = pinned_violation(Path(os.path.relpath(item.path, config.rootpath)).as_posix(), tier)
+        if why:
+            raise pytest.UsageError(f"{item.nodeid}: {why}")
     for item in items:
         for node in item.listchain():
             node.own_markers[:] = [marker for marker in node.own_markers if marker.name not in TIERS]

@@ -93,11 +93,15 @@ class SimHub:
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
                     due.append(heapq.heappop(self._timers)[2])
-                transports = list(self._transports.values()) if now >= next_tick else []
+                transports: list[SimulatedTransport] = []
+                if now >= next_tick:
+                    # The next tick is scheduled whether or not a session is registered: a hub with
+                    # none would otherwise wait for a tick that is always due, and spin.
+                    transports = list(self._transports.values())
+                    next_tick = now + self.TICK_SECONDS
             for fn in due:
                 _safely(fn)
             if transports:
-                next_tick = now + self.TICK_SECONDS
                 replies: dict[str, list[Reply]] = {}
                 receipts: dict[str, list[tuple[str, str, float]]] = {}
                 try:

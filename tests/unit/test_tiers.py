@@ -48,3 +48,11 @@ def test_the_expression_finds_a_test_in_no_tier_and_one_in_two() -> None:
     for markers, selected in [((), True), (("fast",), False), (("slow",), False), (("fast", "system"), True)]:
         names = {tier: tier in markers for tier in TIERS}
         assert eval(expression, {}, names) is selected, markers  # -m: Python's not, and, or, parentheses
+
+
+def test_the_in_process_tests_cannot_leave_the_fast_tier() -> None:
+    from conftest import pinned_violation
+
+    assert pinned_violation("tests/inproc/test_inproc_pipeline.py", "fast") is None
+    assert "fast" in (pinned_violation("tests/inproc/test_inproc_pipeline.py", "integration") or "")
+    assert pinned_violation("tests/unit/test_transport_contract.py", "integration") is None

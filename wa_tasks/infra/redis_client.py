@@ -26,6 +26,19 @@ def client_for(url: str) -> redis.Redis:
         return client
 
 
+def use(url: str, client: redis.Redis) -> None:
+    """Make :func:`client_for` answer ``client`` for ``url`` in this process: how the in-process
+    tests (``tests/support/inproc.py``) put a fake Redis under code that reads its URL from the settings."""
+    with _lock:
+        _clients[(os.getpid(), url)] = client
+
+
+def forget(url: str) -> None:
+    """Drop this process's client for ``url`` (the next :func:`client_for` makes a new one)."""
+    with _lock:
+        _clients.pop((os.getpid(), url), None)
+
+
 def database_of(client: redis.Redis) -> int:
     """The database number ``client`` uses (for names that Redis does not keep per database)."""
     return int(client.connection_pool.connection_kwargs.get("db", 0))
