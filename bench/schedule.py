@@ -83,7 +83,7 @@ def run(env: Environment, n: int, spread: bool = False, observe_seconds: float =
         thread = threading.Thread(target=send_urgent, daemon=True)
         thread.start()
         all_released = all_routed = None
-        deadline = due.timestamp() + (observe_seconds if spread else max(120.0, n / 200))
+        deadline = due.timestamp() + (observe_seconds if spread else max(120.0, n / 50))
         while time.time() < deadline:
             stack.check_alive()
             counts = _counts(stack, job)

@@ -140,6 +140,10 @@ def settings(database: str, redis_clean: str, tmp_path: Path) -> Settings:
         # Ban safety has tests of its own; elsewhere a brand-new number's warm-up cap (20 a day)
         # would stop the tests that send hundreds of messages.
         safety_enabled=False,
+        # Send windows have tests of their own; elsewhere a reminder or promotion sent at night
+        # (the suite runs at any hour) would be held until the morning.
+        window_promotion="always",
+        window_reminder="always",
         heartbeat_seconds=0.5,
         live_state_ttl_seconds=3.0,
         lease_ttl_seconds=3.0,

@@ -91,6 +91,10 @@ DEFAULTS: dict[str, object] = {
     "sim_delivered_after_seconds": 0.05,
     "sim_read_after_seconds": 3600.0,
     "log_level": "INFO",
+    # Send windows have tests of their own; elsewhere a reminder or promotion sent at night (the
+    # suite runs at any hour) would be held until the morning.
+    "window_promotion": "always",
+    "window_reminder": "always",
 }
 
 
