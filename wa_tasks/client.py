@@ -206,24 +206,7 @@ class Client:
         planned = triggers.plan(
             event, data, idempotency_key=idempotency_key, template=template, priority=priority, session=session
         )
-        if isinstance(planned, triggers.Bulk):
-            return self.send_bulk(
-                planned.recipients,
-                template=planned.template,
-                template_data=planned.template_data,
-                priority=planned.priority,
-                idempotency_key=planned.idempotency_key,
-            )
-        return self.send_request(
-            SendRequest(
-                planned.to,
-                template=planned.template,
-                data=planned.data,
-                priority=planned.priority,
-                idempotency_key=planned.idempotency_key,
-                session=planned.session,
-            )
-        )
+        return submit.carry_out(self.settings, self.app, planned)
 
     # Templates --------------------------------------------------------------------------------------
 

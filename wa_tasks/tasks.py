@@ -45,7 +45,7 @@ from wa_tasks.errors import InvalidRequest
 from wa_tasks.infra.celery_app import app, app_for
 from wa_tasks.infra.logs import MessageLog
 from wa_tasks.infra.redis_client import client_for, unacked
-from wa_tasks.pipeline import bulk, fallback, lifecycle, live_state, outcomes, submit
+from wa_tasks.pipeline import fallback, lifecycle, live_state, outcomes, submit
 from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings, get_settings
 
@@ -422,25 +422,7 @@ def notify(
             priority=priority,  # type: ignore[arg-type]
             session=session,  # type: ignore[arg-type]
         )
-        if isinstance(planned, triggers.Bulk):
-            return bulk.create(
-                settings,
-                app_for(settings),
-                planned.recipients,
-                template=planned.template,
-                template_data=planned.template_data,
-                priority=planned.priority,
-                idempotency_key=planned.idempotency_key,
-            )
-        request = SendRequest(
-            planned.to,
-            template=planned.template,
-            data=planned.data,
-            priority=planned.priority,
-            idempotency_key=planned.idempotency_key,
-            session=planned.session,
-        )
-        return submit.queue(settings, app_for(settings), request)
+        return submit.carry_out(settings, app_for(settings), planned)
     except InvalidRequest as exc:
         return submit.record_refusal(
             settings,

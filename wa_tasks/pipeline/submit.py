@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
+from wa_tasks.core import triggers
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.infra.logs import MessageLog
-from wa_tasks.pipeline import compose, contacts, fallback, optout
+from wa_tasks.pipeline import bulk, compose, contacts, fallback, optout
 from wa_tasks.pipeline.media import Media
 from wa_tasks.pipeline.outcomes import publish_dispatch
 from wa_tasks.pipeline.request import SendRequest
@@ -201,3 +202,27 @@ def queue(settings: Settings, app: Celery, request: SendRequest) -> str:
     if created and not prepared.fail_reason:
         publish_dispatch(app, message_id, prepared.priority)
     return message_id
+
+
+def carry_out(settings: Settings, app: Celery, planned: triggers.Plan) -> str:
+    """Queue what a trigger plans (``Client.notify``, the ``wa.notify`` task): one message, or for
+    ``bulk.send`` a bulk job; returns the message or job id."""
+    if isinstance(planned, triggers.Bulk):
+        return bulk.create(
+            settings,
+            app,
+            planned.recipients,
+            template=planned.template,
+            template_data=planned.template_data,
+            priority=planned.priority,
+            idempotency_key=planned.idempotency_key,
+        )
+    request = SendRequest(
+        planned.to,
+        template=planned.template,
+        data=planned.data,
+        priority=planned.priority,
+        idempotency_key=planned.idempotency_key,
+        session=planned.session,
+    )
+    return queue(settings, app, request)
