@@ -76,6 +76,8 @@ class _Budget:
     not_before: float
     steps: int = 0
     made: int = 0
+    #: The CPU time the render may use (its limit, for the error that names it).
+    cpu_seconds: float = MAX_CPU_SECONDS
     #: When a garbage collection in this render's thread started (CPU time), 0 when none is running.
     collecting_since: float = 0.0
 
@@ -104,9 +106,14 @@ gc.callbacks.append(_collecting)
 
 
 @contextlib.contextmanager
-def budgeted() -> Iterator[None]:
-    """Runs what is inside (one template's compiling and rendering) within the render limits."""
-    budget = _Budget(deadline=time.thread_time() + MAX_CPU_SECONDS, not_before=time.perf_counter() + MAX_CPU_SECONDS)
+def budgeted(cpu_seconds: float = MAX_CPU_SECONDS) -> Iterator[None]:
+    """Runs what is inside (one template's compiling and rendering) within the render limits, with
+    ``cpu_seconds`` of the thread's CPU time."""
+    budget = _Budget(
+        deadline=time.thread_time() + cpu_seconds,
+        not_before=time.perf_counter() + cpu_seconds,
+        cpu_seconds=cpu_seconds,
+    )
     token = _budget.set(budget)
     try:
         yield
@@ -136,7 +143,7 @@ def step() -> None:
             f"over the step limit: more than {MAX_STEPS} loop iterations, calls, filters and operations"
         )
     if time.perf_counter() > budget.not_before and time.thread_time() > budget.deadline:
-        raise RenderLimitExceeded(f"over the CPU limit: more than {MAX_CPU_SECONDS * 1000:.0f} ms of CPU time")
+        raise RenderLimitExceeded(f"over the CPU limit: more than {budget.cpu_seconds * 1000:.0f} ms of CPU time")
 
 
 def made(value: Any, what: str = "a value") -> Any:

@@ -24,7 +24,9 @@ from jinja2.exceptions import SecurityError
 
 from wa_tasks.core import render_budget, sandbox
 from wa_tasks.core.formatting import FormattingError
-from wa_tasks.core.render_budget import MAX_CPU_SECONDS as MAX_CPU_SECONDS  # read by callers beside the API
+
+# The CPU time each render started here is given (the budget's limit, named where renders start).
+from wa_tasks.core.render_budget import MAX_CPU_SECONDS as MAX_CPU_SECONDS
 from wa_tasks.core.render_budget import MAX_STEPS as MAX_STEPS  # read by callers beside the API
 from wa_tasks.errors import TemplateRenderError
 
@@ -87,7 +89,7 @@ def check_limits(content: str, *, name: str = "template") -> None:
 
 def _budgeted_render(env: sandbox.BudgetedEnvironment, content: str, data: dict[str, Any]) -> str:
     """Compile (or reuse) and render ``content`` within the render limits."""
-    with render_budget.budgeted():
+    with render_budget.budgeted(MAX_CPU_SECONDS):
         return _compiled(env, content).render(data)
 
 
