@@ -42,6 +42,13 @@ class InvalidPriority(InvalidRequest):
     code = "invalid_priority"
 
 
+class InvalidSchedule(InvalidRequest):
+    """A time the message cannot be scheduled by: a naive datetime, an unknown time zone, a send
+    window or reminder-ladder step that does not parse, a notice key that is too long."""
+
+    code = "invalid_schedule"
+
+
 class NotFound(WaTasksError, LookupError):
     """An id names nothing: no such session, message, bulk job or template (answered 404)."""
 

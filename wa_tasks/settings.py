@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     restriction_pause_seconds: float = Field(default=6 * 3600.0, ge=0)
     ban_margin_seconds: float = Field(default=1800.0, ge=0)
 
+    #: The installation's time zone: send windows and reminder ladders are in its wall-clock hours
+    #: (``Asia/Jakarta`` WIB; ``Asia/Makassar`` WITA, ``Asia/Jayapura`` WIT). A message's own ``tz`` overrides it.
+    timezone: str = "Asia/Jakarta"
+
+    #: Send windows per window class (wa_tasks/core/windows.py): ``HH:MM-HH:MM`` (ranges
+    #: comma-separated) or ``always``. Promotions, reminders, and transactional notifications.
+    window_promotion: str = "09:00-20:00"
+    window_reminder: str = "08:00-20:00"
+    window_transactional: str = "always"
+
     #: Attempts per message before it is marked ``failed``.
     max_attempts: int = Field(default=3, ge=1)
 

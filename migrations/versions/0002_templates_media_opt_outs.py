@@ -4,9 +4,10 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-26
 
-Data: installs the default templates of ``wa_tasks/core/default_templates.py`` that are missing (by
-name); an existing template, edited or not, is never overwritten. The downgrade removes only the
-defaults still exactly as shipped, so an operator's edits survive a downgrade and upgrade.
+Data: installs the default templates of ``wa_tasks/core/default_templates.py`` named in
+``INSTALLED_BY_0002`` that are missing (by name; later defaults come with later migrations); an
+existing template, edited or not, is never overwritten. The downgrade removes only the defaults
+still exactly as shipped, so an operator's edits survive a downgrade and upgrade.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import datetime as dt
 import sqlalchemy as sa
 from alembic import op
 
-from wa_tasks.core.default_templates import DEFAULTS
+from wa_tasks.core.default_templates import DEFAULTS, INSTALLED_BY_0002
 
 revision = "0002"
 down_revision = "0001"
@@ -73,7 +74,7 @@ def upgrade() -> None:
             "created_at": now,
             "updated_at": now,
         }
-        for t in DEFAULTS.values()
+        for t in (DEFAULTS[name] for name in INSTALLED_BY_0002)
         if t.name not in present
     ]
     if missing:
@@ -82,7 +83,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    for t in DEFAULTS.values():
+    for t in (DEFAULTS[name] for name in INSTALLED_BY_0002):
         bind.execute(sa.delete(_templates).where(_templates.c.name == t.name, _templates.c.content == t.content))
 
     op.drop_table("whatsapp_opt_outs")

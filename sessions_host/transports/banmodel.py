@@ -8,6 +8,9 @@ report about WhatsApp's anti-spam:
 - the same text to many recipients earns a temporary ban (``SENT_TOO_MANY_SAME_MESSAGE``);
 - sends at machine-exact intervals look automated and count as a burst.
 
+Trust is per contact: a number's contacts are the people it sent to or heard from; anyone else is
+new to it, even when another of the operator's numbers knows them.
+
 The model is pure: every call takes ``now`` (seconds), so tests can run a month on a virtual clock.
 It is not WhatsApp's real algorithm (nobody outside knows it); it is a conservative stand-in that
 makes wa-tasks' protections testable.
@@ -42,6 +45,11 @@ class Device:
     banned_until: float = 0.0
     #: What got it restricted or banned last (for reports).
     reason: str = ""
+
+    def heard_from(self, who: str) -> None:
+        """``who`` wrote to the number: from now on they are a contact of it, not a stranger
+        (WhatsApp trusts per contact, and a customer who wrote first is not a cold contact)."""
+        self.contacts.add(who)
 
 
 @dataclass

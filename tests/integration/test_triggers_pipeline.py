@@ -63,6 +63,8 @@ def test_every_trigger_reaches_the_customer_with_the_exact_text(stack: Stack) ->
         "payment.completed": priorities.LEVELS["urgent"],
         "service.expiring": priorities.LEVELS["normal"],
         "voucher.activated": priorities.LEVELS["urgent"],
+        "service.suspended": priorities.LEVELS["high"],
+        "service.reactivated": priorities.LEVELS["urgent"],
     }
 
     # And the bulk job reached both customers, each with their own data, at high priority

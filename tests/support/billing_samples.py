@@ -60,6 +60,32 @@ TRIGGERS: dict[str, tuple[dict[str, Any], str]] = {
         "🎉 Voucher Aktif!\n\nVoucher Anda telah aktif:\n🔑 Kode: HSP-7K2M\n⏰ Masa Aktif: 1 hari\n"
         "📅 Expired: 11 Januari 2025 12.00 WIB\n\nSelamat menikmati layanan internet kami!\nTerima kasih!",
     ),
+    "service.suspended": (
+        {
+            "customer_whatsapp": "0812-1111-0005",
+            "customer_name": "Joko Widodo",
+            "invoice_number": "INV/2025/01/0417",
+            "amount": 1250000,
+            "due_date": "09-01-2025",
+            "payment_url": "https://bayar.isp.example/INV-2025-01-0417",
+        },
+        "🔒 Layanan Diisolir\n\nHalo Joko Widodo,\n\nLayanan internet Anda untuk sementara dinonaktifkan (isolir) "
+        "karena tagihan berikut belum dibayar:\n📄 No. Invoice: INV/2025/01/0417\n💰 Jumlah: Rp1.250.000\n"
+        "📅 Jatuh Tempo: 9 Januari 2025\n\nLayanan aktif kembali setelah pembayaran kami terima:\n"
+        "https://bayar.isp.example/INV-2025-01-0417\n\nSudah membayar atau butuh bantuan? Balas pesan ini. "
+        "Terima kasih.",
+    ),
+    "service.reactivated": (
+        {
+            "customer_whatsapp": "+62 812-1111-0006",
+            "customer_name": "Dewi Lestari",
+            "invoice_number": "INV-2025-0006",
+            "reactivated_at": "2025-01-12T02:05:00Z",
+        },
+        "✅ Layanan Aktif Kembali\n\nHalo Dewi Lestari,\n\nPembayaran invoice INV-2025-0006 sudah kami terima.\n"
+        "Layanan internet Anda aktif kembali sejak 12 Januari 2025 09.05 WIB.\n\n"
+        "Jika koneksi belum normal, matikan lalu nyalakan kembali router Anda.\nTerima kasih!",
+    ),
 }
 
 #: The E.164 number each event above goes to.
@@ -68,4 +94,6 @@ NUMBERS = {
     "payment.completed": "6281211110002",
     "service.expiring": "6281211110003",
     "voucher.activated": "6281211110004",
+    "service.suspended": "6281211110005",
+    "service.reactivated": "6281211110006",
 }

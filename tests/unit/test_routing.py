@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from wa_tasks.core.routing import Candidate, choose, primary
+from wa_tasks.core.routing import Candidate, choose, prefer_known, primary
 
 
 def up(session_id, priority):
@@ -148,3 +148,42 @@ def test_balanced_counts_the_time_until_a_sessions_pace_slot_opens():
     # Then the other one sends a new message sooner, whatever the priority tie-break says
     assert choose([just_sent, idle], policy="balanced") == "b"
     assert just_sent.wait_seconds == pytest.approx(0.9)
+
+
+# Affinity: the number that knows the customer ------------------------------------------------
+
+
+def test_the_session_that_knows_the_recipient_is_preferred_while_it_can_send():
+    sessions = [up("wa-1", 1), up("wa-2", 2), up("wa-3", 3)]
+
+    assert prefer_known(sessions, "wa-2") == "wa-2"
+    assert choose(sessions, known="wa-2") == "wa-2"
+    assert choose(sessions, known="wa-3", policy="balanced") == "wa-3"
+    assert choose(sessions) == "wa-1"  # a recipient nobody knows: the policy as before
+
+
+@pytest.mark.parametrize(
+    ("sessions", "exclude", "why"),
+    [
+        ([up("wa-1", 1), down("wa-2", 2)], (), "down"),
+        ([up("wa-1", 1), Candidate("wa-2", 2, connected=True, within_caps=False)], (), "over its caps"),
+        ([up("wa-1", 1), up("wa-2", 2)], ("wa-2",), "excluded (it failed this message)"),
+        ([up("wa-1", 1)], (), "removed"),
+    ],
+)
+def test_a_known_session_that_cannot_send_gives_way_to_the_policy(sessions, exclude, why):
+    assert prefer_known(sessions, "wa-2", exclude=exclude) is None, why
+    assert choose(sessions, known="wa-2", exclude=exclude) == "wa-1", why
+
+
+def test_a_requested_session_wins_over_affinity():
+    sessions = [up("wa-1", 1), up("wa-2", 2)]
+    assert choose(sessions, known="wa-2", requested="wa-1") == "wa-1"
+
+
+def test_under_spillover_a_known_session_too_backed_up_gives_way():
+    sessions = [up("wa-1", 1), Candidate("wa-2", 2, connected=True, backlog=100, pace_seconds=1.0)]
+    assert choose(sessions, known="wa-2", policy="spillover", spillover_wait_seconds=60) == "wa-1"
+    assert choose(sessions, known="wa-2", policy="spillover", spillover_wait_seconds=200) == "wa-2"
+    assert prefer_known(sessions, "wa-2", max_wait_seconds=99.0) is None
+    assert prefer_known(sessions, "wa-2") == "wa-2"

@@ -25,6 +25,7 @@ DATA = {
     "voucher_code": "HSP-7K2M",
     "duration": 30 * 24 * 3600,
     "expiry_time": "2025-02-08T10:30:00Z",
+    "reactivated_at": dt.datetime(2025, 1, 12, 2, 5, tzinfo=dt.UTC),
 }
 
 EXPECTED = {
@@ -53,10 +54,33 @@ EXPECTED = {
         "🎉 Voucher Aktif!\n\nVoucher Anda telah aktif:\n🔑 Kode: HSP-7K2M\n⏰ Masa Aktif: 30 hari\n"
         "📅 Expired: 8 Februari 2025 17.30 WIB\n\nSelamat menikmati layanan internet kami!\nTerima kasih!"
     ),
+    "due_today_reminder": (
+        "⏰ Jatuh Tempo Hari Ini\n\nHalo Budi Santoso,\n\nTagihan layanan internet Anda jatuh tempo hari ini, "
+        "9 Januari 2025:\n📄 No. Invoice: INV-2025-0001\n💰 Jumlah: Rp150.000\n\n"
+        "Mohon lakukan pembayaran hari ini agar layanan tetap aktif:\nhttps://bayar.isp.example/INV-2025-0001\n\n"
+        "Abaikan pesan ini jika Anda sudah membayar. Terima kasih!"
+    ),
+    "overdue_reminder": (
+        "⚠️ Tagihan Lewat Jatuh Tempo\n\nHalo Budi Santoso,\n\nTagihan layanan internet Anda telah melewati jatuh "
+        "tempo:\n📄 No. Invoice: INV-2025-0001\n💰 Jumlah: Rp150.000\n📅 Jatuh Tempo: 9 Januari 2025\n\n"
+        "Segera lakukan pembayaran agar layanan Anda tidak diisolir (dinonaktifkan sementara):\n"
+        "https://bayar.isp.example/INV-2025-0001\n\nAbaikan pesan ini jika Anda sudah membayar. Terima kasih!"
+    ),
+    "isolir_notice": (
+        "🔒 Layanan Diisolir\n\nHalo Budi Santoso,\n\nLayanan internet Anda untuk sementara dinonaktifkan (isolir) "
+        "karena tagihan berikut belum dibayar:\n📄 No. Invoice: INV-2025-0001\n💰 Jumlah: Rp150.000\n"
+        "📅 Jatuh Tempo: 9 Januari 2025\n\nLayanan aktif kembali setelah pembayaran kami terima:\n"
+        "https://bayar.isp.example/INV-2025-0001\n\nSudah membayar atau butuh bantuan? Balas pesan ini. Terima kasih."
+    ),
+    "reactivation_notice": (
+        "✅ Layanan Aktif Kembali\n\nHalo Budi Santoso,\n\nPembayaran invoice INV-2025-0001 sudah kami terima.\n"
+        "Layanan internet Anda aktif kembali sejak 12 Januari 2025 09.05 WIB.\n\n"
+        "Jika koneksi belum normal, matikan lalu nyalakan kembali router Anda.\nTerima kasih!"
+    ),
 }
 
 
-def test_the_shipped_defaults_are_the_seeds_four_plus_new_invoice():
+def test_the_shipped_defaults_are_the_seeds_four_new_invoice_and_the_billing_days_four():
     assert sorted(DEFAULTS) == sorted(EXPECTED)
     categories = {name: t.category for name, t in DEFAULTS.items()}
     assert categories == {
@@ -65,6 +89,10 @@ def test_the_shipped_defaults_are_the_seeds_four_plus_new_invoice():
         "payment_confirmation": "notification",
         "expiry_warning": "reminder",
         "voucher_activated": "notification",
+        "due_today_reminder": "reminder",
+        "overdue_reminder": "reminder",
+        "isolir_notice": "notification",
+        "reactivation_notice": "notification",
     }
     assert {t.type for t in DEFAULTS.values()} == {"text"}
     assert {t.language for t in DEFAULTS.values()} == {"id"}
@@ -281,3 +309,25 @@ def test_data_is_stored_as_plain_json():
     assert stored == {"due": "2025-01-09", "left": 3600.0, "n": 1, "tags": ["a"], "deep": {"at": "2025-01-08"}}
     with pytest.raises(InvalidMessage, match=r"data\['blob'\] is a bytes"):
         compose.jsonable({"blob": b"x"})
+
+
+def test_a_ladders_templates_render_with_a_billing_systems_invoice():
+    from wa_tasks.core import ladder
+
+    # An invoice as a MikroTik billing app exports it: slashes in the number, a day-first date, a big amount
+    invoice = {
+        "customer_name": "Rina Marlina",
+        "invoice_number": "INV/2026/12/0042",
+        "amount": "1.250.000",
+        "due_date": "10-12-2026",
+        "payment_url": "https://bayar.isp.example/i/0042",
+    }
+    now = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+    plan = ladder.ladder_plan(invoice["invoice_number"], "2026-12-10", now=now)
+    texts = {p.step.label: rendering.render(DEFAULTS[p.template].content, invoice, name=p.template) for p in plan}
+    assert [p.notice_key for p in plan][0] == "invoice:INV/2026/12/0042:reminder:H-3"
+    for text in texts.values():
+        assert "INV/2026/12/0042" in text and "Rp1.250.000" in text and "Rina Marlina" in text
+    assert "📅 Jatuh Tempo: 10 Desember 2026" in texts["H-3"]
+    assert "jatuh tempo hari ini, 10 Desember 2026" in texts["H0"]
+    assert "telah melewati jatuh tempo" in texts["H+1"] and "diisolir" in texts["H+1"]

@@ -26,6 +26,8 @@ def test_the_builtin_events_map_to_their_template_and_priority():
         "payment.completed": ("payment_confirmation", priorities.LEVELS["urgent"]),
         "service.expiring": ("expiry_warning", priorities.LEVELS["normal"]),
         "voucher.activated": ("voucher_activated", priorities.LEVELS["urgent"]),
+        "service.suspended": ("isolir_notice", priorities.LEVELS["high"]),
+        "service.reactivated": ("reactivation_notice", priorities.LEVELS["urgent"]),
     }
     assert priorities.resolve(triggers.BULK_PRIORITY) == priorities.LEVELS["high"]
 
@@ -36,7 +38,10 @@ def test_an_unknown_event_is_an_invalid_request_listing_the_known_ones():
 
     message = str(info.value)
     assert "no trigger for event 'invoice.paid'" in message
-    assert "bulk.send, invoice.created, payment.completed, service.expiring, voucher.activated" in message
+    assert (
+        "bulk.send, invoice.created, payment.completed, service.expiring, service.reactivated, service.suspended, "
+        "voucher.activated" in message
+    )
     assert "register" in message
     assert isinstance(info.value, InvalidRequest) and info.value.code == "unknown_event"
 

@@ -9,6 +9,13 @@ Policies (``WA_ROUTING_POLICY``):
   the load in proportion to their speed. Sessions that tie (idle ones, typically) are picked at
   random: picked by priority or id, a stream slower than the sessions' pace would go mostly to the
   first of them.
+
+Under any policy, the number that knows the customer comes first (:func:`prefer_known`): WhatsApp
+trusts per contact (trusted-contact tokens, reach-out timelocks, error 463 on cold contacts), so a
+customer moved to another of the operator's numbers is a stranger to it again and spends that
+number's new-contact budget. The session that last sent to or heard from the recipient takes the
+message while it is connected, within its ban-safety caps and not excluded; otherwise the policy
+routes as it would have (failover still moves messages off a number that is down).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ class Candidate:
     pace_seconds: float = 1.0
     #: Seconds until the session's pace slot opens (the send in progress); 0 when unknown.
     ready_in_seconds: float = 0.0
+    #: Whether its ban-safety caps (daily, hourly, pause after a restriction) allow it another send
+    #: now; True when unknown. Only affinity looks at it: the policies leave caps to the session host.
+    within_caps: bool = True
 
     @property
     def wait_seconds(self) -> float:
@@ -48,6 +58,29 @@ def primary(candidates: Iterable[Candidate]) -> Candidate | None:
     return min(usable, key=lambda c: (c.priority, c.session_id))
 
 
+def prefer_known(
+    candidates: Iterable[Candidate],
+    known: str | None,
+    *,
+    exclude: Iterable[str] = (),
+    max_wait_seconds: float | None = None,
+) -> str | None:
+    """``known`` (the session that last sent to or heard from the recipient) when it can take the
+    message: connected, within its caps, not excluded, and, with ``max_wait_seconds``, not so
+    backed up that the message would wait longer. None: route as if the recipient were new."""
+    if known is None or known in set(exclude):
+        return None
+    for c in candidates:
+        if c.session_id != known:
+            continue
+        if not (c.connected and c.within_caps):
+            return None
+        if max_wait_seconds is not None and c.wait_seconds > max_wait_seconds:
+            return None
+        return known
+    return None  # the session was removed: it knows nobody any more
+
+
 def choose(
     candidates: Sequence[Candidate],
     *,
@@ -56,9 +89,12 @@ def choose(
     policy: str = "failover",
     spillover_wait_seconds: float = 60.0,
     rng: random.Random | None = None,
+    known: str | None = None,
 ) -> str | None:
     """The session to route to, or None when no session is usable now (the message waits).
-    ``rng``: what picks among tied sessions under ``balanced`` (the module's generator by default)."""
+    ``rng``: what picks among tied sessions under ``balanced`` (the module's generator by default).
+    ``known``: the session that last sent to or heard from the recipient, preferred by
+    :func:`prefer_known` (a ``requested`` session still wins)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown routing policy {policy!r}; use one of {', '.join(POLICIES)}")
     excluded = set(exclude)
@@ -67,6 +103,9 @@ def choose(
         return requested if any(c.session_id == requested for c in usable) else None
     if not usable:
         return None
+    affine = prefer_known(usable, known, max_wait_seconds=spillover_wait_seconds if policy == "spillover" else None)
+    if affine is not None:
+        return affine
     by_priority = sorted(usable, key=lambda c: (c.priority, c.session_id))
     if policy == "failover":
         return by_priority[0].session_id

@@ -1,14 +1,20 @@
 """Notification triggers: billing events mapped to a template and a priority.
 
-=====================  ======================  ========
-event                  template                priority
-=====================  ======================  ========
-``invoice.created``    ``new_invoice``         normal
-``payment.completed``  ``payment_confirmation`` urgent
-``service.expiring``   ``expiry_warning``      normal
-``voucher.activated``  ``voucher_activated``   urgent
-``bulk.send``          ``data["templateName"]`` high (one bulk job)
-=====================  ======================  ========
+=======================  ========================  ========
+event                    template                  priority
+=======================  ========================  ========
+``invoice.created``      ``new_invoice``           normal
+``payment.completed``    ``payment_confirmation``  urgent
+``service.expiring``     ``expiry_warning``        normal
+``voucher.activated``    ``voucher_activated``     urgent
+``service.suspended``    ``isolir_notice``         high
+``service.reactivated``  ``reactivation_notice``   urgent
+``bulk.send``            ``data["templateName"]``  high (one bulk job)
+=======================  ========================  ========
+
+``service.suspended`` is the isolir: the router cut the customer off for an unpaid invoice, and the
+notice tells them why and where to pay, ahead of routine messages. ``service.reactivated`` answers a
+payment the customer is waiting on, as urgent as the payment's confirmation.
 
 The customer's number is ``data["customer_whatsapp"]`` (as billing events carry it) or
 ``data["to"]``; the whole of ``data`` is the template's data. Billing code adds or replaces mappings
@@ -48,6 +54,8 @@ BUILTIN: Mapping[str, Trigger] = {
     "payment.completed": Trigger("payment_confirmation", "urgent"),
     "service.expiring": Trigger("expiry_warning"),
     "voucher.activated": Trigger("voucher_activated", "urgent"),
+    "service.suspended": Trigger("isolir_notice", "high"),
+    "service.reactivated": Trigger("reactivation_notice", "urgent"),
 }
 #: Priority of ``bulk.send`` jobs: ahead of routine messages, behind urgent ones.
 BULK_PRIORITY = "high"
