@@ -192,17 +192,22 @@ def send(
 ) -> None:
     """Queue a message to TO and print its id."""
     from wa_tasks import client
+    from wa_tasks.pipeline.request import SendRequest
 
     try:
         data = json.loads(data_json) if data_json else None
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
-    prio: str | int = int(priority) if priority.isdigit() else priority
-    click.echo(
-        client.send(
-            to, text=text, template=template, data=data, priority=prio, idempotency_key=idempotency_key, session=session
-        )
+    request = SendRequest(
+        to,
+        text=text,
+        template=template,
+        data=data,
+        priority=int(priority) if priority.isdigit() else priority,
+        idempotency_key=idempotency_key,
+        session=session,
     )
+    click.echo(client.send_request(request))
 
 
 @cli.command()

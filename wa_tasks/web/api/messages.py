@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from wa_tasks.admin import queue_view
 from wa_tasks.errors import Conflict
+from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.web import schemas
 from wa_tasks.web.api.deps import CONFLICT, NOT_FOUND, MessageId, client, settings
 from wa_tasks.web.schemas import BulkBody, Plain, SendBody
@@ -18,8 +19,7 @@ router = APIRouter()
 @router.post("/send", status_code=202, response_model=schemas.Queued)
 def send(body: SendBody) -> dict[str, Any]:
     """Queue one message (exactly one of ``text`` or ``template``); returns its id and status."""
-    wa = client()
-    message_id = wa.send(
+    request = SendRequest(
         body.to,
         text=body.text,
         template=body.template,
@@ -29,6 +29,8 @@ def send(body: SendBody) -> dict[str, Any]:
         session=body.sessionId,
         email=body.email,
     )
+    wa = client()
+    message_id = wa.send_request(request)
     return {"id": message_id, "status": wa.status(message_id)["status"]}
 
 
