@@ -4,17 +4,19 @@
     message_id = client.send("0812-3456-7890", text="Tagihan Anda sudah terbit.")
     print(client.status(message_id)["status"])
 
-Module-level functions use a default client configured from ``WA_*`` environment variables;
-``Client(...)`` takes explicit configuration. Bad input raises an
+Module-level functions are the :class:`Client` methods of the same name on a default client
+configured from ``WA_*`` environment variables; ``Client(...)`` takes explicit configuration. Bad input raises an
 :class:`~wa_tasks.errors.InvalidRequest` subclass and queues nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from celery import Celery
 
@@ -23,10 +25,14 @@ from models.db import session_scope
 from wa_tasks.admin import template_store
 from wa_tasks.core import triggers
 from wa_tasks.core.phone import normalize
-from wa_tasks.errors import InvalidMessage, MessageNotFound
+from wa_tasks.errors import MessageNotFound
 from wa_tasks.pipeline import bulk, lifecycle, notices, optout, outcomes, schedule, submit
 from wa_tasks.pipeline import media as media_files
+from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings, get_settings
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Client:
@@ -56,6 +62,11 @@ class Client:
         idempotency_key: str | None = None,
         session: str | None = None,
         email: str | None = None,
+        send_at: dt.datetime | None = None,
+        expires_at: dt.datetime | None = None,
+        notice_key: str | None = None,
+        ref: str | None = None,
+        tz: str | None = None,
     ) -> str:
         """Queue a WhatsApp message to ``to`` and return its message id.
 
@@ -66,19 +77,35 @@ class Client:
         if it fails on WhatsApp. A number that contact sync found not to be on WhatsApp is not an
         error: the id is returned as usual, the message is already ``failed`` with
         ``not_on_whatsapp: ...`` and goes to the email fallback (check ``status(id)``).
+
+        ``send_at`` (an aware datetime): stored ``scheduled`` now (errors raised now), sent when
+        due. ``expires_at``: not sent by then, ``expired``. ``notice_key``: at most one message
+        per key (a repeated one returns the first message's id). ``ref`` (e.g. the invoice
+        number): what :meth:`cancel_pending` cancels by. ``tz``: the customer's zone for the send
+        window (default ``WA_TIMEZONE``).
         """
-        return submit.queue(
-            self.settings,
-            self.app,
-            to=to,
-            text=text,
-            template=template,
-            data=data,
-            priority=priority,
-            idempotency_key=idempotency_key,
-            session=session,
-            email=email,
+        return self.send_request(
+            SendRequest(
+                to,
+                text=text,
+                template=template,
+                data=data,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                session=session,
+                email=email,
+                send_at=send_at,
+                expires_at=expires_at,
+                notice_key=notice_key,
+                ref=ref,
+                tz=tz,
+            )
         )
+
+    def send_request(self, request: SendRequest) -> str:
+        """Queue the message ``request`` describes and return its id: what :meth:`send`,
+        :meth:`send_media` and :meth:`notify` do once they have built it."""
+        return submit.queue(self.settings, self.app, request)
 
     def status(self, message_id: str) -> dict[str, Any]:
         """id, status, sentAt, deliveredAt, readAt, sessionId, error, attempts: the fields of
@@ -207,33 +234,18 @@ class Client:
         rendered with ``data``. ``mimetype`` is sniffed from the bytes or taken from the download
         when not given.
         """
-        if isinstance(media, bytes | bytearray | memoryview):
-            item = media_files.from_bytes(bytes(media), mimetype, filename)
-        elif isinstance(media, str):
-            item = media_files.Media(
-                url=media_files.check_url(media, what="media"), mimetype=mimetype, filename=filename
-            )
-        else:
-            raise InvalidMessage(f"media must be an http(s) URL or bytes, got {type(media).__name__}")
-        if caption is None and template is None:
-            raise InvalidMessage("a media message needs a caption= or a template= for its caption")
-        with session_scope(self.settings.database) as db:
-            prepared = submit.prepare(
-                db,
-                self.settings,
-                to=to,
+        return self.send_request(
+            SendRequest(
+                to,
                 text=caption,
                 template=template,
                 data=data,
                 priority=priority,
                 idempotency_key=idempotency_key,
                 session=session,
-                media=item,
+                media=media_files.given(media, mimetype, filename),
             )
-        message_id, created = submit.persist(self.settings, prepared)
-        if created and not prepared.fail_reason:
-            outcomes.publish_dispatch(self.app, message_id, prepared.priority)
-        return message_id
+        )
 
     # Notification triggers ----------------------------------------------------------------------
 
@@ -246,29 +258,25 @@ class Client:
         template: str | None = None,
         priority: str | int | None = None,
         session: str | None = None,
+        send_at: dt.datetime | None = None,
+        expires_at: dt.datetime | None = None,
     ) -> str:
         """Send what ``event`` maps to (see :mod:`wa_tasks.core.triggers`) to ``data["customer_whatsapp"]``
         (or ``data["to"]``), rendered with ``data``; returns the message id (a job id for
-        ``bulk.send``). An unknown event or a missing number raises an InvalidRequest subclass."""
+        ``bulk.send``). An unknown event or a missing number raises an InvalidRequest subclass.
+        ``send_at``/``expires_at``: as for :meth:`send`. ``payment.completed`` cancels the waiting
+        notices of ``data["invoice_number"]`` in the transaction that queues the confirmation."""
         planned = triggers.plan(
-            event, data, idempotency_key=idempotency_key, template=template, priority=priority, session=session
+            event,
+            data,
+            idempotency_key=idempotency_key,
+            template=template,
+            priority=priority,
+            session=session,
+            send_at=send_at,
+            expires_at=expires_at,
         )
-        if isinstance(planned, triggers.Bulk):
-            return self.send_bulk(
-                planned.recipients,
-                template=planned.template,
-                template_data=planned.template_data,
-                priority=planned.priority,
-                idempotency_key=planned.idempotency_key,
-            )
-        return self.send(
-            planned.to,
-            template=planned.template,
-            data=planned.data,
-            priority=planned.priority,
-            idempotency_key=planned.idempotency_key,
-            session=planned.session,
-        )
+        return submit.carry_out(self.settings, self.app, planned)
 
     # Templates --------------------------------------------------------------------------------------
 
@@ -378,222 +386,44 @@ def default_client() -> Client:
         return _default
 
 
-def send(
-    to: str,
-    *,
-    text: str | None = None,
-    template: str | None = None,
-    data: dict[str, Any] | None = None,
-    priority: str | int = "normal",
-    idempotency_key: str | None = None,
-    session: str | None = None,
-    email: str | None = None,
-) -> str:
-    """:meth:`Client.send` on the default client."""
-    return default_client().send(
-        to,
-        text=text,
-        template=template,
-        data=data,
-        priority=priority,
-        idempotency_key=idempotency_key,
-        session=session,
-        email=email,
-    )
+def _on_default_client(method: Callable[Concatenate[Client, _P], _R]) -> Callable[_P, _R]:
+    """``method`` of :class:`Client` as a module function on :func:`default_client`, with the
+    method's own parameters and docstring (so each signature is written once, on the method)."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return method(default_client(), *args, **kwargs)
+
+    parameters = list(inspect.signature(method).parameters.values())[1:]  # without self
+    call.__signature__ = inspect.signature(method).replace(parameters=parameters)  # type: ignore[attr-defined]
+    return call
 
 
-def status(message_id: str) -> dict[str, Any]:
-    """:meth:`Client.status` on the default client."""
-    return default_client().status(message_id)
-
-
-def send_bulk(
-    recipients: Sequence[Mapping[str, Any]],
-    *,
-    template: str | None = None,
-    text: str | None = None,
-    template_data: Mapping[str, Any] | None = None,
-    priority: str | int = "high",
-    idempotency_key: str | None = None,
-    send_at: dt.datetime | None = None,
-    expires_at: dt.datetime | None = None,
-) -> str:
-    """:meth:`Client.send_bulk` on the default client."""
-    return default_client().send_bulk(
-        recipients,
-        template=template,
-        text=text,
-        template_data=template_data,
-        priority=priority,
-        idempotency_key=idempotency_key,
-        send_at=send_at,
-        expires_at=expires_at,
-    )
-
-
-def bulk_status(job_id: str) -> dict[str, Any]:
-    """:meth:`Client.bulk_status` on the default client."""
-    return default_client().bulk_status(job_id)
-
-
-def cancel_bulk(job_id: str) -> int:
-    """:meth:`Client.cancel_bulk` on the default client."""
-    return default_client().cancel_bulk(job_id)
-
-
-def cancel(message_id: str) -> bool:
-    """:meth:`Client.cancel` on the default client."""
-    return default_client().cancel(message_id)
-
-
-def cancel_pending(ref: str, categories: Iterable[str] | None = None) -> int:
-    """:meth:`Client.cancel_pending` on the default client."""
-    return default_client().cancel_pending(ref, categories)
-
-
-def schedule_reminders(
-    invoice_number: str,
-    to: str,
-    due_date: dt.date | dt.datetime | str,
-    *,
-    ladder: Iterable[str] | str = ("H-3", "H-1", "H0", "H+1"),
-    at: str | dt.time = "09:00",
-    data: Mapping[str, Any] | None = None,
-    templates: Mapping[str, str] | None = None,
-    tz: str | None = None,
-    priority: str | int = "normal",
-) -> dict[str, str]:
-    """:meth:`Client.schedule_reminders` on the default client."""
-    return default_client().schedule_reminders(
-        invoice_number, to, due_date, ladder=ladder, at=at, data=data, templates=templates, tz=tz, priority=priority
-    )
-
-
-def retry(message_id: str) -> bool:
-    """:meth:`Client.retry` on the default client."""
-    return default_client().retry(message_id)
-
-
-def send_media(
-    to: str,
-    media: str | bytes,
-    *,
-    caption: str | None = None,
-    template: str | None = None,
-    data: dict[str, Any] | None = None,
-    mimetype: str | None = None,
-    filename: str | None = None,
-    priority: str | int = "normal",
-    idempotency_key: str | None = None,
-    session: str | None = None,
-) -> str:
-    """:meth:`Client.send_media` on the default client."""
-    return default_client().send_media(
-        to,
-        media,
-        caption=caption,
-        template=template,
-        data=data,
-        mimetype=mimetype,
-        filename=filename,
-        priority=priority,
-        idempotency_key=idempotency_key,
-        session=session,
-    )
-
-
-def notify(
-    event: str,
-    data: Mapping[str, Any],
-    *,
-    idempotency_key: str | None = None,
-    template: str | None = None,
-    priority: str | int | None = None,
-    session: str | None = None,
-) -> str:
-    """:meth:`Client.notify` on the default client."""
-    return default_client().notify(
-        event, data, idempotency_key=idempotency_key, template=template, priority=priority, session=session
-    )
+send = _on_default_client(Client.send)
+send_request = _on_default_client(Client.send_request)
+status = _on_default_client(Client.status)
+send_bulk = _on_default_client(Client.send_bulk)
+bulk_status = _on_default_client(Client.bulk_status)
+cancel_bulk = _on_default_client(Client.cancel_bulk)
+cancel = _on_default_client(Client.cancel)
+cancel_pending = _on_default_client(Client.cancel_pending)
+schedule_reminders = _on_default_client(Client.schedule_reminders)
+retry = _on_default_client(Client.retry)
+send_media = _on_default_client(Client.send_media)
+notify = _on_default_client(Client.notify)
+list_templates = _on_default_client(Client.list_templates)
+get_template = _on_default_client(Client.get_template)
+create_template = _on_default_client(Client.create_template)
+update_template = _on_default_client(Client.update_template)
+deactivate_template = _on_default_client(Client.deactivate_template)
+preview_template = _on_default_client(Client.preview_template)
+install_default_templates = _on_default_client(Client.install_default_templates)
+is_opted_out = _on_default_client(Client.is_opted_out)
+opt_in = _on_default_client(Client.opt_in)
+stats = _on_default_client(Client.stats)
+sync_contacts = _on_default_client(Client.sync_contacts)
 
 
 def register_trigger(event: str, template: str, *, priority: str | int = "normal") -> None:
     """Map a billing event to a template for :func:`notify` in this process (see :mod:`wa_tasks.core.triggers`)."""
     triggers.register(event, template, priority=priority)
-
-
-def list_templates(*, include_inactive: bool = True) -> list[dict[str, Any]]:
-    """:meth:`Client.list_templates` on the default client."""
-    return default_client().list_templates(include_inactive=include_inactive)
-
-
-def get_template(name: str) -> dict[str, Any]:
-    """:meth:`Client.get_template` on the default client."""
-    return default_client().get_template(name)
-
-
-def create_template(
-    name: str,
-    content: str,
-    *,
-    category: str = "notification",
-    type: str = "text",
-    language: str = "id",
-    is_active: bool = True,
-) -> dict[str, Any]:
-    """:meth:`Client.create_template` on the default client."""
-    return default_client().create_template(
-        name, content, category=category, type=type, language=language, is_active=is_active
-    )
-
-
-def update_template(
-    name: str,
-    *,
-    content: str | None = None,
-    category: str | None = None,
-    type: str | None = None,
-    language: str | None = None,
-    is_active: bool | None = None,
-) -> dict[str, Any]:
-    """:meth:`Client.update_template` on the default client."""
-    return default_client().update_template(
-        name, content=content, category=category, type=type, language=language, is_active=is_active
-    )
-
-
-def deactivate_template(name: str) -> dict[str, Any]:
-    """:meth:`Client.deactivate_template` on the default client."""
-    return default_client().deactivate_template(name)
-
-
-def preview_template(
-    name: str | None = None, data: Mapping[str, Any] | None = None, *, content: str | None = None, type: str = "text"
-) -> dict[str, Any]:
-    """:meth:`Client.preview_template` on the default client."""
-    return default_client().preview_template(name, data, content=content, type=type)
-
-
-def install_default_templates() -> dict[str, list[str]]:
-    """:meth:`Client.install_default_templates` on the default client."""
-    return default_client().install_default_templates()
-
-
-def is_opted_out(number: str) -> bool:
-    """:meth:`Client.is_opted_out` on the default client."""
-    return default_client().is_opted_out(number)
-
-
-def opt_in(number: str) -> bool:
-    """:meth:`Client.opt_in` on the default client."""
-    return default_client().opt_in(number)
-
-
-def stats(day: str | dt.date | None = None, session: str | None = None) -> dict[str, Any]:
-    """:meth:`Client.stats` on the default client."""
-    return default_client().stats(day, session)
-
-
-def sync_contacts(numbers: Iterable[str], *, refresh: bool = False) -> dict[str, bool]:
-    """:meth:`Client.sync_contacts` on the default client."""
-    return default_client().sync_contacts(numbers, refresh=refresh)

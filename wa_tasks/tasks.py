@@ -5,17 +5,20 @@ of wa_tasks needed):
 
 ``wa.send``  kwargs: ``to`` (str, required), ``text`` (str) or ``template`` (str) with ``data``
              (dict), ``priority`` ("urgent"|"high"|"normal"|"low"|0..9; default: the task
-             message's own priority, else "normal"), ``idempotency_key`` (str), ``session`` (str).
-             Returns the message id. A request the thin client would refuse (bad number, empty
-             text, unknown template or session, missing template data, an unknown argument) is
-             stored as a ``failed`` message whose error says why.
+             message's own priority, else "normal"), ``idempotency_key`` (str), ``session`` (str),
+             ``email`` (str, optional; default ``data["customer_email"]``): the email fallback's
+             address; ``send_at``/``expires_at`` (ISO 8601 with an offset, or a unix time): stored
+             ``scheduled`` and sent when due / ``expired`` if not sent by then; ``notice_key``,
+             ``ref``, ``tz``. Returns the message id. A request the thin client would refuse (bad number,
+             empty text, unknown template or session, missing template data, an unknown argument)
+             is stored as a ``failed`` message whose error says why.
 ``wa.status`` kwargs: ``message_id``. Returns the status dict (needs a result backend to read
              the return value; the thin client reads the database directly instead).
-           ``email`` (str, optional; default ``data["customer_email"]``): the email fallback's address.
 ``wa.notify`` kwargs: ``event`` ("invoice.created", "payment.completed", "service.expiring",
              "voucher.activated", "bulk.send"), ``data`` (dict: the template data with
              ``customer_whatsapp``), ``idempotency_key``; optionally ``template``/``priority``
-             to override the event's mapping. Returns the message id (a job id for bulk.send).
+             to override the event's mapping, ``send_at``/``expires_at``. Returns the message id
+             (a job id for bulk.send).
              A refused trigger is stored as a ``failed`` message whose error says why.
 
 Internal: ``wa.release`` (beat: queues the due scheduled messages, ``wa_tasks.pipeline.schedule``),
@@ -46,7 +49,8 @@ from wa_tasks.errors import InvalidRequest
 from wa_tasks.infra.celery_app import app, app_for
 from wa_tasks.infra.logs import MessageLog
 from wa_tasks.infra.redis_client import client_for, unacked
-from wa_tasks.pipeline import bulk, fallback, lifecycle, live_state, outcomes, schedule, submit
+from wa_tasks.pipeline import fallback, lifecycle, live_state, outcomes, schedule, submit
+from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,11 @@ def send(
     idempotency_key: object = None,
     session: object = None,
     email: object = None,
+    send_at: object = None,
+    expires_at: object = None,
+    notice_key: object = None,
+    ref: object = None,
+    tz: object = None,
     **unknown: object,
 ) -> str:
     settings = get_settings()
@@ -72,31 +81,45 @@ def send(
     key = idempotency_key if idempotency_key is not None else f"task:{self.request.id}"
     try:
         _refuse_unknown(task_names.SEND, unknown, SEND_ARGUMENTS)
-        with session_scope(settings.database) as db:
-            prepared = submit.prepare(
-                db,
-                settings,
-                to=to,
-                text=text,
-                template=template,
-                data=data,
-                priority=priority,
-                idempotency_key=key,
-                session=session,
-                email=email,
-            )
+        # Untyped input from another codebase: SendRequest's checks are what type it.
+        fields: dict[str, Any] = {
+            "to": to,
+            "text": text,
+            "template": template,
+            "data": data,
+            "priority": priority if priority is not None else priorities.DEFAULT,
+            "idempotency_key": key,
+            "session": session,
+            "email": email,
+            "send_at": send_at,
+            "expires_at": expires_at,
+            "notice_key": notice_key,
+            "ref": ref,
+            "tz": tz,
+        }
+        return submit.queue(settings, app, SendRequest(**fields))
     except InvalidRequest as exc:
         step = priority if isinstance(priority, int) and 0 <= priority <= 9 else priorities.LEVELS["normal"]
         return submit.record_refusal(settings, to=to, error=exc, idempotency_key=_refusal_key(self, key), priority=step)
-    message_id, created = submit.persist(settings, prepared)
-    if created and not prepared.fail_reason:
-        outcomes.publish_dispatch(app, message_id, prepared.priority)
-    return message_id
 
 
 #: The keyword arguments of the public tasks (an unknown one is refused, not a worker traceback).
-SEND_ARGUMENTS = ("to", "text", "template", "data", "priority", "idempotency_key", "session", "email")
-NOTIFY_ARGUMENTS = ("event", "data", "idempotency_key", "template", "priority", "session")
+SEND_ARGUMENTS = (
+    "to",
+    "text",
+    "template",
+    "data",
+    "priority",
+    "idempotency_key",
+    "session",
+    "email",
+    "send_at",
+    "expires_at",
+    "notice_key",
+    "ref",
+    "tz",
+)
+NOTIFY_ARGUMENTS = ("event", "data", "idempotency_key", "template", "priority", "session", "send_at", "expires_at")
 
 
 def _refuse_unknown(task: str, unknown: dict[str, object], known: tuple[str, ...]) -> None:
@@ -416,6 +439,8 @@ def notify(
     template: object = None,
     priority: object = None,
     session: object = None,
+    send_at: object = None,
+    expires_at: object = None,
     **unknown: object,
 ) -> str:
     """A billing event (``wa_tasks.core.triggers``) sends its template to ``data["customer_whatsapp"]``;
@@ -434,27 +459,10 @@ def notify(
             template=template,  # type: ignore[arg-type]
             priority=priority,  # type: ignore[arg-type]
             session=session,  # type: ignore[arg-type]
+            send_at=send_at,  # type: ignore[arg-type]  # checked by the send it leads to
+            expires_at=expires_at,  # type: ignore[arg-type]
         )
-        if isinstance(planned, triggers.Bulk):
-            return bulk.create(
-                settings,
-                app_for(settings),
-                planned.recipients,
-                template=planned.template,
-                template_data=planned.template_data,
-                priority=planned.priority,
-                idempotency_key=planned.idempotency_key,
-            )
-        return submit.queue(
-            settings,
-            app_for(settings),
-            to=planned.to,
-            template=planned.template,
-            data=planned.data,
-            priority=planned.priority,
-            idempotency_key=planned.idempotency_key,
-            session=planned.session,
-        )
+        return submit.carry_out(settings, app_for(settings), planned)
     except InvalidRequest as exc:
         return submit.record_refusal(
             settings,

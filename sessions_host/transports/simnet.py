@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from wa_tasks.core import redis_keys
+from wa_tasks.core import redis_keys, timefmt
 
 
 @dataclass(frozen=True)
@@ -199,4 +199,4 @@ def simulated_number(session_id: str) -> str:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    return timefmt.iso(dt.datetime.now(dt.UTC))

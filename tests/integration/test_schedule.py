@@ -31,6 +31,7 @@ from wa_tasks.errors import InvalidRequest, InvalidSchedule
 from wa_tasks.infra.celery_app import app_for
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import lifecycle, live_state, schedule, submit
+from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -334,7 +335,7 @@ def test_cancel_pending_cancels_a_refs_waiting_notices_of_the_categories_but_nev
 
 def _prepared(settings: Settings, **timing: Any) -> submit.Prepared:
     with session_scope(settings.database) as db:
-        prepared = submit.prepare(db, settings, to="0812-3456-7890", text="Tagihan Anda")
+        prepared = submit.prepare(db, settings, SendRequest("0812-3456-7890", text="Tagihan Anda"))
     return dataclasses.replace(prepared, timing=schedule.check(**timing))
 
 

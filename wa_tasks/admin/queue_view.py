@@ -16,10 +16,11 @@ from models import Message, MessageStatus, QueueJob, Template, WhatsAppSession
 from models.db import session_scope
 from wa_tasks.core import redis_keys
 from wa_tasks.core.phone import normalize
+from wa_tasks.core.timefmt import iso_or_none
 from wa_tasks.errors import InvalidPhoneNumber, InvalidRequest
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import bulk, live_state
-from wa_tasks.pipeline.lifecycle import ambiguity, iso
+from wa_tasks.pipeline.lifecycle import ambiguity
 from wa_tasks.settings import Settings
 
 #: The most rows one page of messages or jobs may ask for.
@@ -45,13 +46,13 @@ def message_row(message: Message, template: str | None, window_seconds: float | 
         "error": message.error_message,
         "ambiguousSend": ambiguity(message, window_seconds),
         "attempts": message.attempts,
-        "createdAt": iso(message.created_at),
-        "sentAt": iso(message.sent_at),
-        "deliveredAt": iso(message.delivered_at),
-        "readAt": iso(message.read_at),
+        "createdAt": iso_or_none(message.created_at),
+        "sentAt": iso_or_none(message.sent_at),
+        "deliveredAt": iso_or_none(message.delivered_at),
+        "readAt": iso_or_none(message.read_at),
         "bulkJobId": message.bulk_job_id,
-        "sendAt": iso(message.send_at),
-        "expiresAt": iso(message.expires_at),
+        "sendAt": iso_or_none(message.send_at),
+        "expiresAt": iso_or_none(message.expires_at),
         "noticeKey": message.notice_key,
         "ref": message.ref,
         "category": message.category,
@@ -150,7 +151,7 @@ def list_jobs(settings: Settings, *, limit: int = 20) -> list[dict[str, Any]]:
         {
             **bulk.summary(job, counts[job.job_id]),
             "template": (job.job_data or {}).get("template"),
-            "createdAt": iso(job.created_at),
+            "createdAt": iso_or_none(job.created_at),
         }
         for job in jobs
     ]

@@ -20,9 +20,9 @@ from models import Template, utcnow
 from models.db import session_scope
 from wa_tasks.core import rendering
 from wa_tasks.core.default_templates import DEFAULTS
+from wa_tasks.core.timefmt import iso_or_none
 from wa_tasks.errors import InvalidTemplate, TemplateRenderError, UnknownTemplate
 from wa_tasks.pipeline import compose
-from wa_tasks.pipeline.lifecycle import iso
 from wa_tasks.settings import Settings
 
 #: Template names: letters, digits, ``_``, ``.``, ``-``; no spaces (``payment_reminder``).
@@ -42,8 +42,8 @@ def view(row: Template) -> dict[str, Any]:
         "variables": list(row.variables or []),
         "language": row.language,
         "isActive": row.is_active,
-        "createdAt": iso(row.created_at),
-        "updatedAt": iso(row.updated_at),
+        "createdAt": iso_or_none(row.created_at),
+        "updatedAt": iso_or_none(row.updated_at),
     }
 
 

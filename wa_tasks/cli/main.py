@@ -181,6 +181,11 @@ def redis() -> None:
 @click.option("--priority", default="normal", show_default=True, help="urgent, high, normal, low or 0..9.")
 @click.option("--idempotency-key", help="A repeated key sends nothing new.")
 @click.option("--session", help="Send only through this session.")
+@click.option("--at", "send_at", help="Send at this time: ISO 8601 with its offset (2026-12-03T09:00+07:00).")
+@click.option("--expires", "expires_at", help="Not sent by this time (ISO 8601 with its offset): expired.")
+@click.option("--notice-key", help="At most one message per key (invoice:INV-7:reminder:H-3).")
+@click.option("--ref", help="What the message is about, e.g. an invoice number (for notices cancel).")
+@click.option("--tz", help="The customer's time zone for the send window (default WA_TIMEZONE).")
 def send(
     to: str,
     text: str | None,
@@ -189,20 +194,35 @@ def send(
     priority: str,
     idempotency_key: str | None,
     session: str | None,
+    send_at: str | None,
+    expires_at: str | None,
+    notice_key: str | None,
+    ref: str | None,
+    tz: str | None,
 ) -> None:
-    """Queue a message to TO and print its id."""
+    """Queue a message to TO and print its id (with --at: stored scheduled, sent when due)."""
     from wa_tasks import client
+    from wa_tasks.pipeline.request import SendRequest
 
     try:
         data = json.loads(data_json) if data_json else None
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
-    prio: str | int = int(priority) if priority.isdigit() else priority
-    click.echo(
-        client.send(
-            to, text=text, template=template, data=data, priority=prio, idempotency_key=idempotency_key, session=session
-        )
+    request = SendRequest(
+        to,
+        text=text,
+        template=template,
+        data=data,
+        priority=int(priority) if priority.isdigit() else priority,
+        idempotency_key=idempotency_key,
+        session=session,
+        send_at=send_at,
+        expires_at=expires_at,
+        notice_key=notice_key,
+        ref=ref,
+        tz=tz,
     )
+    click.echo(client.send_request(request))
 
 
 @cli.command()

@@ -32,6 +32,8 @@ A trigger that cannot be carried out is never swallowed: the thin client raises 
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +41,9 @@ from typing import Any
 
 from wa_tasks.core import priorities
 from wa_tasks.errors import InvalidMessage, InvalidRequest, MissingRecipient, UnknownEvent
+
+#: A time as callers give it (an aware datetime, ISO 8601 or a unix time), checked by the send.
+Moment = dt.datetime | str | float | None
 
 #: The event that sends one template to many recipients as a bulk job.
 BULK_SEND = "bulk.send"
@@ -132,6 +137,9 @@ class Send:
     priority: str | int
     idempotency_key: str | None
     session: str | None
+    #: When it goes and until when (``send_at``/``expires_at`` of ``notify``; None: at once, no limit).
+    send_at: Moment = None
+    expires_at: Moment = None
     #: What the message is about (``data["invoice_number"]``): it groups the customer's notices.
     ref: str | None = None
     #: The ref whose waiting notices are cancelled in the transaction that stores this message
@@ -148,6 +156,8 @@ class Bulk:
     template_data: Mapping[str, Any] | None
     priority: str | int
     idempotency_key: str | None
+    send_at: Moment = None
+    expires_at: Moment = None
 
 
 #: What a trigger sends, for the caller (``Client.notify``, the ``wa.notify`` task) to carry out.
@@ -162,16 +172,19 @@ def plan(
     template: str | None = None,
     priority: str | int | None = None,
     session: str | None = None,
+    send_at: Moment = None,
+    expires_at: Moment = None,
 ) -> Plan:
     """What ``event`` sends: one message, or for ``bulk.send`` a bulk job.
 
     ``template``/``priority`` override the mapping for this call (and let a caller use an event
-    this process has no mapping for).
+    this process has no mapping for). ``send_at``/``expires_at`` are carried to the send, which checks them.
     """
     if not isinstance(data, Mapping):
         raise InvalidMessage(f"trigger data must be a mapping, got {type(data).__name__}")
     if event == BULK_SEND:
-        return _bulk(data, idempotency_key=idempotency_key, template=template, priority=priority)
+        planned = _bulk(data, idempotency_key=idempotency_key, template=template, priority=priority)
+        return dataclasses.replace(planned, send_at=send_at, expires_at=expires_at)
     if template:
         if not isinstance(event, str) or not event.strip():
             raise UnknownEvent(f"event name must be a non-empty string, got {event!r}")
@@ -187,6 +200,8 @@ def plan(
         priority=priority if priority is not None else trigger.priority,
         idempotency_key=idempotency_key,
         session=session,
+        send_at=send_at,
+        expires_at=expires_at,
         ref=ref,
         cancels_ref=ref if event in CANCELS_PENDING else None,
     )

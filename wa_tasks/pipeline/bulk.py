@@ -24,7 +24,8 @@ from models.db import session_scope
 from wa_tasks.core import priorities, rendering, task_names
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownJob, UnknownTemplate
-from wa_tasks.pipeline import optout, schedule, submit
+from wa_tasks.pipeline import optout, schedule
+from wa_tasks.pipeline.request import refuse_nul
 from wa_tasks.settings import Settings
 
 #: Message ids per ``wa.dispatch_batch`` task: larger batches cost fewer round trips and do not
@@ -78,7 +79,7 @@ def create(
         # Each message stores ``key:index`` in a 200-character column.
         raise InvalidMessage(f"idempotency_key must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
     for value, what in ((text, "text"), (template, "template"), (template_data, "template_data")):
-        submit.refuse_nul(value, what)
+        refuse_nul(value, what)
     with session_scope(settings.database) as db:
         row = db.scalar(select(Template).where(Template.name == template)) if template else None
     if template is not None and (row is None or not row.is_active):
@@ -193,7 +194,7 @@ def _prepare(
     if not isinstance(own, Mapping):
         raise InvalidMessage("a recipient's data must be a mapping")
     to = normalize(number, settings.default_region).number
-    submit.refuse_nul(own, "data")
+    refuse_nul(own, "data")
     data = {**(shared or {}), **own}
     if template is not None:
         content = rendering.render(template.content, data, name=f"template {template.name!r}")

@@ -36,6 +36,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import PENDING, Message, MessageStatus, WhatsAppSession, utcnow
+from wa_tasks.core.timefmt import iso_or_none
 from wa_tasks.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -380,10 +381,6 @@ def has_wa_id(db: Session, wa_message_id: str) -> bool:
     return db.scalar(select(Message.id).where(Message.wa_message_id == wa_message_id).limit(1)) is not None
 
 
-def iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def ambiguity(message: Message, window_seconds: float | None = None, now: dt.datetime | None = None) -> str | None:
     """What to say of an ambiguous send: waiting for a receipt (within ``window_seconds`` of its
     failure; default ``WA_AMBIGUOUS_RECEIPT_WINDOW_SECONDS``), no receipt seen (after), or resolved
@@ -407,20 +404,20 @@ def status_view(message: Message, window_seconds: float | None = None) -> dict[s
     return {
         "id": message.id,
         "status": message.status,
-        "sentAt": iso(message.sent_at),
-        "deliveredAt": iso(message.delivered_at),
-        "readAt": iso(message.read_at),
+        "sentAt": iso_or_none(message.sent_at),
+        "deliveredAt": iso_or_none(message.delivered_at),
+        "readAt": iso_or_none(message.read_at),
         "sessionId": message.session_id,
         "error": message.error_message,
         "attempts": message.attempts,
         "to": message.to_number,
-        "createdAt": iso(message.created_at),
-        "failedAt": iso(message.failed_at),
+        "createdAt": iso_or_none(message.created_at),
+        "failedAt": iso_or_none(message.failed_at),
         "waMessageId": message.wa_message_id,
         "ambiguousSend": ambiguity(message, window_seconds),
-        "sendAt": iso(message.send_at),
-        "expiresAt": iso(message.expires_at),
-        "expiredAt": iso(message.expired_at),
+        "sendAt": iso_or_none(message.send_at),
+        "expiresAt": iso_or_none(message.expires_at),
+        "expiredAt": iso_or_none(message.expired_at),
         "noticeKey": message.notice_key,
         "ref": message.ref,
     }

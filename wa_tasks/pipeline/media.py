@@ -93,6 +93,15 @@ def check_url(url: object, *, what: str = "media_url") -> str:
     return url
 
 
+def given(media: object, mimetype: str | None = None, filename: str | None = None) -> Media:
+    """What a caller passes as a message's media: an http(s) URL (fetched at send time) or bytes."""
+    if isinstance(media, bytes | bytearray | memoryview):
+        return from_bytes(bytes(media), mimetype, filename)
+    if isinstance(media, str):
+        return Media(url=check_url(media, what="media"), mimetype=mimetype, filename=filename)
+    raise InvalidMessage(f"media must be an http(s) URL or bytes, got {type(media).__name__}")
+
+
 def from_bytes(data: bytes, mimetype: str | None = None, filename: str | None = None) -> Media:
     """Bytes given by the caller, checked for size and type."""
     if not data:

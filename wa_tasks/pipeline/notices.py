@@ -23,6 +23,7 @@ from models.db import session_scope
 from wa_tasks.core import ladder
 from wa_tasks.errors import InvalidSchedule
 from wa_tasks.pipeline import schedule, submit
+from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ def schedule_reminders(
     prepared: list[tuple[ladder.PlannedStep, submit.Prepared]] = []
     with session_scope(settings.database) as db:
         for step in every:
-            base = submit.prepare(db, settings, to=to, template=step.template, data=dict(merged), priority=priority)
+            request = SendRequest(to, template=step.template, data=dict(merged), priority=priority)
+            base = submit.prepare(db, settings, request)
             timing = schedule.Timing(send_at=step.send_at, notice_key=step.notice_key, ref=invoice_number, tz=tz)
             prepared.append((step, dataclasses.replace(base, timing=timing)))
     ids: dict[str, str] = {}

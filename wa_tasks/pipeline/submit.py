@@ -1,7 +1,9 @@
-"""Turning a send request into a persisted ``queued`` message and its ``dispatch`` task.
+"""Turning a send request (:class:`~wa_tasks.pipeline.request.SendRequest`) into a persisted
+``queued`` message and its ``dispatch`` task.
 
-Shared by the thin client (which raises on bad input) and the public ``wa.send`` task (which
-records a refused request as a ``failed`` message). Order matters: validate and render first,
+Shared by every send entry point: the thin client (which raises on bad input), the public
+``wa.send`` and ``wa.notify`` tasks (which record a refused request as a ``failed`` message), and
+through the client the HTTP API and the command line. Order matters: validate and render first,
 commit the row, then publish; a crash between commit and publish leaves a ``queued`` row that the
 sweeper publishes again.
 """
@@ -9,7 +11,7 @@ sweeper publishes again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +22,14 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks.core import priorities, rendering
+from wa_tasks.core import triggers
 from wa_tasks.core.phone import normalize
-from wa_tasks.errors import InvalidMessage, UnknownSession, UnknownTemplate, WaTasksError
+from wa_tasks.errors import UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.infra.logs import MessageLog
-from wa_tasks.pipeline import compose, contacts, fallback, lifecycle, optout, schedule
+from wa_tasks.pipeline import bulk, compose, contacts, fallback, lifecycle, optout, schedule
 from wa_tasks.pipeline.media import Media
 from wa_tasks.pipeline.outcomes import publish_dispatch
+from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,15 +37,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated request, ready to be stored."""
+    """A validated request, ready to be stored: the request and what :func:`prepare` made of it."""
 
+    request: SendRequest
+    #: The recipient's E.164 digits.
     to_number: str
+    #: The text sent: the request's text, or its template rendered (a button or list message's
+    #: plain-text fallback).
     content: str
-    priority: int
     template_id: int | None
+    #: The template data as it is stored (:func:`~wa_tasks.pipeline.compose.jsonable`).
     data: dict[str, Any] | None
-    idempotency_key: str | None
-    session: str | None
     max_attempts: int
     #: text, media, button or list (button and list are sent as their plain-text fallback).
     message_type: str = "text"
@@ -58,121 +63,63 @@ class Prepared:
     #: When it goes, until when, and what it is about (``wa_tasks.pipeline.schedule``).
     timing: schedule.Timing = schedule.Timing()
 
-
-def refuse_nul(value: object, what: str) -> None:
-    """Raise :class:`InvalidMessage` if ``value`` holds a NUL character (U+0000): a string, or any
-    string key or value inside nested mappings and lists (template data). PostgreSQL text cannot
-    store one, the message is not meant to carry one, and refusing it here, where every request
-    (client, tasks, API, command line, bulk) is validated, keeps the rule in one place. The error
-    names where it is: ``data['items'][2]['name']``. Each container is looked at once, without
-    recursion, so deep or self-referencing data costs its size and no more."""
-    pending: list[tuple[object, tuple[object, ...]]] = [(value, ())]
-    seen: set[int] = set()
-    while pending:
-        item, path = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                where = what + "".join(f"[{key!r}]" for key in path)
-                raise InvalidMessage(f"{where} contains a NUL character (\\u0000); remove it")
-            continue
-        if isinstance(item, Mapping | list | tuple | set | frozenset):
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            pairs = item.items() if isinstance(item, Mapping) else enumerate(item)
-            for key, inner in pairs:
-                if isinstance(key, str) and "\x00" in key:
-                    where = what + "".join(f"[{k!r}]" for k in path)
-                    raise InvalidMessage(f"{where} has a key with a NUL character (\\u0000): {key!r}; remove it")
-                pending.append((inner, (*path, key)))
+    @property
+    def priority(self) -> int:
+        return self.request.step
 
 
-def prepare(
-    db: Session,
-    settings: Settings,
-    *,
-    to: object,
-    text: object = None,
-    template: object = None,
-    data: object = None,
-    priority: object = None,
-    idempotency_key: object = None,
-    session: object = None,
-    media: Media | None = None,
-    email: object = None,
-) -> Prepared:
-    """Validate and render a request; raise an :class:`~wa_tasks.errors.InvalidRequest` subclass.
+def prepare(db: Session, settings: Settings, request: SendRequest) -> Prepared:
+    """Check what of ``request`` needs the settings or the database (the number in the default
+    region, the template and its rendering, opt-out, the session) and render it; raise an
+    :class:`~wa_tasks.errors.InvalidRequest` subclass.
 
-    ``media``: an image or document sent with the text or the template as its caption.
-    ``email``: the customer's address for the email fallback (default: ``data["customer_email"]``).
     A number the contact cache knows, freshly, not to be on WhatsApp is not an error: the result
     carries ``fail_reason`` (see :class:`Prepared`)."""
-    recipient = normalize(to, settings.default_region)
-    for value, what in (
-        (text, "text"),
-        (template, "template"),
-        (data, "data"),
-        (idempotency_key, "idempotency_key"),
-        (session, "session"),
-        (email, "email"),
-        (media and {"url": media.url, "mimetype": media.mimetype, "filename": media.filename}, "media"),
-    ):
-        refuse_nul(value, what)
-    step = priorities.resolve(priority)  # type: ignore[arg-type]
-    if data is not None and not isinstance(data, dict):
-        raise InvalidMessage(f"data must be a mapping of template variables, got {type(data).__name__}")
-    if (text is None) == (template is None):
-        raise InvalidMessage("give exactly one of text= or template=")
+    recipient = normalize(request.to, settings.default_region)
     template_id = None
     category = None
-    composed = compose.Composed("text", "")
-    if text is not None:
-        if not isinstance(text, str):
-            raise InvalidMessage(f"text must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise InvalidMessage("text is empty")
-        if len(text) > rendering.MAX_LENGTH:
-            raise InvalidMessage(f"text is {len(text)} characters; the limit is {rendering.MAX_LENGTH}")
-        content = text
-        if media is not None:
-            composed = compose.Composed("media", text, media)
+    if request.text is not None:
+        content = request.text
+        composed = compose.Composed("media" if request.media else "text", content, request.media)
     else:
-        if not isinstance(template, str) or not template.strip():
-            raise InvalidMessage("template must be a template name")
-        row = db.scalar(select(Template).where(Template.name == template))
+        row = db.scalar(select(Template).where(Template.name == request.template))
         if row is None or not row.is_active:
             state = "inactive" if row is not None else "unknown"
-            raise UnknownTemplate(f"{state} template {template!r}; list them with `wa-tasks templates list`")
+            raise UnknownTemplate(f"{state} template {request.template!r}; list them with `wa-tasks templates list`")
         optout.refuse_if_opted_out(db, recipient.number, row.category, row.name)
-        composed = compose.compose(name=row.name, type=row.type, content=row.content, data=data, media=media)
+        composed = compose.compose(
+            name=row.name, type=row.type, content=row.content, data=request.data, media=request.media
+        )
         content = composed.content
         template_id = row.id
         category = row.category
-    if idempotency_key is not None and (
-        not isinstance(idempotency_key, str) or not idempotency_key.strip() or len(idempotency_key) > 200
-    ):
-        raise InvalidMessage("idempotency_key must be a non-empty string of at most 200 characters")
+    timing = schedule.check(
+        send_at=request.send_at,
+        expires_at=request.expires_at,
+        notice_key=request.notice_key,
+        ref=request.ref,
+        tz=request.tz,
+        grace_seconds=settings.schedule_grace_seconds,
+    )
+    session = request.session
     if session is not None and (
         not isinstance(session, str)
         or db.scalar(select(WhatsAppSession.id).where(WhatsAppSession.session_id == session)) is None
     ):
         raise UnknownSession(f"unknown session {session!r}; list them with `wa-tasks sessions list`")
-    if email is None and isinstance(data, dict):
-        email = data.get("customer_email")
     absent = contacts.known_absent(db, settings, recipient.number)
     return Prepared(
+        request=request,
         to_number=recipient.number,
         content=content,
-        priority=step,
         template_id=template_id,
-        data=compose.jsonable(data),
-        idempotency_key=idempotency_key,
-        session=session,
+        data=compose.jsonable(request.data),
         max_attempts=settings.max_attempts,
         message_type=composed.message_type,
         media=composed.media,
-        email=fallback.check_address(email),
+        email=request.fallback_email(),
         category=category,
+        timing=timing,
         fail_reason=(
             f"{contacts.NOT_ON_WHATSAPP}: the number is not on WhatsApp (contact sync, "
             f"checked {absent.checked_at:%Y-%m-%d %H:%M} UTC); not sent"
@@ -206,8 +153,8 @@ def persist(
                     priority=prepared.priority,
                     template_id=prepared.template_id,
                     data=prepared.data,
-                    idempotency_key=prepared.idempotency_key,
-                    requested_session=prepared.session,
+                    idempotency_key=prepared.request.idempotency_key,
+                    requested_session=prepared.request.session,
                     max_attempts=prepared.max_attempts,
                     status=MessageStatus.FAILED if prepared.fail_reason else status,
                     error_message=prepared.fail_reason,
@@ -232,8 +179,9 @@ def persist(
         return message_id, True
     except IntegrityError:
         existing = None
-        if prepared.idempotency_key is not None:
-            existing = find_by_idempotency_key(settings, prepared.idempotency_key)
+        key = prepared.request.idempotency_key
+        if key is not None:
+            existing = find_by_idempotency_key(settings, key)
         if existing is None and timing.notice_key is not None:
             existing = find_by_notice_key(settings, timing.notice_key)
         if existing is None:
@@ -291,34 +239,47 @@ def record_refusal(
 
 
 def queue(
-    settings: Settings,
-    app: Celery,
-    *,
-    to: object,
-    text: object = None,
-    template: object = None,
-    data: object = None,
-    priority: object = "normal",
-    idempotency_key: object = None,
-    session: object = None,
-    email: object = None,
+    settings: Settings, app: Celery, request: SendRequest, *, cancel: tuple[str, Collection[str] | None] | None = None
 ) -> str:
     """Validate, store and dispatch one message (:func:`prepare`, :func:`persist`,
-    :func:`~wa_tasks.pipeline.outcomes.publish_dispatch`); returns its id."""
+    :func:`~wa_tasks.pipeline.outcomes.publish_dispatch`); returns its id. A message with a later
+    ``send_at`` is stored ``scheduled`` and dispatched by the releaser (``wa_tasks.pipeline.schedule``).
+    ``cancel``: see :func:`persist`."""
     with session_scope(settings.database) as db:
-        prepared = prepare(
-            db,
-            settings,
-            to=to,
-            text=text,
-            template=template,
-            data=data,
-            priority=priority,
-            idempotency_key=idempotency_key,
-            session=session,
-            email=email,
-        )
-    message_id, created = persist(settings, prepared)
+        prepared = prepare(db, settings, request)
+    message_id, created = persist(settings, prepared, cancel=cancel)
     if dispatch_now(prepared, created):
         publish_dispatch(app, message_id, prepared.priority)
     return message_id
+
+
+def carry_out(settings: Settings, app: Celery, planned: triggers.Plan) -> str:
+    """Queue what a trigger plans (``Client.notify``, the ``wa.notify`` task): one message, or for
+    ``bulk.send`` a bulk job; returns the message or job id."""
+    if isinstance(planned, triggers.Bulk):
+        return bulk.create(
+            settings,
+            app,
+            planned.recipients,
+            template=planned.template,
+            template_data=planned.template_data,
+            priority=planned.priority,
+            idempotency_key=planned.idempotency_key,
+            send_at=planned.send_at,
+            expires_at=planned.expires_at,
+        )
+    request = SendRequest(
+        planned.to,
+        template=planned.template,
+        data=planned.data,
+        priority=planned.priority,
+        idempotency_key=planned.idempotency_key,
+        session=planned.session,
+        send_at=planned.send_at,
+        expires_at=planned.expires_at,
+        ref=planned.ref,
+    )
+    # payment.completed: the invoice's waiting notices are cancelled in the transaction that
+    # stores the confirmation (every category: reminders, overdue and isolir notices).
+    cancel = (planned.cancels_ref, None) if planned.cancels_ref else None
+    return queue(settings, app, request, cancel=cancel)

@@ -352,6 +352,17 @@ class SendBody(Body):
     idempotencyKey: Plain | None = Field(default=None, min_length=1, max_length=200)
     sessionId: Plain | None = Field(default=None, max_length=100, description="Send only through this session")
     email: Plain | None = Field(default=None, max_length=320, description="Address for the email fallback")
+    sendAt: dt.datetime | None = Field(
+        default=None, description="Send at this time (ISO 8601 with its offset); later than now: stored scheduled"
+    )
+    expiresAt: dt.datetime | None = Field(
+        default=None, description="Not sent by this time (ISO 8601 with its offset): expired, never sent late"
+    )
+    noticeKey: Plain | None = Field(
+        default=None, min_length=1, max_length=200, description="At most one message per key; a repeat returns its id"
+    )
+    ref: Plain | None = Field(default=None, min_length=1, max_length=100, description="What it is about (an invoice)")
+    tz: Plain | None = Field(default=None, max_length=64, description="The customer's time zone for the send window")
 
 
 class Recipient(Body):
@@ -382,6 +393,8 @@ class BulkBody(Body):
     templateData: TemplateData | None = Field(default=None, description="Shared data; a recipient's own wins")
     priority: Priority = "high"
     idempotencyKey: Plain | None = Field(default=None, min_length=1, max_length=bulk.MAX_KEY_LENGTH)
+    sendAt: dt.datetime | None = Field(default=None, description="Every message scheduled for this time")
+    expiresAt: dt.datetime | None = Field(default=None, description="Not sent by this time: expired")
 
 
 class CreateTemplate(Body):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from wa_tasks.admin import queue_view
 from wa_tasks.errors import Conflict
+from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.web import schemas
 from wa_tasks.web.api.deps import CONFLICT, NOT_FOUND, MessageId, client, settings
 from wa_tasks.web.schemas import BulkBody, Plain, SendBody
@@ -18,8 +19,7 @@ router = APIRouter()
 @router.post("/send", status_code=202, response_model=schemas.Queued)
 def send(body: SendBody) -> dict[str, Any]:
     """Queue one message (exactly one of ``text`` or ``template``); returns its id and status."""
-    wa = client()
-    message_id = wa.send(
+    request = SendRequest(
         body.to,
         text=body.text,
         template=body.template,
@@ -28,7 +28,14 @@ def send(body: SendBody) -> dict[str, Any]:
         idempotency_key=body.idempotencyKey,
         session=body.sessionId,
         email=body.email,
+        send_at=body.sendAt,
+        expires_at=body.expiresAt,
+        notice_key=body.noticeKey,
+        ref=body.ref,
+        tz=body.tz,
     )
+    wa = client()
+    message_id = wa.send_request(request)
     return {"id": message_id, "status": wa.status(message_id)["status"]}
 
 
@@ -44,6 +51,8 @@ def send_bulk(body: BulkBody) -> dict[str, Any]:
         template_data=body.templateData,
         priority=body.priority,
         idempotency_key=body.idempotencyKey,
+        send_at=body.sendAt,
+        expires_at=body.expiresAt,
     )
     return {"jobId": job_id, **wa.bulk_status(job_id)}
 
