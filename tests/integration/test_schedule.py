@@ -513,3 +513,47 @@ def test_schedule_reminders_skips_past_steps_and_refuses_bad_input_storing_nothi
             client.schedule_reminders("INV-9", "0812-3456-7890", due, **{"data": LADDER_DATA, **kwargs})  # type: ignore[arg-type]
     with session_scope(settings.database) as db:
         assert db.scalar(select(func.count()).select_from(Message).where(Message.ref == "INV-9")) == 0
+
+
+# The entry points ------------------------------------------------------------------------------
+
+
+def test_the_client_stores_a_scheduled_message_at_once_and_refuses_bad_timing_storing_nothing(
+    settings: Settings,
+) -> None:
+    client = Client(settings)
+    later = (utcnow() + dt.timedelta(hours=2)).replace(microsecond=0)
+
+    message_id = client.send("0812-3456-7890", text="Tagihan", send_at=later, expires_at=later + dt.timedelta(hours=1))
+    again = client.send("0812-3456-7890", text="Tagihan", notice_key="invoice:INV-1:reminder:H-1", ref="INV-1")
+    same = client.send("0812-3456-7890", text="Lain", notice_key="invoice:INV-1:reminder:H-1", ref="INV-1")
+
+    status = client.status(message_id)
+    assert (status["status"], status["sendAt"]) == ("scheduled", later.isoformat().replace("+00:00", "Z"))
+    assert status["expiresAt"] is not None
+    assert same == again and client.status(again)["noticeKey"] == "invoice:INV-1:reminder:H-1"
+    for kwargs, words in [
+        ({"send_at": dt.datetime(2030, 1, 1, 9, 0)}, "send_at is a naive datetime"),
+        ({"send_at": later, "expires_at": later - dt.timedelta(minutes=1)}, "expires_at"),
+        ({"send_at": utcnow() - dt.timedelta(hours=1)}, "is in the past"),
+        ({"tz": "Nowhere/Town"}, "unknown time zone"),
+        ({"notice_key": "k" * 201}, "notice_key is 201 characters"),
+    ]:
+        with pytest.raises(InvalidSchedule, match=words):
+            client.send("0812-3456-7891", text="x", **kwargs)  # type: ignore[arg-type]
+    with session_scope(settings.database) as db:
+        assert db.scalar(select(func.count()).select_from(Message)) == 2
+
+
+def test_the_command_line_schedules_with_at_and_says_what_is_wrong(settings: Settings) -> None:
+    env = settings_env(settings)
+    at = (utcnow() + dt.timedelta(hours=3)).astimezone(ZoneInfo("Asia/Jakarta")).replace(microsecond=0)
+
+    done = _cli(env, "send", "0812-3456-7890", "--text", "Tagihan", "--at", at.isoformat(), "--ref", "INV-3")
+    naive = _cli(env, "send", "0812-3456-7890", "--text", "Tagihan", "--at", "2030-01-01T09:00")
+
+    assert done.returncode == 0, done.stderr
+    status = Client(settings).status(done.stdout.strip())
+    assert (status["status"], status["ref"]) == ("scheduled", "INV-3")
+    assert naive.returncode != 0 and "send_at is a naive datetime" in naive.stderr
+    assert "Traceback" not in naive.stderr

@@ -88,7 +88,13 @@ def test_client_send_and_the_wa_send_task_take_every_field_of_a_request() -> Non
 
 def test_the_api_send_body_has_a_field_for_every_field_of_a_request() -> None:
     # The body's camelCase names (idempotencyKey, sessionId) for the request's fields.
-    body = {"idempotencyKey": "idempotency_key", "sessionId": "session"}
+    body = {
+        "idempotencyKey": "idempotency_key",
+        "sessionId": "session",
+        "sendAt": "send_at",
+        "expiresAt": "expires_at",
+        "noticeKey": "notice_key",
+    }
     assert sorted(body.get(name, name) for name in SendBody.model_fields) == sorted(KEYWORD_FIELDS)
 
 

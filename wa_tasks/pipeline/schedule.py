@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -138,7 +139,7 @@ def check(
     now = now or utcnow()
     due = parse_time(send_at, "send_at")
     expiry = parse_time(expires_at, "expires_at")
-    if due is not None and due < now - dt.timedelta(seconds=grace_seconds):
+    if due is not None and math.isfinite(grace_seconds) and due < now - dt.timedelta(seconds=grace_seconds):
         raise InvalidSchedule(
             f"send_at {due.isoformat()} is in the past (now {now.isoformat(timespec='seconds')}); "
             f"a send_at at most {grace_seconds:g} s ago sends at once, an older one is refused"
