@@ -637,3 +637,46 @@ def test_a_number_with_a_letter_and_a_nul_in_text_or_data_answer_422_saying_what
     # And nothing was stored
     assert api.get("/messages").json()["messages"] == []
     assert api.get("/jobs").json()["jobs"] == []
+
+
+# Scheduling ----------------------------------------------------------------------------------------
+
+
+def test_send_at_stores_a_scheduled_message_listed_by_status_and_cancellable(api: httpx.Client) -> None:
+    # When a message is posted with a sendAt three hours ahead (WIB offset) and a ref
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)).replace(microsecond=0)
+    body = {
+        "to": "0812-3456-7890",
+        "text": "Tagihan",
+        "sendAt": at.astimezone(dt.timezone(dt.timedelta(hours=7))).isoformat(),
+        "expiresAt": (at + dt.timedelta(hours=1)).isoformat(),
+        "noticeKey": "invoice:INV-A:reminder:H-1",
+        "ref": "INV-A",
+    }
+    queued = api.post("/send", json=body)
+    assert queued.status_code == 202, queued.text
+    assert queued.json()["status"] == "scheduled"
+    again = api.post("/send", json={**body, "text": "Lain"})
+    assert again.json()["id"] == queued.json()["id"]  # one message per notice key
+
+    # Then its status and the list of scheduled messages show when it is due
+    status = _status(api, queued.json()["id"])
+    assert (status["sendAt"], status["noticeKey"], status["ref"]) == (
+        at.isoformat().replace("+00:00", "Z"),
+        "invoice:INV-A:reminder:H-1",
+        "INV-A",
+    )
+    listed = api.get("/messages", params={"status": "scheduled"}).json()["messages"]
+    assert [m["id"] for m in listed] == [queued.json()["id"]]
+    assert listed[0]["sendAt"] == status["sendAt"]
+    assert api.get("/messages", params={"ref": "INV-A"}).json()["messages"][0]["id"] == queued.json()["id"]
+
+    # And it can be cancelled while it waits
+    assert api.post(f"/message/{queued.json()['id']}/cancel").json()["status"] == "cancelled"
+
+    # And a time without its offset, or an expiry before the send, is a 422 naming the field; nothing stored
+    naive = _error(api.post("/send", json={**body, "noticeKey": None, "sendAt": "2030-01-01T09:00:00"}), 422)
+    assert "send_at is a naive datetime" in naive["detail"]
+    early = {**body, "noticeKey": None, "expiresAt": (at - dt.timedelta(minutes=5)).isoformat()}
+    assert "expires_at" in _error(api.post("/send", json=early), 422)["detail"]
+    assert len(api.get("/messages").json()["messages"]) == 1
