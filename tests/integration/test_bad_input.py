@@ -6,6 +6,7 @@ broker queues) and the simulated network received nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from wa_tasks.errors import (
     InvalidMessage,
     InvalidPhoneNumber,
     InvalidPriority,
+    InvalidSchedule,
     InvalidTemplate,
     MessageNotFound,
     MissingRecipient,
@@ -362,6 +364,32 @@ CLIENT_CASES: list[Any] = [
     pytest.param(lambda c: c.status("msg_nope"), MessageNotFound, "'msg_nope'", id="status-unknown"),
     pytest.param(lambda c: c.cancel("msg_nope"), MessageNotFound, "'msg_nope'", id="cancel-unknown"),
     pytest.param(lambda c: c.retry("msg_nope"), MessageNotFound, "'msg_nope'", id="retry-unknown"),
+    # scheduling and notices
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", send_at=dt.datetime(2030, 1, 1, 9, 0)),
+        InvalidSchedule,
+        "send_at is a naive datetime (2030-01-01T09:00:00)",
+        id="naive-send-at",
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", send_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)),
+        InvalidSchedule,
+        "send_at 2000-01-01T00:00:00+00:00 is in the past",
+        id="past-send-at",
+    ),
+    pytest.param(
+        lambda c: c.send_bulk([{"whatsapp": OK_NUMBER}], text="x", expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)),
+        InvalidSchedule,
+        "expires_at 2000-01-01T00:00:00+00:00 is not after now",
+        id="bulk-expired",
+    ),
+    pytest.param(lambda c: c.cancel_pending(""), InvalidSchedule, "ref must be a non-empty string", id="cancel-no-ref"),
+    pytest.param(
+        lambda c: c.schedule_reminders("INV-1", OK_NUMBER, "2030-01-10", ladder=("H3",)),
+        InvalidSchedule,
+        "'H3'",
+        id="ladder-step",
+    ),
 ]
 
 
@@ -463,6 +491,22 @@ TASK_CASES: list[Any] = [
         id="notify-missing-data",
     ),
     pytest.param("wa.notify", {"event": "invoice.created", "dat": {}}, "unknown argument 'dat'", id="notify-kwarg"),
+    pytest.param(
+        "wa.send",
+        {"to": OK_NUMBER, "text": "x", "send_at": "2030-01-01T09:00:00"},
+        "invalid_schedule: send_at is a naive datetime",
+        id="naive-send-at",
+    ),
+    pytest.param(
+        "wa.notify",
+        {
+            "event": "payment.completed",
+            "data": {"customer_whatsapp": OK_NUMBER},
+            "expires_at": "2000-01-01T00:00:00+07:00",
+        },
+        "invalid_schedule: expires_at 1999-12-31T17:00:00+00:00 is not after now",
+        id="notify-expired",
+    ),
 ]
 
 
@@ -588,6 +632,8 @@ CLI_CASES: list[Any] = [
     pytest.param(
         ["sessions", "add", "--device", "WA-2", "--number-since", "2999-01-01"], "is in the future", id="add-since"
     ),
+    pytest.param(["send", OK_NUMBER, "--text", "x", "--at", "tomorrow"], "send_at must be an ISO 8601", id="send-at"),
+    pytest.param(["notices", "cancel", "--ref", ""], "ref must be a non-empty string", id="notices-no-ref"),
 ]
 
 
