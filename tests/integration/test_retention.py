@@ -104,6 +104,20 @@ def test_retention_deletes_exactly_what_is_older_than_the_limits(db_settings: Se
     assert retention.cleanup(db_settings, now=now).as_dict() == {"messages": 0, "jobs": 0, "sessions": 0}
 
 
+def test_a_message_scheduled_far_ahead_stays_until_as_long_after_its_time(db_settings: Settings) -> None:
+    # Given messages created 20 days ago: one due tomorrow, one due 16 days ago, one sent at once
+    now = utcnow()
+    with session_scope(db_settings.database) as db:
+        db.add(_message("msg_due_tomorrow", now - 20 * DAY, status="scheduled", send_at=now + DAY))
+        db.add(_message("msg_due_long_ago", now - 20 * DAY, status="sent", send_at=now - 16 * DAY))
+        db.add(_message("msg_at_once", now - 20 * DAY, status="sent"))
+
+    # Then retention keeps only the one whose time is within the limit
+    assert retention.cleanup(db_settings, now=now).messages == 2
+    with session_scope(db_settings.database) as db:
+        assert list(db.scalars(select(Message.id))) == ["msg_due_tomorrow"]
+
+
 def test_limits_come_from_the_settings(db_settings: Settings) -> None:
     # Given a message 3 days old and a limit of 2 days
     now = utcnow()

@@ -2,7 +2,9 @@
 disconnected sessions are deleted, in batches so that a large table is never locked for long.
 
 What goes, with the default settings:
-- messages created more than ``WA_RETENTION_MESSAGES_DAYS`` (15) days ago, whatever their status;
+- messages created more than ``WA_RETENTION_MESSAGES_DAYS`` (15) days ago, whatever their status,
+  unless they were due (``send_at``) less long ago: a reminder scheduled a month ahead stays until
+  that long after its time;
 - bulk jobs (``whatsapp_queue_jobs``) created more than ``WA_RETENTION_JOBS_DAYS`` (30) days ago
   that ended: ``completed``, ``failed`` or ``cancelled`` (a pending or running job stays);
 - sessions whose status is ``disconnected`` and whose row was not updated for
@@ -20,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from models import JobStatus, Message, QueueJob, SessionStatus, WhatsAppSession, utcnow
@@ -52,10 +54,11 @@ def cleanup(settings: Settings, *, now: dt.datetime | None = None, batch_size: i
     """Delete what is older than the retention limits of ``settings``; returns the counts."""
     now = now or utcnow()
     day = dt.timedelta(days=1)
+    cutoff = now - settings.retention_messages_days * day
     messages = _delete_in_batches(
         settings,
         Message.id,
-        Message.created_at < now - settings.retention_messages_days * day,
+        (Message.created_at < cutoff) & or_(Message.send_at.is_(None), Message.send_at < cutoff),
         batch_size,
     )
     jobs = _delete_in_batches(
