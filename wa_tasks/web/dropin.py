@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from wa_tasks.client import Client
 from wa_tasks.core import rendering
 from wa_tasks.core.phone import normalize
-from wa_tasks.errors import InvalidMessage, InvalidRequest
+from wa_tasks.errors import InvalidMessage, InvalidPhoneNumber, InvalidRequest
 from wa_tasks.pipeline.submit import refuse_nul
 
 #: The field names each drop-in takes, first found wins (the names those gateways use).
@@ -41,6 +41,8 @@ class Target:
     number: str
     name: str | None = None
     variables: tuple[str, ...] = ()
+    #: The number as the caller wrote it (``number`` has the country code put in).
+    given: str = ""
 
     def render(self, message: str) -> str:
         """``message`` with ``{name}`` and ``{var1}``, ``{var2}``… of this target put in; a placeholder
@@ -104,13 +106,17 @@ def parse_targets(raw: str, country_code: str | None) -> list[Target]:
         number, *rest = part.split("|")
         if not number.strip():
             raise InvalidRequest(f"target {part.strip()[:80]!r} has no number before its '|'")
-        targets.append(
-            Target(
-                number=with_country_code(number, country_code),
-                name=rest[0] if rest else None,
-                variables=tuple(rest[1:]),
-            )
+        target = Target(
+            number=with_country_code(number, country_code),
+            name=rest[0] if rest else None,
+            variables=tuple(rest[1:]),
+            given=number.strip(),
         )
+        try:
+            normalize(target.number)
+        except InvalidPhoneNumber as exc:
+            raise InvalidPhoneNumber(f"target {target.given[:80]!r}: {exc}") from None
+        targets.append(target)
     if not targets:
         raise InvalidRequest("missing target: give one number, or several separated by commas")
     if len(targets) > MAX_TARGETS:

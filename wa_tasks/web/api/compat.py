@@ -121,12 +121,11 @@ async def fields_of(request: Request) -> dict[str, str]:
     return fields
 
 
-@router.api_route(
-    "/gateway/send",
-    methods=["GET", "POST"],
-    response_model=schemas.GatewayQueued,
-    responses=_ERRORS,
-    openapi_extra=_openapi(GATEWAY_FIELDS),
+@router.get(
+    "/gateway/send", response_model=schemas.GatewayQueued, responses=_ERRORS, openapi_extra=_openapi(GATEWAY_FIELDS)
+)
+@router.post(
+    "/gateway/send", response_model=schemas.GatewayQueued, responses=_ERRORS, openapi_extra=_openapi(GATEWAY_FIELDS)
 )
 async def gateway_send(request: Request) -> dict[str, Any]:
     """Queue one text message, for billing apps with a URL-template gateway setting (phpnuxbill:
@@ -140,12 +139,11 @@ async def gateway_send(request: Request) -> dict[str, Any]:
     return {"status": True, "detail": "queued", "id": message_id, "target": normalize(number).e164.lstrip("+")}
 
 
-@router.api_route(
-    "/fonnte/send",
-    methods=["GET", "POST"],
-    response_model=schemas.FonnteQueued,
-    responses=_ERRORS,
-    openapi_extra=_openapi(FONNTE_FIELDS),
+@router.get(
+    "/fonnte/send", response_model=schemas.FonnteQueued, responses=_ERRORS, openapi_extra=_openapi(FONNTE_FIELDS)
+)
+@router.post(
+    "/fonnte/send", response_model=schemas.FonnteQueued, responses=_ERRORS, openapi_extra=_openapi(FONNTE_FIELDS)
 )
 async def fonnte_send(request: Request) -> dict[str, Any]:
     """Queue a text message to one or several targets in the request shape of Fonnte's `/send`
