@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,3 +313,15 @@ def test_uvicorn_s_request_line_is_masked_by_the_app_s_filter(env: Env) -> None:
     assert logging.getLogger(access_log.ACCESS_LOGGER).filter(record)  # installed by create_app
     line = record.getMessage()
     assert env.send_key not in line and "key=***" in line and "number=0812" in line
+
+
+def test_the_routeros_example_encodes_each_character_it_lists_as_its_own_percent_code() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "http-api.md").read_text()
+    special = re.search(r':local special "((?:[^"\\]|\\.)*)"', doc)
+    codes = re.search(r":local codes \{([^}]*)\}", doc)
+    assert special and codes
+    chars = special.group(1).encode().decode("unicode_escape")  # RouterOS's \" \n \r \t as Python's
+    listed = [c.strip('"') for c in codes.group(1).split(";")]
+    assert [f"%{ord(c):02X}" for c in chars] == listed
+    # What would otherwise cut or change the message in a query string is among them.
+    assert set(" &#+%\n") <= set(chars)
