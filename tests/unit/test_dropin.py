@@ -54,24 +54,41 @@ class Env:
     send_key_id: str
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+@dataclass
+class App:
+    http: TestClient
+    recorder: Recorder
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """One app and database for the module (building the app is most of a test's time)."""
+    tmp_path = tmp_path_factory.mktemp("dropin")
     url = f"sqlite:///{tmp_path / 'wa.db'}"
     engine = sa.create_engine(url)
     Base.metadata.create_all(engine)
     engine.dispose()
-    monkeypatch.setenv("WA_DATABASE_URL", url)
-    monkeypatch.setenv("WA_API_KEY", FULL_KEY)
-    monkeypatch.setenv("WA_DATA_DIR", str(tmp_path / "data"))
-    get_settings.cache_clear()
     recorder = Recorder()
-    monkeypatch.setattr(compat, "client", lambda: recorder)
-    monkeypatch.setattr(messages, "client", lambda: recorder)
-    row, key = api_keys.create(get_settings(), "send", "phpnuxbill")
-    with TestClient(create_app(), raise_server_exceptions=False) as http:
-        yield Env(http, recorder.sent, key, row["id"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WA_DATABASE_URL", url)
+        patch.setenv("WA_API_KEY", FULL_KEY)
+        patch.setenv("WA_DATA_DIR", str(tmp_path / "data"))
+        get_settings.cache_clear()
+        patch.setattr(compat, "client", lambda: recorder)
+        patch.setattr(messages, "client", lambda: recorder)
+        with TestClient(create_app(), raise_server_exceptions=False) as http:
+            yield App(http, recorder)
     get_settings.cache_clear()
     dispose_all()
+
+
+@pytest.fixture
+def env(app: App) -> Env:
+    """The app with nothing sent yet and a new send key of the test's own."""
+    app.recorder.sent.clear()
+    app.recorder.ids = itertools.count()
+    row, key = api_keys.create(get_settings(), "send", "phpnuxbill")
+    return Env(app.http, app.recorder.sent, key, row["id"])
 
 
 # URL-template gateways (phpnuxbill) -----------------------------------------------------------------
@@ -280,9 +297,10 @@ def test_the_full_key_still_works_everywhere(env: Env) -> None:
 
 def test_keys_are_stored_hashed_and_listed_without_the_key(env: Env) -> None:
     settings = get_settings()
-    listed = api_keys.list_keys(settings)
-    assert [(k["id"], k["scope"], k["name"]) for k in listed] == [(env.send_key_id, "send", "phpnuxbill")]
-    assert env.send_key not in repr(listed) and env.send_key.startswith(listed[0]["prefix"])
+    listed = {k["id"]: k for k in api_keys.list_keys(settings)}
+    mine = listed[env.send_key_id]
+    assert (mine["scope"], mine["name"], mine["revokedAt"]) == ("send", "phpnuxbill", None)
+    assert env.send_key not in repr(listed) and env.send_key.startswith(mine["prefix"])
     engine = sa.create_engine(settings.database)
     with engine.connect() as db:
         rows = [tuple(r) for r in db.execute(sa.select(ApiKey.__table__))]
@@ -325,3 +343,26 @@ def test_the_routeros_example_encodes_each_character_it_lists_as_its_own_percent
     assert [f"%{ord(c):02X}" for c in chars] == listed
     # What would otherwise cut or change the message in a query string is among them.
     assert set(" &#+%\n") <= set(chars)
+
+
+def test_a_file_upload_is_refused_as_media_and_never_read_as_text(env: Env) -> None:
+    headers = {"Authorization": env.send_key}
+    answer = env.http.post(
+        "/compat/fonnte/send",
+        data={"target": "081234567890", "message": "x"},
+        files={"file": ("a.jpg", b"\xff\xd8", "image/jpeg")},
+        headers=headers,
+    )
+    assert answer.status_code == 422 and "media" in answer.json()["reason"]
+    answer = env.http.post(
+        "/compat/fonnte/send",
+        data={"target": "081234567890"},
+        files={"message": ("m.txt", b"from a file", "text/plain")},
+        headers=headers,
+    )
+    assert answer.status_code == 422 and "missing text" in answer.json()["reason"]
+    assert (
+        env.http.get(f"/compat/gateway/send?key={env.send_key}&number=0812345678&text=x&url=http://a/b.png").status_code
+        == 422
+    )
+    assert env.sent == []

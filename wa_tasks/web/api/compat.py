@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidRequest
@@ -35,7 +36,6 @@ router = APIRouter(prefix=PREFIX, tags=["drop-in"], dependencies=[Depends(requir
 MEDIA_FIELDS = ("url", "file")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": schemas.DropinError, "description": "A body that cannot be read"},
     401: {"model": schemas.DropinError, "description": "Missing, wrong or revoked key"},
     422: {"model": schemas.DropinError, "description": "Invalid input: `reason` says what and quotes it"},
     503: {"model": schemas.DropinError, "description": "Redis or the database is out of reach"},
@@ -46,18 +46,21 @@ def _query(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": description}
 
 
-def _openapi(fields: dict[str, str]) -> dict[str, Any]:
-    """The fields, documented both as query parameters and as a form / JSON body."""
+def _openapi(fields: dict[str, str], *, body: bool) -> dict[str, Any]:
+    """The fields, documented as query parameters and (``body``) as a form or JSON body too."""
+    parameters = {"parameters": [_query(name, text) for name, text in fields.items()]}
+    if not body:
+        return parameters
     properties = {name: {"type": "string", "description": text} for name, text in fields.items()}
-    body = {"type": "object", "properties": properties}
+    schema = {"type": "object", "properties": properties}
     return {
-        "parameters": [_query(name, text) for name, text in fields.items()],
+        **parameters,
         "requestBody": {
             "required": False,
             "content": {
-                "application/x-www-form-urlencoded": {"schema": body},
-                "multipart/form-data": {"schema": body},
-                "application/json": {"schema": body},
+                "application/x-www-form-urlencoded": {"schema": schema},
+                "multipart/form-data": {"schema": schema},
+                "application/json": {"schema": schema},
             },
         },
     }
@@ -105,27 +108,36 @@ async def fields_of(request: Request) -> dict[str, str]:
             if not isinstance(body, dict):
                 raise InvalidRequest(f"body must be a JSON object, got {type(body).__name__}")
             for name, value in body.items():
-                if name in MEDIA_FIELDS and value:
-                    raise InvalidRequest(f"{name}: media is not supported here, only text; use the API's send-media")
                 if (text := _scalar(name, value)) is not None:
                     fields[name] = text
     elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
+        try:
+            form = await request.form()
+        except StarletteHTTPException as exc:  # Starlette's 400 for a multipart body it cannot parse
+            raise InvalidRequest(f"body: the form cannot be read ({exc.detail})") from None
         for name, value in form.multi_items():
-            if name in MEDIA_FIELDS and value:
-                raise InvalidRequest(f"{name}: media is not supported here, only text; use the API's send-media")
             if isinstance(value, UploadFile):
-                continue
-            if name not in QUERY_KEY_NAMES:
+                if name in MEDIA_FIELDS:  # refused below; a file anywhere else is ignored, never read as text
+                    fields[name] = value.filename or "(a file)"
+            elif name not in QUERY_KEY_NAMES:
                 fields[name] = value
+    for name in MEDIA_FIELDS:
+        if (fields.get(name) or "").strip():
+            raise InvalidRequest(f"{name}: media is not supported here, only text; use the API's send-media")
     return fields
 
 
 @router.get(
-    "/gateway/send", response_model=schemas.GatewayQueued, responses=_ERRORS, openapi_extra=_openapi(GATEWAY_FIELDS)
+    "/gateway/send",
+    response_model=schemas.GatewayQueued,
+    responses=_ERRORS,
+    openapi_extra=_openapi(GATEWAY_FIELDS, body=False),
 )
 @router.post(
-    "/gateway/send", response_model=schemas.GatewayQueued, responses=_ERRORS, openapi_extra=_openapi(GATEWAY_FIELDS)
+    "/gateway/send",
+    response_model=schemas.GatewayQueued,
+    responses=_ERRORS,
+    openapi_extra=_openapi(GATEWAY_FIELDS, body=True),
 )
 async def gateway_send(request: Request) -> dict[str, Any]:
     """Queue one text message, for billing apps with a URL-template gateway setting (phpnuxbill:
@@ -140,10 +152,16 @@ async def gateway_send(request: Request) -> dict[str, Any]:
 
 
 @router.get(
-    "/fonnte/send", response_model=schemas.FonnteQueued, responses=_ERRORS, openapi_extra=_openapi(FONNTE_FIELDS)
+    "/fonnte/send",
+    response_model=schemas.FonnteQueued,
+    responses=_ERRORS,
+    openapi_extra=_openapi(FONNTE_FIELDS, body=False),
 )
 @router.post(
-    "/fonnte/send", response_model=schemas.FonnteQueued, responses=_ERRORS, openapi_extra=_openapi(FONNTE_FIELDS)
+    "/fonnte/send",
+    response_model=schemas.FonnteQueued,
+    responses=_ERRORS,
+    openapi_extra=_openapi(FONNTE_FIELDS, body=True),
 )
 async def fonnte_send(request: Request) -> dict[str, Any]:
     """Queue a text message to one or several targets in the request shape of Fonnte's `/send`
