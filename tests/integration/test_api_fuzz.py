@@ -139,7 +139,8 @@ def test_no_request_gets_a_server_error(api_schema: schemathesis.BaseSchema, rea
     for operation in operations:
         names = {p.name for p in operation.path_parameters}
         passes = [("positive", GenerationMode.POSITIVE, False), ("negative", GenerationMode.NEGATIVE, False)]
-        if names or operation.body:
+        # The drop-ins take their number in the query string too: only a real one gets past it.
+        if names or operation.body or operation.path.startswith("/compat/"):
             passes.append(("real ids", GenerationMode.POSITIVE, True))
         for label, mode, real in passes:
             path_parameters = {n: real_ids[n] for n in names} if real and names else None
