@@ -84,10 +84,17 @@ def _realistic(body: dict[str, Any]) -> None:
 
 
 def _realistic_dropin(fields: dict[str, Any]) -> None:
-    """The drop-in endpoints' number fields as a real number (they come in the query string too)."""
-    for field in ("number", "target"):
+    """The drop-in endpoints' number fields as a real number (they come in the query string too),
+    and Fonnte's delay, schedule and country code as values it takes."""
+    for field, value in (
+        ("number", NUMBER),
+        ("target", NUMBER),
+        ("delay", "5-10"),
+        ("schedule", "0"),
+        ("countryCode", "62"),
+    ):
         if fields.get(field) is not None:
-            fields[field] = NUMBER
+            fields[field] = value
 
 
 def _check(case: schemathesis.Case, seen: Counter[tuple[str, int]], real: bool) -> None:
