@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from models import ApiKey, utcnow
 from models.db import session_scope
+from wa_tasks.core.timefmt import iso_or_none
 from wa_tasks.errors import InvalidRequest, UnknownApiKey
-from wa_tasks.pipeline.lifecycle import iso
 from wa_tasks.settings import Settings
 
 #: The scopes a key can have.
@@ -39,8 +39,8 @@ def view(row: ApiKey) -> dict[str, Any]:
         "scope": row.scope,
         "name": row.name,
         "prefix": row.prefix,
-        "createdAt": iso(row.created_at),
-        "revokedAt": iso(row.revoked_at),
+        "createdAt": iso_or_none(row.created_at),
+        "revokedAt": iso_or_none(row.revoked_at),
     }
 
 

@@ -16,7 +16,7 @@ from wa_tasks.client import Client
 from wa_tasks.core import rendering
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, InvalidPhoneNumber, InvalidRequest
-from wa_tasks.pipeline.submit import refuse_nul
+from wa_tasks.pipeline.request import refuse_nul
 
 #: The field names each drop-in takes, first found wins (the names those gateways use).
 NUMBER_FIELDS = ("number", "phone", "target", "to")
