@@ -23,6 +23,7 @@ from models import ApiKey, Base
 from models.db import dispose_all
 from wa_tasks.admin import api_keys
 from wa_tasks.core.phone import normalize
+from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import get_settings
 from wa_tasks.web import access_log
 from wa_tasks.web.api import compat, messages
@@ -41,6 +42,10 @@ class Recorder:
     def send(self, to: str, *args: Any, text: str | None = None, **kwargs: Any) -> str:
         self.sent.append((normalize(to).e164, text))
         return f"msg-{next(self.ids)}"
+
+    def send_request(self, request: SendRequest) -> str:
+        """What ``POST /send`` calls."""
+        return self.send(request.to, text=request.text)
 
     def status(self, message_id: str) -> dict[str, Any]:
         return {"id": message_id, "status": "queued"}
