@@ -6,6 +6,8 @@ broker queues) and the simulated network received nothing."""
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 import time
@@ -14,10 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from models import Message, QueueJob
 from support.stack import Stack, settings_env
+from wa_tasks import client as client_module
+from wa_tasks.cli.main import cli
 from wa_tasks.client import Client
 from wa_tasks.core.phone import mask
 from wa_tasks.errors import (
@@ -33,6 +38,7 @@ from wa_tasks.errors import (
     UnknownTemplate,
     WaTasksError,
 )
+from wa_tasks.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
 
@@ -591,6 +597,42 @@ CLI_CASES: list[Any] = [
 ]
 
 
+def run_cli(settings: Settings, args: list[str]) -> tuple[int, str]:
+    """``wa-tasks ARGS`` run in this process: the command group ``python -m wa_tasks`` calls, with
+    the ``WA_*`` environment of the stack's processes; returns the exit code and what it printed.
+    A child process would pay for importing wa_tasks at every case; one case per kind still runs as
+    a child below."""
+    env: dict[str, str | None] = dict.fromkeys((name for name in os.environ if name.startswith("WA_")), None)
+    env.update((k, v) for k, v in settings_env(settings).items() if k.startswith("WA_"))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    get_settings.cache_clear()  # the command reads its settings from the environment, as a new process does
+    client_module._default = None
+    try:
+        result = CliRunner().invoke(cli, args, env=env, prog_name="wa-tasks")
+    finally:
+        get_settings.cache_clear()
+        client_module._default = None
+        root.handlers[:] = handlers  # the command configured logging for its process: give pytest's back
+        root.setLevel(level)
+    # An exception that escaped the command would be a traceback in a process of its own.
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"wa-tasks {args} raised {result.exception!r}\n{result.output}") from result.exception
+    return result.exit_code, result.output
+
+
+def run_cli_process(settings: Settings, args: list[str]) -> tuple[int, str]:
+    """``python -m wa_tasks ARGS`` as a child process; returns the exit code and what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "wa_tasks", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
 # The command line goes through the thin client tested above on both databases; SQLite is enough here.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("args", "says"), CLI_CASES)
@@ -598,15 +640,28 @@ def test_the_command_line_says_what_was_wrong_exits_non_zero_and_queues_nothing(
     stack_with_template: Stack, args: list[str], says: str
 ) -> None:
     stack = stack_with_template
-    done = subprocess.run(
-        [sys.executable, "-m", "wa_tasks", *args],
-        env=settings_env(stack.settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode != 0, output
+    code, output = run_cli(stack.settings, args)
+    assert code != 0, output
     assert says in output, output
     assert "Traceback" not in output, output
     assert_nothing_queued(stack)
+
+
+#: One case of each command group, run as the operator runs them: ``python -m wa_tasks`` in a
+#: process of its own, so that the in-process runs above stand for the real entry point.
+CLI_PROCESS_CASES = [case for case in CLI_CASES if case.id in ("send-bad-number", "tpl-create-twice", "set-pace")]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("args", "says"), CLI_PROCESS_CASES)
+def test_the_command_line_in_a_process_of_its_own_says_the_same_and_queues_nothing(
+    stack_with_template: Stack, args: list[str], says: str
+) -> None:
+    stack = stack_with_template
+    code, output = run_cli_process(stack.settings, args)
+    assert code != 0, output
+    assert says in output, output
+    assert "Traceback" not in output, output
+    assert_nothing_queued(stack)
+    # And the same command run in this process answers the same
+    assert run_cli(stack.settings, args) == (code, output)
