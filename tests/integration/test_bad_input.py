@@ -6,8 +6,6 @@ broker queues) and the simulated network received nothing."""
 
 from __future__ import annotations
 
-import logging
-import os
 import subprocess
 import sys
 import time
@@ -16,13 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from models import Message, QueueJob
+from support.cli import invoke
 from support.stack import Stack, settings_env
-from wa_tasks import client as client_module
-from wa_tasks.cli.main import cli
 from wa_tasks.client import Client
 from wa_tasks.core.phone import mask
 from wa_tasks.errors import (
@@ -38,7 +34,7 @@ from wa_tasks.errors import (
     UnknownTemplate,
     WaTasksError,
 )
-from wa_tasks.settings import Settings, get_settings
+from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -598,26 +594,10 @@ CLI_CASES: list[Any] = [
 
 
 def run_cli(settings: Settings, args: list[str]) -> tuple[int, str]:
-    """``wa-tasks ARGS`` run in this process: the command group ``python -m wa_tasks`` calls, with
-    the ``WA_*`` environment of the stack's processes; returns the exit code and what it printed.
-    A child process would pay for importing wa_tasks at every case; one case per kind still runs as
-    a child below."""
-    env: dict[str, str | None] = dict.fromkeys((name for name in os.environ if name.startswith("WA_")), None)
-    env.update((k, v) for k, v in settings_env(settings).items() if k.startswith("WA_"))
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    get_settings.cache_clear()  # the command reads its settings from the environment, as a new process does
-    client_module._default = None
-    try:
-        result = CliRunner().invoke(cli, args, env=env, prog_name="wa-tasks")
-    finally:
-        get_settings.cache_clear()
-        client_module._default = None
-        root.handlers[:] = handlers  # the command configured logging for its process: give pytest's back
-        root.setLevel(level)
-    # An exception that escaped the command would be a traceback in a process of its own.
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"wa-tasks {args} raised {result.exception!r}\n{result.output}") from result.exception
+    """``wa-tasks ARGS`` run in this process (``support.cli``) with the ``WA_*`` environment of the
+    stack's processes; returns the exit code and what it printed. A child process would pay for
+    importing wa_tasks at every case; one case of each command group still runs as a child below."""
+    result = invoke(settings_env(settings), args)
     return result.exit_code, result.output
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from models import Message
 from models.db import session_scope
 from sessions_host.transports.simnet import LedgerEntry, SimNet
+from support.cli import exec_argv
 from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
 from wa_tasks.core import redis_keys
@@ -77,7 +78,12 @@ class Stack:
             sub = ["sessions", "--hostname", f"{name}@test"]
         else:
             sub = [name]
-        argv = [sys.executable, "-m", "wa_tasks", *sub, *args]
+        if sub[0] == "worker":
+            # What `wa-tasks worker` execs, started at once: the command itself only builds Celery's
+            # command line, and a child process of its own would import wa_tasks for nothing first.
+            argv = exec_argv(self.env, [*sub, *args])
+        else:
+            argv = [sys.executable, "-m", "wa_tasks", *sub, *args]
         proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.processes[name] = proc
         return proc
