@@ -108,14 +108,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     dispose_all()
 
 
-@pytest.fixture
-def database(database_url: str) -> str:
-    """A migrated database with empty tables."""
+def empty_tables(database_url: str) -> None:
+    """Delete every row of the migrated database at ``database_url``."""
     engine = create(database_url)
     with engine.begin() as conn:
         for table in TABLES:
             conn.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
+
+
+@pytest.fixture
+def database(database_url: str) -> str:
+    """A migrated database with empty tables."""
+    empty_tables(database_url)
     return database_url
 
 
