@@ -1,5 +1,6 @@
 """SQLAlchemy 2.0 models of wa-tasks and the engine/session helpers (PostgreSQL or SQLite)."""
 
+from models.api_key import ApiKey
 from models.base import Base, utcnow
 from models.contact import WhatsAppContact
 from models.daily_metric import DailyMetric
@@ -12,6 +13,7 @@ from models.statuses import PENDING, SENT_OR_FINAL, JobStatus, MessageStatus, Se
 from models.template import Template
 
 __all__ = [
+    "ApiKey",
     "IncomingMessage",
     "SENT_OR_FINAL",
     "Base",

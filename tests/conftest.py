@@ -111,14 +111,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     dispose_all()
 
 
-@pytest.fixture
-def database(database_url: str) -> str:
-    """A migrated database with empty tables."""
+def empty_tables(database_url: str) -> None:
+    """Delete every row of the migrated database at ``database_url``."""
     engine = create(database_url)
     with engine.begin() as conn:
         for table in TABLES:
             conn.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
+
+
+@pytest.fixture
+def database(database_url: str) -> str:
+    """A migrated database with empty tables."""
+    empty_tables(database_url)
     return database_url
 
 
@@ -128,13 +133,12 @@ def redis_clean(redis_url: str) -> str:
     return redis_url
 
 
-@pytest.fixture
-def settings(database: str, redis_clean: str, tmp_path: Path) -> Settings:
-    """Settings for one test: real services, short pacing and heartbeats (pacing has its own tests)."""
+def make_settings(database_url: str, redis_url: str, data_dir: Path) -> Settings:
+    """The tests' settings: real services, short pacing and heartbeats (pacing has its own tests)."""
     return Settings(
-        database_url=database,
-        redis_url=redis_clean,
-        data_dir=tmp_path / "var",
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=data_dir,
         pace_seconds=0.05,
         pace_jitter_seconds=0.0,
         # Ban safety has tests of its own; elsewhere a brand-new number's warm-up cap (20 a day)
@@ -154,6 +158,12 @@ def settings(database: str, redis_clean: str, tmp_path: Path) -> Settings:
         sim_read_after_seconds=0.3,
         log_level="INFO",
     )
+
+
+@pytest.fixture
+def settings(database: str, redis_clean: str, tmp_path: Path) -> Settings:
+    """Settings for one test, on an emptied database and Redis (``make_settings``)."""
+    return make_settings(database, redis_clean, tmp_path / "var")
 
 
 @pytest.fixture

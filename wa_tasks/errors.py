@@ -68,6 +68,12 @@ class TemplateRenderError(InvalidRequest):
     code = "template_error"
 
 
+class UnknownApiKey(InvalidRequest, NotFound):
+    """No API key with that id."""
+
+    code = "unknown_api_key"
+
+
 class MessageNotFound(NotFound):
     code = "message_not_found"
 

@@ -327,12 +327,13 @@ def test_the_http_api_refuses_bad_input_and_queues_nothing(inproc: InProcess) ->
 def test_the_command_line_sends_and_shows_the_status(inproc: InProcess) -> None:
     sent = inproc.cli("send", "0812-3456-7890", "--text", "Voucher Anda: 1234", "--priority", "urgent")
     assert sent.exit_code == 0, sent.output
-    message_id = sent.output.strip()
+    # stdout alone: the host's threads log to stderr meanwhile, which CliRunner's output mixes in
+    message_id = sent.stdout.strip()
 
     inproc.settle(message_id, "delivered")
 
     shown = inproc.cli("status", message_id)
-    assert shown.exit_code == 0 and json.loads(shown.output)["status"] == "delivered"
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["status"] == "delivered"
     [dispatch] = inproc.broker.published(task_names.DISPATCH)
     assert dispatch.queue == "wa.urgent"  # urgent ones never wait behind a bulk send's dispatches
     assert [entry.text for entry in inproc.ledger(NUMBER)] == ["Voucher Anda: 1234"]

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import make_settings
 from support.stack import Stack
 from support.web import API_KEY, running_web
 from wa_tasks.core import qr as qr_codes
@@ -30,11 +31,36 @@ pytestmark = pytest.mark.integration
 PREFIX = "/api/whatsapp"
 
 
+@pytest.fixture(scope="module")
+def shared_web(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, str]]:
+    """One ``wa-tasks web`` for the module's tests on each database (a start costs seconds): the web
+    process keeps nothing between requests but its connections, and each test empties the database
+    and Redis it reads (``settings``)."""
+    folder = tmp_path_factory.mktemp("api")
+    settings = make_settings(database_url, redis_url, folder / "var")
+    with running_web(settings, folder / "logs") as base:
+        yield settings, base
+
+
 @pytest.fixture
-def web(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    # Same log folder as the stack's, so that a failing test prints web.log with the others.
-    with running_web(settings, tmp_path / "logs") as base:
-        yield base
+def settings(shared_web: tuple[Settings, str], database: str, redis_clean: str) -> Settings:
+    """The web process' settings, on a database and Redis emptied for this test (the stack's
+    worker and session host run with them too)."""
+    return shared_web[0]
+
+
+@pytest.fixture
+def web(shared_web: tuple[Settings, str], settings: Settings, request: pytest.FixtureRequest) -> Iterator[str]:
+    log = settings.data_dir.parent / "logs" / "web.log"
+    start = log.stat().st_size if log.exists() else 0
+    yield shared_web[1]
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # what the web process logged during this test
+        with log.open("rb") as lines:
+            lines.seek(start)
+            print("==== web.log\n" + lines.read().decode(errors="replace"))
 
 
 @pytest.fixture

@@ -11,13 +11,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from models import Message, QueueJob
+from conftest import TABLES, empty_tables, make_settings
+from models import Message, QueueJob, Template, WhatsAppSession
+from support.cli import invoke
 from support.stack import Stack, settings_env
 from wa_tasks.client import Client
 from wa_tasks.core.phone import mask
@@ -35,6 +37,7 @@ from wa_tasks.errors import (
     UnknownTemplate,
     WaTasksError,
 )
+from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +55,52 @@ def stack_with_template(stack: Stack) -> Stack:
     stack.add_session("wa-1", priority=1)
     stack.client.create_template(TEMPLATE, TEMPLATE_TEXT)
     return stack
+
+
+@pytest.fixture(scope="module")
+def configured_stacks() -> dict[str, tuple[Stack, list[object]]]:
+    """The thin-client and command-line cases' stacks, one per database, kept from case to case,
+    with the state each case must find (``_state``; None: set up again)."""
+    return {}
+
+
+@pytest.fixture
+def client_stack(
+    database_url: str,
+    redis_url: str,
+    configured_stacks: dict[str, tuple[Stack, list[object]]],
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Stack]:
+    """As ``stack_with_template`` (nothing started), but set up again only when the state a case
+    finds is not the one the last set-up left (a failed case may have stored something; another
+    test may have changed the database or Redis), not for every case: each case checks that it
+    stored nothing."""
+    if database_url not in configured_stacks:
+        folder = tmp_path_factory.mktemp("thin-client")
+        (folder / "logs").mkdir()
+        settings = make_settings(database_url, redis_url, folder / "var")
+        configured_stacks[database_url] = (Stack(settings, folder / "logs"), [None])
+    stack, expected = configured_stacks[database_url]
+    if expected[0] is None or _state(stack) != expected[0]:
+        empty_tables(database_url)
+        stack.redis.flushdb()
+        stack.add_session("wa-1", priority=1)
+        stack.client.create_template(TEMPLATE, TEMPLATE_TEXT)
+        expected[0] = _state(stack)
+    yield stack
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.passed:
+        expected[0] = None
+
+
+def _state(stack: Stack) -> tuple[object, ...]:
+    """What is stored: every table's row count, the sessions and templates by name, Redis' keys."""
+    with stack.db() as db:
+        counts = tuple(db.scalar(text(f"SELECT count(*) FROM {table}")) for table in TABLES)
+        sessions = tuple(db.scalars(select(WhatsAppSession.id).order_by(WhatsAppSession.id)).all())
+        templates = tuple(db.scalars(select(Template.name).order_by(Template.name)).all())
+    return counts, sessions, templates, tuple(sorted(stack.redis.keys("*")))
 
 
 def assert_nothing_queued(stack: Stack, refused: int = 0) -> None:
@@ -395,9 +444,9 @@ CLIENT_CASES: list[Any] = [
 
 @pytest.mark.parametrize(("call", "error", "says"), CLIENT_CASES)
 def test_the_thin_client_refuses_bad_input_clearly_and_queues_nothing(
-    stack_with_template: Stack, call: Call, error: type[WaTasksError], says: str
+    client_stack: Stack, call: Call, error: type[WaTasksError], says: str
 ) -> None:
-    stack = stack_with_template
+    stack = client_stack
     with pytest.raises(error) as raised:
         call(stack.client)
     assert says in str(raised.value), str(raised.value)
@@ -637,22 +686,55 @@ CLI_CASES: list[Any] = [
 ]
 
 
-# The command line goes through the thin client tested above on both databases; SQLite is enough here.
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize(("args", "says"), CLI_CASES)
-def test_the_command_line_says_what_was_wrong_exits_non_zero_and_queues_nothing(
-    stack_with_template: Stack, args: list[str], says: str
-) -> None:
-    stack = stack_with_template
+def run_cli(settings: Settings, args: list[str]) -> tuple[int, str]:
+    """``wa-tasks ARGS`` run in this process (``support.cli``) with the ``WA_*`` environment of the
+    stack's processes; returns the exit code and what it printed. A child process would pay for
+    importing wa_tasks at every case; one case of each command group still runs as a child below."""
+    result = invoke(settings_env(settings), args)
+    return result.exit_code, result.output
+
+
+def run_cli_process(settings: Settings, args: list[str]) -> tuple[int, str]:
+    """``python -m wa_tasks ARGS`` as a child process; returns the exit code and what it printed."""
     done = subprocess.run(
         [sys.executable, "-m", "wa_tasks", *args],
-        env=settings_env(stack.settings),
+        env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    output = done.stdout + done.stderr
-    assert done.returncode != 0, output
+    return done.returncode, done.stdout + done.stderr
+
+
+# The command line goes through the thin client tested above on both databases; SQLite is enough here.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("args", "says"), CLI_CASES)
+def test_the_command_line_says_what_was_wrong_exits_non_zero_and_queues_nothing(
+    client_stack: Stack, args: list[str], says: str
+) -> None:
+    stack = client_stack
+    code, output = run_cli(stack.settings, args)
+    assert code != 0, output
     assert says in output, output
     assert "Traceback" not in output, output
     assert_nothing_queued(stack)
+
+
+#: One case of each command group, run as the operator runs them: ``python -m wa_tasks`` in a
+#: process of its own, so that the in-process runs above stand for the real entry point.
+CLI_PROCESS_CASES = [case for case in CLI_CASES if case.id in ("send-bad-number", "tpl-create-twice", "set-pace")]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("args", "says"), CLI_PROCESS_CASES)
+def test_the_command_line_in_a_process_of_its_own_says_the_same_and_queues_nothing(
+    client_stack: Stack, args: list[str], says: str
+) -> None:
+    stack = client_stack
+    code, output = run_cli_process(stack.settings, args)
+    assert code != 0, output
+    assert says in output, output
+    assert "Traceback" not in output, output
+    assert_nothing_queued(stack)
+    # And the same command run in this process answers the same
+    assert run_cli(stack.settings, args) == (code, output)

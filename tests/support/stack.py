@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from models import Message
 from models.db import session_scope
 from sessions_host.transports.simnet import LedgerEntry, SimNet
+from support.cli import exec_argv
 from wa_tasks.admin import session_config as manage
 from wa_tasks.client import Client
 from wa_tasks.core import redis_keys
@@ -77,7 +78,12 @@ class Stack:
             sub = ["sessions", "--hostname", f"{name}@test"]
         else:
             sub = [name]
-        argv = [sys.executable, "-m", "wa_tasks", *sub, *args]
+        if sub[0] == "worker":
+            # What `wa-tasks worker` execs, started at once: the command itself only builds Celery's
+            # command line, and a child process of its own would import wa_tasks for nothing first.
+            argv = exec_argv(self.env, [*sub, *args])
+        else:
+            argv = [sys.executable, "-m", "wa_tasks", *sub, *args]
         proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.processes[name] = proc
         return proc
@@ -138,10 +144,21 @@ class Stack:
             stopping.set()
             thread.join(timeout=30)
 
-    def stop(self) -> None:
-        for name in list(self.processes):
-            with contextlib.suppress(AssertionError):
-                self.stop_process(name)
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every process: SIGTERM to all at once, then wait for each (a host's clean shutdown
+        takes seconds; one after the other, each test would wait for the sum). A process still
+        running after ``timeout`` is killed."""
+        stopping = {name: self.processes.pop(name) for name in list(self.processes)}
+        for proc in stopping.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in stopping.values():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def logs(self) -> str:
         out = []

@@ -7,7 +7,7 @@ Run with ``wa-tasks web``; without ``WA_API_KEY`` the server refuses to listen b
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ from models.db import session_scope
 from wa_tasks.errors import CommandFailed, Conflict, HostUnavailable, InvalidRequest, NotFound, WaTasksError
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import get_settings
-from wa_tasks.web import api, pages
+from wa_tasks.web import access_log, api, pages
+from wa_tasks.web.api import compat
 from wa_tasks.web.auth import LoginRequired, require_key, require_login, session_secret
 from wa_tasks.web.limits import MAX_BODY_BYTES, BodyLimit
 from wa_tasks.web.prometheus import WaCollector
@@ -88,58 +89,71 @@ def readable(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def error_answer(
+    request: Request, status_code: int, content: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An error answer: ``{"error": code, "detail": text}``, or on the drop-in endpoints the shape
+    the imitated gateways answer with, ``{"status": false, "reason": text, "error": code}``."""
+    if request.url.path.startswith(compat.PREFIX + "/"):
+        content = {"status": False, "reason": content["detail"], "error": content["error"]}
+    return JSONResponse(status_code=status_code, content=content, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Every error answer is ``{"error": code, "detail": text}`` (validation errors add ``errors``)."""
+    """Every error answer is ``{"error": code, "detail": text}`` (validation errors add ``errors``);
+    on the drop-in endpoints ``{"status": false, "reason": text, "error": code}``."""
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg", "ctx")} for e in exc.errors()]
-        return JSONResponse(
-            status_code=422,
-            content={"error": "validation_error", "detail": readable(errors), "errors": jsonable_encoder(errors)},
+        return error_answer(
+            request,
+            422,
+            {"error": "validation_error", "detail": readable(errors), "errors": jsonable_encoder(errors)},
         )
 
     @app.exception_handler(WaTasksError)
-    async def _wa(_request: Request, exc: WaTasksError) -> JSONResponse:
-        return JSONResponse(status_code=error_status(exc), content={"error": exc.code, "detail": str(exc)})
+    async def _wa(request: Request, exc: WaTasksError) -> JSONResponse:
+        return error_answer(request, error_status(exc), {"error": exc.code, "detail": str(exc)})
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
     @app.exception_handler(kombu.exceptions.OperationalError)
-    async def _redis_down(_request: Request, exc: Exception) -> JSONResponse:
+    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("Redis unreachable: %s", exc)
-        return JSONResponse(
-            status_code=503,
-            content={"error": "redis_unavailable", "detail": "Redis (the broker) is not reachable; try again shortly"},
+        return error_answer(
+            request,
+            503,
+            {"error": "redis_unavailable", "detail": "Redis (the broker) is not reachable; try again shortly"},
         )
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
     @app.exception_handler(sqlalchemy.exc.InterfaceError)
-    async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database error: %s", exc)
-        return JSONResponse(
-            status_code=503,
-            content={
+        return error_answer(
+            request,
+            503,
+            {
                 "error": "database_unavailable",
                 "detail": f"the database is not reachable or refused the query ({_first_line(exc)}); try again shortly",
             },
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
             # FastAPI's answer to a body json.loads could not even read: malformed JSON too.
-            return JSONResponse(
-                status_code=422,
-                content={
+            return error_answer(
+                request,
+                422,
+                {
                     "error": "validation_error",
                     "detail": "body: malformed JSON (not UTF-8 text, nested too deeply, or a number too long)",
                 },
             )
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_") if exc.status_code in _PHRASES else "error"
-        return JSONResponse(
-            status_code=exc.status_code, content={"error": code, "detail": exc.detail}, headers=exc.headers
-        )
+        return error_answer(request, exc.status_code, {"error": code, "detail": exc.detail}, exc.headers)
 
 
 def _first_line(exc: Exception) -> str:
@@ -184,6 +198,8 @@ def install_docs(app: FastAPI) -> None:
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    # Before the first request line is logged: drop-in callers put their key in the query string.
+    access_log.install()
     app = FastAPI(
         title="wa-tasks",
         version="0.1.0",
@@ -227,6 +243,7 @@ def create_app() -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api.router)
+    app.include_router(api.compat_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.common.HERE / "static"), name="static")
     return app

@@ -3,7 +3,9 @@ the same key for the pages (a signed session cookie), and the refusal to serve a
 API beyond this machine.
 
 Keys are compared in constant time. Without ``WA_API_KEY`` everything is open, which is why the
-server then only listens on loopback.
+server then only listens on loopback. Besides the full key, stored keys with a scope
+(``admin/api_keys``): a ``send`` key is accepted by ``require_send`` (``POST /send`` and the drop-in
+endpoints, where it may also come in the query string) and refused with a 403 everywhere else.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
+from wa_tasks.admin import api_keys
 from wa_tasks.settings import Settings, get_settings, is_loopback
 
 #: Key of the session cookie entry that marks a logged-in operator.
@@ -87,11 +90,70 @@ def require_key(
 ) -> None:
     """Dependency of every API route: ``X-API-Key``, a bearer token (what Prometheus' scrape
     configuration sends), or a logged-in page session (the pages' own scripts call the API)."""
-    if key_matches(x_api_key if x_api_key is not None else (authorization.credentials if authorization else None)):
+    candidate = x_api_key if x_api_key is not None else (authorization.credentials if authorization else None)
+    if key_matches(candidate):
         return
     if request.session.get(SESSION_FLAG) is True:
         return
+    if candidate is not None and api_keys.scope_of(get_settings(), candidate) is not None:
+        raise HTTPException(
+            status_code=403, detail="this API key may only send messages (scope send); this route needs WA_API_KEY"
+        )
     raise HTTPException(status_code=401, detail="missing or wrong API key: send it as the X-API-Key header")
+
+
+#: The key in the query string, for the drop-in endpoints only (callers that cannot set a header).
+api_key_query = APIKeyQuery(name="key", auto_error=False, description="WA_API_KEY or a send-scoped key")
+#: Query parameter names a drop-in caller may put its key under: ``key``, and ``token`` as some gateways name it.
+QUERY_KEY_NAMES = ("key", "token")
+
+
+def _header_key(request: Request) -> str | None:
+    """The key from ``X-API-Key`` or ``Authorization`` (``Bearer KEY``, or the bare key as Fonnte's
+    clients send it)."""
+    if (value := request.headers.get("x-api-key")) is not None:
+        return value
+    value = request.headers.get("authorization")
+    if value is None:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" and rest.strip() else value.strip()
+
+
+def _may_send(request: Request, candidate: str | None) -> bool:
+    if key_matches(candidate) or request.session.get(SESSION_FLAG) is True:
+        return True
+    return candidate is not None and api_keys.scope_of(get_settings(), candidate) == "send"
+
+
+def require_send(
+    request: Request,
+    _x_api_key: Annotated[str | None, Security(api_key_header)] = None,
+    _authorization: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> None:
+    """Dependency of ``POST /send``: what ``require_key`` accepts, or a ``send``-scoped key."""
+    if not _may_send(request, _header_key(request)):
+        raise HTTPException(
+            status_code=401, detail="missing, wrong or revoked API key: send it as the X-API-Key header"
+        )
+
+
+def require_send_url(
+    request: Request,
+    _x_api_key: Annotated[str | None, Security(api_key_header)] = None,
+    _key: Annotated[str | None, Security(api_key_query)] = None,
+) -> None:
+    """Dependency of the drop-in endpoints: as ``require_send``, and the key may also be the
+    ``key`` (or ``token``) query parameter, the only place URL-template callers can put it."""
+    candidate = _header_key(request)
+    if candidate is None:
+        candidate = next((request.query_params[n] for n in QUERY_KEY_NAMES if n in request.query_params), None)
+    if not _may_send(request, candidate):
+        raise HTTPException(
+            status_code=401,
+            detail="token invalid: missing, wrong or revoked API key (put it in the URL as ?key=..., "
+            "or in the Authorization header)",
+        )
 
 
 def require_login(request: Request) -> None:

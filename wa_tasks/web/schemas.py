@@ -441,3 +441,31 @@ class UpdateTemplate(Body):
     type: TemplateType | None = None
     language: Language | None = None
     isActive: bool | None = None
+
+
+# The drop-in endpoints (``/compat``) -------------------------------------------------------------
+
+
+class DropinError(Out):
+    """Every error of a drop-in endpoint, in the shape Fonnte's clients read (``status``/``reason``)."""
+
+    status: bool
+    reason: str
+    error: str
+
+
+class GatewayQueued(Out):
+    status: bool
+    detail: str
+    id: str
+    #: The number as stored: E.164 digits without "+".
+    target: str
+
+
+class FonnteQueued(Out):
+    status: bool
+    detail: str
+    #: One message id per target, in the order of ``target``.
+    id: list[str]
+    process: str
+    target: list[str]

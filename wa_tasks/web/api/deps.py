@@ -15,6 +15,7 @@ from wa_tasks.web.schemas import Plain
 #: The error answers every route may give (documented in the OpenAPI schema).
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorBody, "description": "Missing or wrong API key"},
+    403: {"model": schemas.ErrorBody, "description": "A send-scoped key on a route that needs WA_API_KEY"},
     422: {"model": schemas.ErrorBody, "description": "Invalid input: `detail` names the field and says why"},
     503: {"model": schemas.ErrorBody, "description": "Redis or the database is out of reach"},
 }

@@ -14,9 +14,11 @@ from wa_tasks.web.api.deps import CONFLICT, NOT_FOUND, MessageId, client, settin
 from wa_tasks.web.schemas import BulkBody, Plain, SendBody
 
 router = APIRouter()
+#: ``POST /send`` alone: it also takes a send-scoped key (``auth.require_send``).
+send_router = APIRouter()
 
 
-@router.post("/send", status_code=202, response_model=schemas.Queued)
+@send_router.post("/send", status_code=202, response_model=schemas.Queued)
 def send(body: SendBody) -> dict[str, Any]:
     """Queue one message (exactly one of ``text`` or ``template``); returns its id and status."""
     request = SendRequest(
