@@ -1,7 +1,7 @@
 """scheduled messages, expiry, notices that know their invoice
 
-Revision ID: 0010_scheduling
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02
 
 A message may be due later (``send_at``, status ``scheduled``) and expire (``expires_at``, status
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_scheduling"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
