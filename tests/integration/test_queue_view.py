@@ -83,6 +83,7 @@ def test_message_lists_filter_and_page_like_the_rows(settings: Settings) -> None
     assert set(first) == {
         "id", "to", "status", "priority", "sessionId", "template", "error", "attempts",
         "createdAt", "sentAt", "deliveredAt", "readAt", "bulkJobId", "ambiguousSend",
+        "sendAt", "expiresAt", "noticeKey", "ref", "category",
     }  # fmt: skip
 
     # Each filter, and a combination, equal a filter made here
