@@ -13,6 +13,7 @@ types and garbage Origin headers. No answer may be a 5xx, and every refusal says
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import re
@@ -370,3 +371,25 @@ def test_every_page_form_refuses_bad_input_with_a_4xx_never_a_5xx(client: TestCl
     print(f"{sum(seen.values())} requests:", sorted(seen.items()))
     # The forms were not only refused: many a fuzzed form got through to its action
     assert seen[303] > 100 and seen[422] > 0 and seen[413] > 0 and seen[400] > 0, seen
+
+
+def test_the_queue_page_shows_a_scheduled_message_with_its_time_and_cancels_it(
+    client: TestClient, stack: Stack
+) -> None:
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(hours=5)
+    message_id = stack.client.send(
+        "0812-3456-7890", text="Tagihan", send_at=due, notice_key="invoice:INV-Q:reminder:H-1", ref="INV-Q"
+    )
+
+    page = client.get("/queue?status=scheduled")
+    assert page.status_code == 200
+    row = page.text[page.text.index(f'data-message="{message_id}"') :]
+    row = row[: row.index("</tr>")]
+    assert 'data-status="scheduled"' in row and "data-due=" in row and "invoice:INV-Q:reminder:H-1" in row
+    assert f'action="/queue/messages/{message_id}/cancel"' in row
+
+    assert (
+        client.post(f"/queue/messages/{message_id}/cancel", headers={"referer": "http://testserver/queue"}).status_code
+        == 303
+    )
+    assert stack.client.status(message_id)["status"] == "cancelled"
