@@ -3,6 +3,8 @@
 - Redis: ``WA_TEST_REDIS_URL`` (CI: the machine's Redis), else a private redis-server started here.
 - Databases: SQLite always; PostgreSQL from ``WA_TEST_POSTGRES_URL``. Under CI (``CI=true``) a
   missing PostgreSQL fails the run instead of skipping.
+- Parallel runs (``-n``): each pytest process takes its own Redis database, PostgreSQL database and
+  ports (``support/workers.py``).
 - Tiers: every test gets one tier marker at collection (``TIER_RULES``): fast, integration, system, slow.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import uuid
@@ -36,6 +37,7 @@ os.environ.setdefault("WA_ENCRYPTION_KEY", Fernet.generate_key().decode())
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.stack import Stack  # noqa: E402
+from support.workers import free_port, postgres_url_for_worker, redis_url_for_worker  # noqa: E402
 
 #: The in-process harness's fixtures (``inproc``, ``make_inproc``), for tests in any folder.
 pytest_plugins = ["support.inproc_fixtures"]
@@ -54,16 +56,11 @@ TABLES = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     url = os.environ.get("WA_TEST_REDIS_URL")
     if url:
+        url = redis_url_for_worker(url)
         try:
             redis_lib.Redis.from_url(url).ping()
         except redis_lib.RedisError as exc:
@@ -88,7 +85,7 @@ def postgres_url() -> str:
         if IN_CI:
             pytest.fail("CI must test PostgreSQL: set WA_TEST_POSTGRES_URL")
         pytest.skip("PostgreSQL not configured: set WA_TEST_POSTGRES_URL to run these tests on it")
-    return url
+    return postgres_url_for_worker(url)
 
 
 def _reset_postgres(url: str) -> None:

@@ -16,11 +16,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from conftest import free_port
 from models import Message, WhatsAppSession
 from models.db import session_scope
 from sessions_host.transports.base import AmbiguousSendError, SessionError, TransientSendError
 from support.inproc import HostCrash, InProcess
+from support.workers import free_port
 from wa_tasks import client
 from wa_tasks.core import task_names
 from wa_tasks.errors import InvalidRequest

@@ -19,7 +19,7 @@ from kombu import Connection, Consumer, Exchange, Queue
 from kombu.common import ignore_errors
 
 import wa_tasks.infra.celery_app  # noqa: F401  (installs the fix, as every wa-tasks process does)
-from conftest import free_port
+from support.workers import free_port
 from wa_tasks.infra.redis_server import EmbeddedRedis
 
 pytestmark = pytest.mark.integration

@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from conftest import free_port
 from models import Message
 from models.db import create
 from support.stack import Stack
+from support.workers import free_port
 from wa_tasks.infra.redis_server import EmbeddedRedis
 from wa_tasks.pipeline import lifecycle
 from wa_tasks.settings import Settings

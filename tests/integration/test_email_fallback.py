@@ -16,9 +16,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
-from conftest import free_port
 from models import Message, WhatsAppContact, utcnow
 from support.stack import Stack
+from support.workers import free_port
 from wa_tasks.pipeline import fallback
 from wa_tasks.settings import Settings
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port
 from support.stack import Stack
+from support.workers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, text
 
-from conftest import free_port
 from models.db import create
 from support.stack import Stack
+from support.workers import free_port
 from wa_tasks import tasks
 from wa_tasks.core import redis_keys, task_names
 from wa_tasks.infra.redis_server import EmbeddedRedis

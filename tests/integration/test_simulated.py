@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
 from support.stack import Stack
+from support.workers import free_port
 from wa_tasks.infra.redis_server import EmbeddedRedis, find_binary, ping
 from wa_tasks.pipeline import live_state
 

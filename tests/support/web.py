@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ from pathlib import Path
 import httpx
 
 from support.stack import settings_env
+from support.workers import free_port
 from wa_tasks.settings import Settings
 
 #: The API key the test web processes are started with.
 API_KEY = "k-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,7 @@ def running_web(settings: Settings, logdir: Path, api_key: str | None = API_KEY)
 @contextlib.contextmanager
 def running_web_process(settings: Settings, logdir: Path, api_key: str | None = API_KEY) -> Iterator[WebProcess]:
     """As ``running_web``, yielding the process too (its port and pid)."""
-    port = _free_port()
+    port = free_port()
     env = {**settings_env(settings), "WA_WEB_PORT": str(port)}
     if api_key is not None:
         env["WA_API_KEY"] = api_key
