@@ -11,11 +11,9 @@ edited or not, is never overwritten. The downgrade removes only those still exac
 
 from __future__ import annotations
 
-import datetime as dt
-
-import sqlalchemy as sa
 from alembic import op
 
+from models import shipped_templates
 from wa_tasks.core.default_templates import DEFAULTS, INSTALLED_BY_0010
 
 revision = "0010"
@@ -23,46 +21,10 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-# The templates table as of this revision (not the current model: a migration must not change
-# with later code).
-_templates = sa.table(
-    "whatsapp_templates",
-    sa.column("name", sa.String),
-    sa.column("category", sa.String),
-    sa.column("type", sa.String),
-    sa.column("content", sa.Text),
-    sa.column("variables", sa.JSON),
-    sa.column("language", sa.String),
-    sa.column("is_active", sa.Boolean),
-    sa.column("created_at", sa.DateTime),
-    sa.column("updated_at", sa.DateTime),
-)
-
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    present = set(bind.execute(sa.select(_templates.c.name)).scalars())
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # stored as naive UTC, like models.base.UTCDateTime
-    missing = [
-        {
-            "name": t.name,
-            "category": t.category,
-            "type": t.type,
-            "content": t.content,
-            "variables": list(t.variables),
-            "language": t.language,
-            "is_active": True,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for t in (DEFAULTS[name] for name in INSTALLED_BY_0010)
-        if t.name not in present
-    ]
-    if missing:
-        op.bulk_insert(_templates, missing)
+    shipped_templates.install_missing(op.get_bind(), [DEFAULTS[name] for name in INSTALLED_BY_0010])
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    for t in (DEFAULTS[name] for name in INSTALLED_BY_0010):
-        bind.execute(sa.delete(_templates).where(_templates.c.name == t.name, _templates.c.content == t.content))
+    shipped_templates.remove_unedited(op.get_bind(), [DEFAULTS[name] for name in INSTALLED_BY_0010])
