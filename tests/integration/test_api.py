@@ -237,6 +237,7 @@ def test_add_a_session_scan_its_qr_code_send_a_template_then_remove_it(stack: St
     assert api.get("/sessions").json()["sessions"] == []
 
 
+@pytest.mark.timing
 def test_change_the_primary_and_the_pace_without_linking_again(stack: Stack, api: httpx.Client) -> None:
     # Given two connected sessions, wa-1 the primary
     for i in (1, 2):

@@ -24,6 +24,7 @@ def _at(entry_at: str) -> float:
     return dt.datetime.fromisoformat(entry_at).timestamp()
 
 
+@pytest.mark.timing
 def test_urgent_messages_overtake_a_high_backlog_within_two_pacing_slots(stack: Stack) -> None:
     # Given one session at 0.25 s per send with a backlog of 500 high-priority messages
     stack.add_session("wa-1", priority=1, pace_seconds=0.25, options={"latency_ms": 0})
@@ -51,6 +52,7 @@ def test_urgent_messages_overtake_a_high_backlog_within_two_pacing_slots(stack: 
         assert len(before) <= 2, f"urgent {i} waited behind {len(before)} backlog sends"
 
 
+@pytest.mark.timing
 def test_two_hosts_on_one_session_never_exceed_its_rate(stack: Stack) -> None:
     # Given two session hosts that both serve session wa-1 at 0.5 s per send: leases (which would
     # give it to one host only) are switched off to force the overlap

@@ -91,6 +91,7 @@ def test_backlog_of_a_dropped_session_moves_to_the_other_session(stack: Stack) -
     assert sorted(e.text for e in ledger) == sorted(f"backlog {i}" for i in range(8))
 
 
+@pytest.mark.timing
 def test_pacing_spaces_ten_sends_on_one_session_by_at_least_nine_seconds(stack: Stack) -> None:
     # Given a session at the default pace of one message per second (no simulated latency, so the
     # network's acceptance times are the send times)

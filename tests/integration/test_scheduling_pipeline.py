@@ -23,6 +23,7 @@ def _iso(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+@pytest.mark.timing
 def test_a_scheduled_message_is_sent_at_its_time(stack: Stack) -> None:
     # Given a connected session and the releaser running every half second
     stack.add_session("wa-1", priority=1)
