@@ -21,9 +21,8 @@ round trip for its 500 messages, not one per message.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from sqlalchemy import Select, func, literal_column, select, union_all
+from sqlalchemy import Integer, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from models import IncomingMessage, Message
@@ -49,18 +48,18 @@ def known_session(db: Session, number: str) -> str | None:
 
 
 def _query(db: Session, numbers: list[str]) -> dict[str, str]:
-    sent: Select[Any] = select(
+    sent = select(
         Message.to_number.label("number"),
         Message.session_id.label("session_id"),
         Message.sent_at.label("at"),
         # Ties (a message sent and a reply received in the same instant) go to the send.
-        literal_column("1").label("kind"),
+        literal_column("1", Integer).label("kind"),
     ).where(Message.to_number.in_(numbers), Message.sent_at.is_not(None), Message.session_id.is_not(None))
-    heard: Select[Any] = select(
+    heard = select(
         IncomingMessage.sender.label("number"),
         IncomingMessage.session_id.label("session_id"),
         IncomingMessage.received_at.label("at"),
-        literal_column("0").label("kind"),
+        literal_column("0", Integer).label("kind"),
     ).where(IncomingMessage.sender.in_(numbers))
     contacts = union_all(sent, heard).subquery("contacts")
     ranked = select(
