@@ -220,3 +220,20 @@ def test_a_window_that_closes_mid_bulk_holds_the_rest_for_its_next_opening(
     assert release_at(inproc, opening).released == 5
     inproc.wait_for(lambda: client.bulk_status(job)["delivered"] == 8, "the rest sent at the opening")
     assert len(inproc.ledger()) == 8
+
+
+def test_a_fonnte_schedule_is_a_scheduled_send_released_at_that_time(inproc: InProcess) -> None:
+    at = int((utcnow() + dt.timedelta(hours=2)).timestamp())
+    with inproc.api() as http:
+        answer = http.post(
+            "/compat/fonnte/send", data={"target": "081234567006|Budi", "message": "Halo {name}", "schedule": str(at)}
+        )
+    assert answer.status_code == 200, answer.text
+    [message_id] = answer.json()["id"]
+    due = dt.datetime.fromtimestamp(at, dt.UTC)
+    assert client.status(message_id)["status"] == "scheduled" and inproc.broker.history == []
+
+    assert release_at(inproc, due - dt.timedelta(seconds=1)).released == 0
+    assert release_at(inproc, due).ids == [message_id]
+    inproc.settle(message_id, "delivered")
+    assert [e.text for e in inproc.ledger("6281234567006")] == ["Halo Budi"]

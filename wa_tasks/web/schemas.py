@@ -481,5 +481,7 @@ class FonnteQueued(Out):
     detail: str
     #: One message id per target, in the order of ``target``.
     id: list[str]
+    #: ``pending``, or ``scheduled`` with a ``schedule`` (then ``sendAt`` says when).
     process: str
     target: list[str]
+    sendAt: str | None = None
