@@ -6,13 +6,14 @@ to it again (see ``wa_tasks/core/routing.py``). Where the answer comes from:
 
 - the messages the sessions sent (``whatsapp_messages`` rows with a ``sent_at``: sent, delivered,
   read, or failed after the send went out), read through the index on ``(to_number, sent_at)``;
-- the messages customers sent to a session (``whatsapp_incoming``), through its index on ``sender``.
+- the messages customers sent to a session (``whatsapp_incoming``), through its index on ``sender``;
+- what retention kept of the messages it deleted (``whatsapp_known_contacts``, one row per number,
+  written by :func:`remember` from ``wa_tasks.ops.retention``), so a customer billed once a month
+  still has their number after ``WA_RETENTION_MESSAGES_DAYS`` (15 by default).
 
-The latest of either wins. Both are in the database that is the truth for every message, so the
-answer survives a Redis restart and needs no write of its own on the send path (a separate table
-kept up to date would cost one more write per message sent). It remembers as far back as
-retention keeps messages (``WA_RETENTION_MESSAGES_DAYS``); a customer not messaged for longer is
-routed as a new one.
+The latest of them wins. All are in the database that is the truth for every message, so the
+answer survives a Redis restart and needs no write of its own on the send path (a table kept up
+to date at every send would cost one more write per message sent; retention writes it once a day).
 
 :func:`known_sessions` answers for a whole batch in one query, so ``wa.dispatch_batch`` pays one
 round trip for its 500 messages, not one per message.
@@ -20,12 +21,13 @@ round trip for its 500 messages, not one per message.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
 from sqlalchemy import Integer, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
-from models import IncomingMessage, Message
+from models import IncomingMessage, KnownContact, Message
 
 #: Numbers per ``IN`` list: a bulk batch (``wa_tasks.pipeline.bulk``) fits in one.
 CHUNK = 500
@@ -61,7 +63,13 @@ def _query(db: Session, numbers: list[str]) -> dict[str, str]:
         IncomingMessage.received_at.label("at"),
         literal_column("0", Integer).label("kind"),
     ).where(IncomingMessage.sender.in_(numbers))
-    contacts = union_all(sent, heard).subquery("contacts")
+    kept = select(
+        KnownContact.number.label("number"),
+        KnownContact.session_id.label("session_id"),
+        KnownContact.last_at.label("at"),
+        literal_column("1", Integer).label("kind"),
+    ).where(KnownContact.number.in_(numbers))
+    contacts = union_all(sent, heard, kept).subquery("contacts")
     ranked = select(
         contacts.c.number,
         contacts.c.session_id,
@@ -71,3 +79,29 @@ def _query(db: Session, numbers: list[str]) -> dict[str, str]:
     ).subquery("ranked")
     rows = db.execute(select(ranked.c.number, ranked.c.session_id).where(ranked.c.rank == 1))
     return {row.number: row.session_id for row in rows}
+
+
+def remember(db: Session, sends: Iterable[tuple[str, str | None, dt.datetime | None]]) -> int:
+    """Keep, per number, the latest of ``sends`` (``(to_number, session_id, sent_at)`` of messages
+    about to be deleted) in ``whatsapp_known_contacts``, where it is newer than what is kept.
+    Unsent messages (no session or no ``sent_at``) are skipped. Returns how many rows it wrote."""
+    latest: dict[str, tuple[dt.datetime, str]] = {}
+    for number, session_id, sent_at in sends:
+        if session_id is None or sent_at is None:
+            continue
+        if number not in latest or sent_at > latest[number][0]:
+            latest[number] = (sent_at, session_id)
+    if not latest:
+        return 0
+    kept = {row.number: row for row in db.scalars(select(KnownContact).where(KnownContact.number.in_(list(latest))))}
+    written = 0
+    for number, (sent_at, session_id) in latest.items():
+        row = kept.get(number)
+        if row is None:
+            db.add(KnownContact(number=number, session_id=session_id, last_at=sent_at))
+        elif sent_at > row.last_at:
+            row.session_id, row.last_at = session_id, sent_at
+        else:
+            continue
+        written += 1
+    return written
