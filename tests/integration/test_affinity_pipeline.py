@@ -1,7 +1,8 @@
 """Routing's affinity on the real pipeline (real worker and session host, simulated network): a
 customer keeps getting messages from the number that last sent to them while it is usable, even
 when another number has the higher priority, and the other number takes them when it is down
-(a customer moved to another number is a stranger to it: ``wa_tasks/core/routing.py``). The in-process twin: ``tests/inproc/test_inproc_affinity.py``."""
+(a customer moved to another number is a stranger to it: ``wa_tasks/core/routing.py``). The
+in-process twin: ``tests/inproc/test_inproc_affinity.py``."""
 
 from __future__ import annotations
 
