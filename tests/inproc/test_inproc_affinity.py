@@ -102,3 +102,17 @@ def _incoming(inproc: InProcess) -> int:
 
     with session_scope(inproc.settings.database) as db:
         return int(db.scalar(select(func.count()).select_from(IncomingMessage)) or 0)
+
+
+def test_a_message_routed_to_the_known_number_that_then_drops_moves_to_the_other(two: InProcess) -> None:
+    assert sent_by(two, KNOWN, "Tagihan 1", session="wa-2") == "wa-2"
+    message_id = client.send(KNOWN, text="Tagihan 2")
+    two.run(steps=1)  # the dispatch: routed to wa-2, the number the customer knows
+    assert client.status(message_id)["sessionId"] == "wa-2"
+
+    two.simnet.drop("wa-2")
+    two.wait_for(lambda: not two.runner("wa-2").transport.connected, "wa-2 disconnected", run=False)
+    view = two.settle(message_id, "delivered")
+
+    assert view["sessionId"] == "wa-1"  # handed back and excluded: affinity does not send it back to wa-2
+    assert [e.session for e in two.ledger(KNOWN) if e.text == "Tagihan 2"] == ["wa-1"]
