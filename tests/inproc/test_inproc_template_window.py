@@ -110,3 +110,20 @@ def test_the_command_line_sets_shows_and_clears_a_template_window(inproc: InProc
     assert inproc.cli("templates", "update", "tagihan_siang", "--window", "category").exit_code == 0
     assert client.get_template("tagihan_siang")["sendWindow"] is None
     assert "send window: the category's" in inproc.cli("templates", "show", "tagihan_siang").output
+
+
+def test_the_template_page_sets_shows_and_refuses_a_send_window(inproc: InProcess) -> None:
+    form = {"name": "promo_pagi", "content": "Promo pagi.", "category": "promotion", "type": "text", "language": "id"}
+    with inproc.api() as http:
+        refused = http.post("/templates", data={**form, "send_window": "pagi"})
+        assert refused.status_code == 422 and "send_window" in refused.text and "&#39;pagi&#39;" in refused.text
+        assert 'value="pagi"' in refused.text  # the operator's input is kept in the form
+
+        saved = http.post("/templates", data={**form, "send_window": "07:00-10:00"}, follow_redirects=False)
+        assert saved.status_code in (302, 303), saved.text
+        assert client.get_template("promo_pagi")["sendWindow"] == "07:00-10:00"
+        assert 'value="07:00-10:00"' in http.get("/templates/promo_pagi").text
+
+        cleared = http.post("/templates/promo_pagi", data={**form, "send_window": ""}, follow_redirects=False)
+        assert cleared.status_code in (302, 303), cleared.text
+    assert client.get_template("promo_pagi")["sendWindow"] is None
