@@ -2,7 +2,7 @@
 
 from models.api_key import ApiKey
 from models.base import Base, utcnow
-from models.contact import WhatsAppContact
+from models.contact import KnownContact, WhatsAppContact
 from models.daily_metric import DailyMetric
 from models.incoming import IncomingMessage
 from models.message import Message, new_message_id
@@ -19,6 +19,7 @@ __all__ = [
     "Base",
     "DailyMetric",
     "JobStatus",
+    "KnownContact",
     "Message",
     "MessageStatus",
     "OptOut",

@@ -33,6 +33,8 @@ class Message(Base):
         Index("ix_whatsapp_messages_status_send_at", "status", "send_at"),
         Index("ix_whatsapp_messages_status_expires_at", "status", "expires_at"),
         Index("ix_whatsapp_messages_ref", "ref"),
+        # Routing's affinity reads, per recipient, the session of the latest send (pipeline/affinity.py).
+        Index("ix_whatsapp_messages_to_number_sent_at", "to_number", "sent_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_message_id)

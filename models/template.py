@@ -23,6 +23,9 @@ class Template(Base):
     #: Variable names used by ``content``, extracted when it is saved.
     variables: Mapped[list[str]] = mapped_column(JSON, default=list)
     language: Mapped[str] = mapped_column(String(5), default="id")
+    #: Its own send window (``"08:00-20:00"``, ranges comma-separated, or ``"always"``), in preference
+    #: to its category's (``wa_tasks/core/windows.py``); NULL: the category's.
+    send_window: Mapped[str | None] = mapped_column(String(100))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

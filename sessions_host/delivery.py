@@ -17,7 +17,7 @@ from celery import Celery
 from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import ORMExecuteState, sessionmaker
 
-from models import SENT_OR_FINAL, Message, MessageStatus, utcnow
+from models import SENT_OR_FINAL, Message, MessageStatus, Template, utcnow
 from models.db import engine_for
 from sessions_host.safety import Decision
 from sessions_host.transports.base import (
@@ -87,22 +87,29 @@ class Gate(Protocol):
 #: more (not the encrypted ``data`` and ``email``, which would be decrypted for nothing), read as a
 #: row rather than loaded as an ORM object (the object and its identity-map bookkeeping would
 #: cost ≈15 % of the host's CPU a message at high rates).
-READ_MESSAGE = select(
-    Message.status,
-    Message.session_id,
-    Message.to_number,
-    Message.content,
-    Message.priority,
-    Message.max_attempts,
-    Message.message_type,
-    Message.media_url,
-    Message.media_data,
-    Message.media_mimetype,
-    Message.media_filename,
-    Message.expires_at,
-    Message.category,
-    Message.tz,
-).where(Message.id == bindparam("message_id"))
+READ_MESSAGE = (
+    select(
+        Message.status,
+        Message.session_id,
+        Message.to_number,
+        Message.content,
+        Message.priority,
+        Message.max_attempts,
+        Message.message_type,
+        Message.media_url,
+        Message.media_data,
+        Message.media_mimetype,
+        Message.media_filename,
+        Message.expires_at,
+        Message.category,
+        Message.tz,
+        # The template's own send window, in preference to its category's (NULL: the category's).
+        Template.send_window,
+    )
+    .select_from(Message)
+    .outerjoin(Template, Template.id == Message.template_id)
+    .where(Message.id == bindparam("message_id"))
+)
 
 
 def _without_synchronizing(state: ORMExecuteState) -> None:
@@ -195,7 +202,9 @@ class Deliverer:
                 mlog.info("expired before its send (expires_at %s): not sent", timefmt.iso(message.expires_at))
                 settle = partial(outcomes.expire, self.settings, message_id)
             elif (
-                until := schedule.window_hold(self.settings, message.category, message.tz, message.priority, now)
+                until := schedule.window_hold(
+                    self.settings, message.category, message.tz, message.priority, now, override=message.send_window
+                )
             ) is not None:
                 # Checked here, at the send, and not only at release: a paced bulk that runs past
                 # the window's end stops there and the rest waits for the next opening.

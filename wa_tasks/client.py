@@ -297,11 +297,20 @@ class Client:
         type: str = "text",
         language: str = "id",
         is_active: bool = True,
+        send_window: str | None = None,
     ) -> dict[str, Any]:
         """Save a new template. ``category``: notification, reminder or promotion (promotions are
-        not sent to customers who opted out); ``type``: text, media, button or list."""
+        not sent to customers who opted out); ``type``: text, media, button or list;
+        ``send_window``: its own hours (``"08:00-20:00"``, ``"always"``) instead of its category's."""
         return template_store.create(
-            self.settings, name, content, category=category, type=type, language=language, is_active=is_active
+            self.settings,
+            name,
+            content,
+            category=category,
+            type=type,
+            language=language,
+            is_active=is_active,
+            send_window=send_window,
         )
 
     def update_template(
@@ -313,10 +322,19 @@ class Client:
         type: str | None = None,
         language: str | None = None,
         is_active: bool | None = None,
+        send_window: str | None | Any = template_store.KEEP,
     ) -> dict[str, Any]:
-        """Change the given fields of a template; its variables are extracted again."""
+        """Change the given fields of a template; its variables are extracted again.
+        ``send_window``: its own hours; None or ``"category"``: back to its category's window."""
         return template_store.update(
-            self.settings, name, content=content, category=category, type=type, language=language, is_active=is_active
+            self.settings,
+            name,
+            content=content,
+            category=category,
+            type=type,
+            language=language,
+            is_active=is_active,
+            send_window=send_window,
         )
 
     def deactivate_template(self, name: str) -> dict[str, Any]:

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     #: API key required by the HTTP API. Without one the web process only binds to loopback.
     api_key: SecretStr | None = None
 
+    #: Requests a stored (send-scoped) API key may make in any 60 seconds; the next is answered 429
+    #: (wa_tasks/web/rate_limit.py). 0 = no limit. The full ``api_key`` is not limited.
+    api_rate_limit_per_minute: int = Field(default=300, ge=0)
+
     #: Default region for phone numbers written without a country code (``0812...``).
     default_region: str = "ID"
 

@@ -49,7 +49,7 @@ from wa_tasks.errors import InvalidRequest
 from wa_tasks.infra.celery_app import app, app_for
 from wa_tasks.infra.logs import MessageLog
 from wa_tasks.infra.redis_client import client_for, unacked
-from wa_tasks.pipeline import fallback, lifecycle, live_state, outcomes, schedule, submit
+from wa_tasks.pipeline import affinity, fallback, lifecycle, live_state, outcomes, schedule, submit
 from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings, get_settings
 
@@ -186,14 +186,21 @@ def _candidates(
 
 
 def _choose(
-    settings: Settings, candidates: list[routing.Candidate], requested: str | None, exclude: list[str] | None
+    settings: Settings,
+    candidates: list[routing.Candidate],
+    requested: str | None,
+    exclude: list[str] | None,
+    known: str | None = None,
 ) -> str | None:
+    """``known``: the session that last sent to or heard from the recipient (``pipeline.affinity``),
+    preferred while usable; a ``requested`` session still wins."""
     return routing.choose(
         candidates,
         requested=requested,
         exclude=exclude or (),
         policy=settings.routing_policy,
         spillover_wait_seconds=settings.spillover_wait_seconds,
+        known=known,
     )
 
 
@@ -223,7 +230,9 @@ def dispatch(self: Task, message_id: str, exclude: list[str] | None = None) -> s
         refusers = live_state.new_contact_refusers(
             client_for(settings.redis), states, message.to_number, live_state.now()
         )
-        chosen = _choose(settings, candidates, message.requested_session, [*(exclude or ()), *refusers])
+        # A requested session takes no other: its recipient's history does not matter.
+        known = None if message.requested_session else affinity.known_session(db, message.to_number)
+        chosen = _choose(settings, candidates, message.requested_session, [*(exclude or ()), *refusers], known)
         if chosen is None:
             lifecycle.touch_dispatched(db, message_id)
             db.commit()
@@ -259,13 +268,15 @@ def dispatch_batch(message_ids: list[str]) -> int:
                 Message.id, Message.priority, Message.requested_session, Message.to_number, Message.expires_at
             ).where(Message.id.in_(message_ids), Message.status == MessageStatus.QUEUED)
         ).all()
+        # One query for the whole batch: who knows each recipient.
+        known = affinity.known_sessions(db, [m.to_number for m in messages if not m.requested_session])
         for m in messages:
             if m.expires_at is not None and m.expires_at <= utcnow():
                 lifecycle.expire(db, m.id, utcnow())  # never sent late
                 continue
             current = [dataclasses.replace(c, backlog=backlog[c.session_id]) for c in candidates]
             refusers = live_state.new_contact_refusers(redis, states, m.to_number, now)
-            chosen = _choose(settings, current, m.requested_session, refusers)
+            chosen = _choose(settings, current, m.requested_session, refusers, known.get(m.to_number))
             if chosen is None:
                 waiting.append((m.id, m.priority))
             else:

@@ -15,6 +15,8 @@ from models import Message
 from models.db import session_scope
 from support.web import API_KEY, running_web
 from wa_tasks.admin import api_keys
+from wa_tasks.core import redis_keys
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import Settings
 
 
@@ -64,3 +66,37 @@ def test_a_get_with_a_send_key_in_the_url_queues_and_the_key_stays_out_of_the_lo
     assert "GET /compat/gateway/send?key=***&number=" in logged
     assert key not in logged and key[len(api_keys.KEY_PREFIX) :] not in logged
     assert API_KEY not in logged.replace("WA_API_KEY", "")
+
+
+def test_a_fonnte_schedule_is_stored_scheduled_and_a_send_key_past_its_rate_limit_gets_429(
+    settings: Settings, tmp_path: Path
+) -> None:
+    limited = settings.model_copy(update={"api_rate_limit_per_minute": 2})
+    row, key = api_keys.create(limited, "send", "phpnuxbill")
+    at = int(time.time()) + 7200
+    with running_web(limited, tmp_path / "logs") as base:
+        scheduled = httpx.post(
+            f"{base}/compat/fonnte/send",
+            data={"target": "081234567890", "message": "Pengingat H-1", "schedule": str(at)},
+            headers={"Authorization": key},
+            timeout=30,
+        )
+        assert scheduled.status_code == 200, scheduled.text
+        second = httpx.get(
+            f"{base}/compat/gateway/send", params={"key": key, "number": "081234567891", "text": "x"}, timeout=30
+        )
+        assert second.status_code == 200, second.text
+        third = httpx.get(
+            f"{base}/compat/gateway/send", params={"key": key, "number": "081234567892", "text": "y"}, timeout=30
+        )
+
+    [message_id] = scheduled.json()["id"]
+    with session_scope(settings.database) as db:
+        message = db.get(Message, message_id)
+        assert message is not None and message.status == "scheduled"
+        assert message.send_at is not None and int(message.send_at.timestamp()) == at
+        assert db.query(Message).count() == 2  # the refused request queued nothing
+    assert third.status_code == 429 and third.headers["Retry-After"].isdigit()
+    assert third.json()["status"] is False and "WA_API_RATE_LIMIT_PER_MINUTE" in third.json()["reason"]
+    redis = client_for(settings.redis)
+    assert redis.zcard(redis_keys.api_rate(row["id"])) == 2  # counted under the key's id

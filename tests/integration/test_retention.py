@@ -159,3 +159,40 @@ def test_the_beat_tasks_run_on_a_real_worker(stack: Stack) -> None:
                 break
         assert time.monotonic() < deadline, stack.logs()
         time.sleep(0.2)
+
+
+def test_retention_keeps_who_last_sent_to_each_customer_for_routing(db_settings: Settings) -> None:
+    from wa_tasks.pipeline import affinity
+
+    def _to(mid: str, created: dt.datetime, **kwargs: object) -> Message:
+        return Message(id=mid, content="Tagihan", created_at=created, **kwargs)
+
+    # Given a month of history: customer A sent by wa-2 then (later, still old) by wa-3; customer
+    # B sent by wa-2 long ago and by wa-1 recently; customer C only ever had an unsent message
+    now = utcnow()
+    a, b, c = "6281200000001", "6281200000002", "6281200000003"
+    with session_scope(db_settings.database) as db:
+        for sid in ("wa-1", "wa-2", "wa-3"):
+            db.add(_session(sid, SessionStatus.CONNECTED, now))
+        db.flush()
+        db.add_all(
+            [
+                _to("a-1", now - 30 * DAY, to_number=a, session_id="wa-2", sent_at=now - 30 * DAY, status="read"),
+                _to("a-2", now - 20 * DAY, to_number=a, session_id="wa-3", sent_at=now - 20 * DAY, status="read"),
+                _to("b-1", now - 25 * DAY, to_number=b, session_id="wa-2", sent_at=now - 25 * DAY, status="read"),
+                _to("b-2", now - DAY, to_number=b, session_id="wa-1", sent_at=now - DAY, status="read"),
+                _to("c-1", now - 25 * DAY, to_number=c, status="failed"),
+            ]
+        )
+
+    # When retention deletes the old messages, one per batch
+    assert retention.cleanup(db_settings, now=now, batch_size=1).messages == 4
+
+    # Then routing still knows who knows A (the latest send, wa-3), B's recent send wins, C is new
+    with session_scope(db_settings.database) as db:
+        assert db.scalars(select(Message.id)).all() == ["b-2"]
+        assert affinity.known_sessions(db, [a, b, c]) == {a: "wa-3", b: "wa-1"}
+    # And an older send deleted later does not overwrite a newer one kept
+    with session_scope(db_settings.database) as db:
+        assert affinity.remember(db, [(a, "wa-2", now - 40 * DAY), (c, None, now)]) == 0
+        assert affinity.known_sessions(db, [a]) == {a: "wa-3"}

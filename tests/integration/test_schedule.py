@@ -189,7 +189,7 @@ def test_a_due_message_outside_its_window_is_held_until_the_opening(settings: Se
     ids = _add(settings, 2, status="scheduled", send_at=now - dt.timedelta(seconds=1), category="reminder")
     broker = _Broker()
 
-    def hold(category: str | None, tz: str | None, priority: int, at: dt.datetime) -> dt.datetime | None:
+    def hold(category: str | None, tz: str | None, priority: int, at: dt.datetime, **_: object) -> dt.datetime | None:
         return opening if category == "reminder" else None
 
     result = schedule.release(
@@ -277,7 +277,7 @@ def test_the_host_holds_a_message_outside_its_window_until_the_opening(
     manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
     opening = (utcnow() + dt.timedelta(hours=11)).replace(microsecond=0)
     [message_id] = _add(settings, 1, status="routed", session_id="wa-1", category="promotion")
-    monkeypatch.setattr(schedule, "window_hold", lambda settings, category, tz, priority, now: opening)
+    monkeypatch.setattr(schedule, "window_hold", lambda settings, category, tz, priority, now, **_: opening)
     deliverer, transport = _deliverer(settings)
 
     assert deliverer.deliver(message_id) == Outcome.HELD

@@ -7,14 +7,17 @@ with the API), so nothing here needs Redis.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -22,7 +25,9 @@ from fastapi.testclient import TestClient
 from models import ApiKey, Base
 from models.db import dispose_all
 from wa_tasks.admin import api_keys
+from wa_tasks.core import redis_keys
 from wa_tasks.core.phone import normalize
+from wa_tasks.infra import redis_client
 from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import get_settings
 from wa_tasks.web import access_log
@@ -38,9 +43,12 @@ class Recorder:
 
     sent: list[tuple[str, str | None]] = field(default_factory=list)
     ids: Iterator[int] = field(default_factory=itertools.count)
+    #: The ``send_at`` of each send, in order (None: at once).
+    send_at: list[Any] = field(default_factory=list)
 
     def send(self, to: str, *args: Any, text: str | None = None, **kwargs: Any) -> str:
         self.sent.append((normalize(to).e164, text))
+        self.send_at.append(kwargs.get("send_at"))
         return f"msg-{next(self.ids)}"
 
     def send_request(self, request: SendRequest) -> str:
@@ -57,6 +65,8 @@ class Env:
     sent: list[tuple[str, str | None]]
     send_key: str
     send_key_id: str
+    #: The ``send_at`` of each send (None: at once).
+    send_at: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -81,8 +91,13 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         get_settings.cache_clear()
         patch.setattr(compat, "client", lambda: recorder)
         patch.setattr(messages, "client", lambda: recorder)
-        with TestClient(create_app(), raise_server_exceptions=False) as http:
-            yield App(http, recorder)
+        # The send keys' rate limit counts in Redis: a fake one under the settings' URL.
+        redis_client.use(get_settings().redis, fakeredis.FakeRedis(decode_responses=True))
+        try:
+            with TestClient(create_app(), raise_server_exceptions=False) as http:
+                yield App(http, recorder)
+        finally:
+            redis_client.forget(get_settings().redis)
     get_settings.cache_clear()
     dispose_all()
 
@@ -91,9 +106,10 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
 def env(app: App) -> Env:
     """The app with nothing sent yet and a new send key of the test's own."""
     app.recorder.sent.clear()
+    app.recorder.send_at.clear()
     app.recorder.ids = itertools.count()
     row, key = api_keys.create(get_settings(), "send", "phpnuxbill")
-    return Env(app.http, app.recorder.sent, key, row["id"])
+    return Env(app.http, app.recorder.sent, key, row["id"], app.recorder.send_at)
 
 
 # URL-template gateways (phpnuxbill) -----------------------------------------------------------------
@@ -200,6 +216,91 @@ def test_fonnte_urlencoded_json_and_get_forms_are_read(env: Env) -> None:
     assert [text for _, text in env.sent] == ["a", "b", "c"]
 
 
+def test_fonnte_schedule_is_a_scheduled_send_at_that_unix_time(env: Env) -> None:
+    at = int(time.time()) + 3600
+    answer = env.http.post(
+        "/compat/fonnte/send",
+        data={"target": "081234567890,081234567891", "message": "Pengingat", "schedule": str(at)},
+        headers={"Authorization": env.send_key},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    expected = dt.datetime.fromtimestamp(at, dt.UTC)
+    assert body["status"] is True and body["process"] == "scheduled"
+    assert body["sendAt"] == expected.isoformat().replace("+00:00", "Z")
+    assert env.send_at == [expected, expected]  # every target at that time
+    # A schedule a few seconds ago (a slow caller) or 0 sends at once
+    for now_ish in (str(int(time.time()) - 5), "0"):
+        answer = env.http.get(
+            f"/compat/fonnte/send?key={env.send_key}&target=081234567890&message=x&schedule={now_ish}"
+        )
+        assert answer.json()["process"] == "pending" and "sendAt" not in answer.json()
+    assert env.send_at[2:] == [None, None]
+
+
+def _limit(patch: pytest.MonkeyPatch, per_minute: int) -> None:
+    patch.setenv("WA_API_RATE_LIMIT_PER_MINUTE", str(per_minute))
+    get_settings.cache_clear()
+
+
+def test_a_send_key_over_its_rate_limit_gets_429_in_each_callers_shape(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _limit(monkeypatch, 3)
+    try:
+        url = f"/compat/gateway/send?key={env.send_key}&number=081234567890&text=Halo"
+        assert [env.http.get(url).status_code for _ in range(3)] == [200, 200, 200]
+
+        refused = env.http.get(url)
+        assert refused.status_code == 429
+        body = refused.json()
+        assert body["status"] is False and body["error"] == "too_many_requests"
+        assert (
+            f"API key {env.send_key_id} made 3 requests" in body["reason"]
+            and "WA_API_RATE_LIMIT_PER_MINUTE" in body["reason"]
+        )
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert env.send_key not in refused.text  # the key's id, never the key
+        # The same key on POST /send: the API's shape; nothing more was queued
+        api = env.http.post(
+            "/api/whatsapp/send", json={"to": "081234567890", "text": "x"}, headers={"X-API-Key": env.send_key}
+        )
+        assert api.status_code == 429 and api.json()["error"] == "too_many_requests" and "detail" in api.json()
+        assert len(env.sent) == 3
+        # Another send key has its own count, and the full key is not limited
+        _, other = api_keys.create(get_settings(), "send", "mikrotik")
+        assert env.http.get(f"/compat/gateway/send?key={other}&number=081234567890&text=Halo").status_code == 200
+        for _ in range(4):
+            full = env.http.get(f"/compat/gateway/send?key={FULL_KEY}&number=081234567890&text=Halo")
+            assert full.status_code == 200
+        # A wrong key is refused as before (401), not counted against anyone
+        assert env.http.get("/compat/gateway/send?key=wak_nope&number=081234567890&text=Halo").status_code == 401
+    finally:
+        get_settings.cache_clear()
+
+
+def test_the_rate_limit_is_counted_in_redis_under_the_key_id(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    _limit(monkeypatch, 5)
+    try:
+        for _ in range(2):
+            assert (
+                env.http.get(f"/compat/gateway/send?key={env.send_key}&number=081234567890&text=Halo").status_code
+                == 200
+            )
+        fake = redis_client.client_for(get_settings().redis)
+        assert fake.zcard(redis_keys.api_rate(env.send_key_id)) == 2
+        assert not [k for k in fake.keys("*") if env.send_key in k or api_keys.digest(env.send_key) in k]
+        assert 0 < fake.pttl(redis_keys.api_rate(env.send_key_id)) <= 60_000
+        _limit(monkeypatch, 0)  # 0: no limit
+        for _ in range(8):
+            assert (
+                env.http.get(f"/compat/gateway/send?key={env.send_key}&number=081234567890&text=Halo").status_code
+                == 200
+            )
+    finally:
+        get_settings.cache_clear()
+
+
 def test_fonnte_country_code_replaces_the_leading_zero(env: Env) -> None:
     answer = env.http.post(
         f"/compat/fonnte/send?key={env.send_key}",
@@ -212,7 +313,8 @@ def test_fonnte_country_code_replaces_the_leading_zero(env: Env) -> None:
 @pytest.mark.parametrize(
     ("fields", "quoted"),
     [
-        ({"target": "081234567890", "message": "x", "schedule": "1767225600"}, "schedule 1767225600 is not supported"),
+        ({"target": "081234567890", "message": "x", "schedule": "1700000000"}, "schedule 1700000000: send_at"),
+        ({"target": "081234567890", "message": "x", "schedule": "1700000000000"}, "not milliseconds"),
         ({"target": "081234567890", "message": "x", "schedule": "tomorrow"}, "'tomorrow'"),
         ({"target": "081234567890", "message": "x", "delay": "10-5"}, "'10-5'"),
         ({"target": "081234567890", "message": "x", "delay": "soon"}, "'soon'"),

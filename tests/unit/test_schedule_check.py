@@ -84,3 +84,68 @@ def test_the_send_window_holds_reminders_and_promotions_outside_their_hours_but_
     assert window_hold(settings, "reminder", None, 5, morning) is None
     # A customer in WIT (two hours ahead): 21:30 WIB is 23:30 there; its 08:00 is 06:00 WIB
     assert window_hold(settings, "reminder", "Asia/Jayapura", 5, night) == dt.datetime(2026, 12, 3, 6, 0, tzinfo=WIB)
+
+
+def test_a_templates_own_window_comes_before_its_categorys():
+    from wa_tasks.pipeline.schedule import window_hold
+    from wa_tasks.settings import Settings
+
+    settings = Settings(timezone="Asia/Jakarta", window_reminder="08:00-20:00", window_transactional="always")
+    night = dt.datetime(2026, 12, 2, 21, 30, tzinfo=WIB)
+    noon = dt.datetime(2026, 12, 3, 12, 0, tzinfo=WIB)
+
+    # A reminder template that may go at night too: not held where its category would hold it
+    assert window_hold(settings, "reminder", None, 5, night, override="always") is None
+    assert window_hold(settings, "reminder", None, 5, night, override="07:00-22:00") is None
+    # A notification template kept to the evening: held where its category (any hour) would send
+    evening = dt.datetime(2026, 12, 3, 18, 0, tzinfo=WIB)
+    assert window_hold(settings, "notification", None, 5, noon, override="18:00-21:00") == evening
+    # Its hours are the customer's wall clock, as the category's are
+    assert window_hold(settings, "notification", "Asia/Jayapura", 5, noon, override="18:00-21:00") == evening - (
+        dt.timedelta(hours=2)
+    )
+    # Urgent messages and plain texts are still never held
+    assert window_hold(settings, "notification", None, 0, noon, override="18:00-21:00") is None
+    assert window_hold(settings, None, None, 5, noon, override="18:00-21:00") is None
+    # No override: the category's
+    assert window_hold(settings, "notification", None, 5, noon, override=None) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("08:00-20:00", "08:00-20:00"),
+        (" 08:00-12:00, 13:00-20:00 ", "08:00-12:00, 13:00-20:00"),
+        ("20:00-02:00", "20:00-02:00"),
+        ("always", "always"),
+        ("ALWAYS", "always"),
+        ("category", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_templates_window_is_read_with_the_settings_parser(given, stored):
+    from wa_tasks.admin.template_store import check_window
+
+    assert check_window(given, "promo") == stored
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ("8-20", "template 'promo': send_window: cannot read '8-20' of '8-20' as hours"),
+        ("08:00-25:00", "is not a time of day"),
+        ("08:00-08:00", "starts where it ends"),
+        (8, "send_window must be hours such as '08:00-20:00'"),
+        ("08:00-20:00," * 10, "send_window is 120 characters; the limit is 100"),
+    ],
+)
+def test_a_bad_template_window_is_refused_naming_the_field_and_the_value(given, named):
+    from wa_tasks.admin.template_store import check_window
+    from wa_tasks.errors import InvalidTemplate
+
+    with pytest.raises(InvalidTemplate) as caught:
+        check_window(given, "promo")
+
+    assert named in str(caught.value)
+    assert isinstance(caught.value, InvalidRequest)

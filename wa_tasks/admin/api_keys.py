@@ -74,12 +74,18 @@ def revoke(settings: Settings, key_id: str) -> dict[str, Any]:
         return view(row)
 
 
-def scope_of(settings: Settings, key: str) -> str | None:
-    """The scope of ``key`` if it is a stored key that is not revoked; None otherwise."""
+def identify(settings: Settings, key: str) -> tuple[str, str] | None:
+    """The id and scope of ``key`` if it is a stored key that is not revoked; None otherwise."""
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     with session_scope(settings.database) as db:
         row = db.scalar(select(ApiKey).where(ApiKey.key_hash == digest(key)))
         if row is None or row.revoked_at is not None:
             return None
-        return row.scope
+        return row.id, row.scope
+
+
+def scope_of(settings: Settings, key: str) -> str | None:
+    """The scope of ``key`` if it is a stored key that is not revoked; None otherwise."""
+    found = identify(settings, key)
+    return None if found is None else found[1]

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from models import Template, utcnow
 from models.db import session_scope
-from wa_tasks.core import rendering
+from wa_tasks.core import rendering, windows
 from wa_tasks.core.default_templates import DEFAULTS
 from wa_tasks.core.timefmt import iso_or_none
-from wa_tasks.errors import InvalidTemplate, TemplateRenderError, UnknownTemplate
+from wa_tasks.errors import InvalidSchedule, InvalidTemplate, TemplateRenderError, UnknownTemplate
 from wa_tasks.pipeline import compose
 from wa_tasks.settings import Settings
 
@@ -29,6 +29,23 @@ from wa_tasks.settings import Settings
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 #: Language codes: ``id``, ``en``, ``jav`` or a region variant ``en-US`` (the column holds 5 characters).
 LANGUAGE = re.compile(r"[a-z]{2}(-[A-Za-z]{2})?|[a-z]{3}")
+#: What a template's ``send_window`` is set to for "no window of its own: the category's".
+CATEGORY_WINDOW = "category"
+#: The longest ``send_window`` (the column's size).
+MAX_WINDOW = 100
+
+
+class _Keep:
+    """The value of a field an update leaves as it is (where None means "clear")."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()
+
+#: What a template's ``send_window`` is set to for "no window of its own: the category's".
+CATEGORY_WINDOW = "category"
 
 
 def view(row: Template) -> dict[str, Any]:
@@ -41,6 +58,7 @@ def view(row: Template) -> dict[str, Any]:
         "content": row.content,
         "variables": list(row.variables or []),
         "language": row.language,
+        "sendWindow": row.send_window,
         "isActive": row.is_active,
         "createdAt": iso_or_none(row.created_at),
         "updatedAt": iso_or_none(row.updated_at),
@@ -69,13 +87,16 @@ def create(
     type: str = "text",
     language: str = "id",
     is_active: bool = True,
+    send_window: str | None = None,
 ) -> dict[str, Any]:
-    """Save a new template; :class:`InvalidTemplate` if it is not valid or the name is taken."""
+    """Save a new template; :class:`InvalidTemplate` if it is not valid or the name is taken.
+    ``send_window``: its own hours (:func:`check_window`); None: its category's."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InvalidTemplate(
             f"template name {name!r} is not valid: use 1-100 letters, digits, '_', '.' or '-' (e.g. payment_reminder)"
         )
     values = _checked(name, content=content, category=category, type=type, language=language, is_active=is_active)
+    values["send_window"] = check_window(send_window, name)
     try:
         with session_scope(settings.database) as db:
             if db.scalar(select(Template.id).where(Template.name == name)) is not None:
@@ -97,8 +118,11 @@ def update(
     type: str | None = None,
     language: str | None = None,
     is_active: bool | None = None,
+    send_window: str | None | _Keep = KEEP,
 ) -> dict[str, Any]:
-    """Change the given fields of a template (the others stay as they are)."""
+    """Change the given fields of a template (the others stay as they are). ``send_window``: its
+    own hours; None or ``"category"`` goes back to its category's; left out, it stays."""
+    window = KEEP if isinstance(send_window, _Keep) else check_window(send_window, name)
     with session_scope(settings.database) as db:
         row = _row(db, name)
         values = _checked(
@@ -109,6 +133,8 @@ def update(
             language=row.language if language is None else language,
             is_active=row.is_active if is_active is None else is_active,
         )
+        if not isinstance(window, _Keep):
+            values["send_window"] = window
         for key, value in values.items():
             setattr(row, key, value)
         row.updated_at = utcnow()
@@ -179,6 +205,27 @@ def name_of(settings: Settings, template_id: int) -> str:
     if name is None:
         raise UnknownTemplate(f"no template with id {template_id}; list them with `wa-tasks templates list`")
     return name
+
+
+def check_window(window: object, name: str = "") -> str | None:
+    """A template's own send window, checked with the parser the ``WA_WINDOW_*`` settings use
+    (``"08:00-20:00"``, ranges comma-separated, ``"always"``); returns the text to store, or None
+    for None, ``""`` and ``"category"`` (the category's window)."""
+    if window is None or (isinstance(window, str) and window.strip().lower() in ("", CATEGORY_WINDOW)):
+        return None
+    label = f"template {name!r}: send_window" if name else "send_window"
+    if not isinstance(window, str):
+        raise InvalidTemplate(
+            f"{label} must be hours such as '08:00-20:00', 'always', or 'category' for the category's window; "
+            f"got {window!r}"
+        )
+    if len(window) > MAX_WINDOW:
+        raise InvalidTemplate(f"{label} is {len(window)} characters; the limit is {MAX_WINDOW}: {window[:40]!r}...")
+    try:
+        parsed = windows.parse_window(window, field=label)
+    except InvalidSchedule as exc:
+        raise InvalidTemplate(f"{exc}; or 'category' for the category's window") from None
+    return parsed.text
 
 
 def _row(db: Session, name: str) -> Template:

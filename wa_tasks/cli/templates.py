@@ -52,8 +52,14 @@ def _show(template: dict[str, Any]) -> None:
     state = "active" if template["isActive"] else "inactive"
     click.echo(f"{template['name']}  ({template['category']}, {template['type']}, {template['language']}, {state})")
     click.echo(f"variables: {', '.join(template['variables']) or '-'}")
+    click.echo(f"send window: {template.get('sendWindow') or 'the category' + chr(39) + 's'}")
     click.echo("")
     click.echo(template["content"])
+
+
+WINDOW_HELP = (
+    "Its own send window instead of its category's: hours such as 08:00-20:00 (ranges comma-separated) or 'always'."
+)
 
 
 @click.group()
@@ -99,6 +105,7 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--type", "type_", type=click.Choice(TYPES), default="text", show_default=True)
 @click.option("--language", default="id", show_default=True)
 @click.option("--inactive", is_flag=True, help="Save it inactive (not usable until activated).")
+@click.option("--window", help=WINDOW_HELP)
 def create(
     name: str,
     content: str | None,
@@ -107,12 +114,13 @@ def create(
     type_: str,
     language: str,
     inactive: bool,
+    window: str | None,
 ) -> None:
     """Create template NAME."""
     text = _content(content, path, required=True)
     assert text is not None
     created = _client().create_template(
-        name, text, category=category, type=type_, language=language, is_active=not inactive
+        name, text, category=category, type=type_, language=language, is_active=not inactive, send_window=window
     )
     click.echo(f"created template {created['name']} (variables: {', '.join(created['variables']) or '-'})")
 
@@ -125,6 +133,7 @@ def create(
 @click.option("--type", "type_", type=click.Choice(TYPES))
 @click.option("--language")
 @click.option("--activate", "is_active", flag_value=True, default=None, help="Make it usable again.")
+@click.option("--window", help=WINDOW_HELP + " 'category': back to the category's window.")
 def update(
     name: str,
     content: str | None,
@@ -133,11 +142,18 @@ def update(
     type_: str | None,
     language: str | None,
     is_active: bool | None,
+    window: str | None,
 ) -> None:
     """Change template NAME (only the options given)."""
     text = _content(content, path, required=False)
     updated = _client().update_template(
-        name, content=text, category=category, type=type_, language=language, is_active=is_active
+        name,
+        content=text,
+        category=category,
+        type=type_,
+        language=language,
+        is_active=is_active,
+        **({} if window is None else {"send_window": window}),
     )
     click.echo(f"updated template {updated['name']} (variables: {', '.join(updated['variables']) or '-'})")
 

@@ -71,6 +71,12 @@ def session_contacts(session_id: str) -> str:
     return f"{PREFIX}session:{session_id}:contacts"
 
 
+def api_rate(key_id: str) -> str:
+    """Sorted set: the request times (ms) of a stored API key in the last minute, for its rate limit
+    (``wa_tasks/web/rate_limit.py``). Named by the key's id, never by the key."""
+    return f"{PREFIX}api-rate:{key_id}"
+
+
 def commands(db: int) -> str:
     """Pub/Sub channel of operator commands to the host that owns a session (pair, logout, probe, …),
     for the installation on Redis database ``db``: channels, unlike keys, are shared by every

@@ -10,6 +10,10 @@ What goes, with the default settings:
 - sessions whose status is ``disconnected`` and whose row was not updated for
   ``WA_RETENTION_SESSIONS_DAYS`` (90) days.
 
+Before a batch of messages goes, the latest send per number among them is kept in
+``whatsapp_known_contacts`` (``wa_tasks.pipeline.affinity.remember``), in the same transaction:
+routing still knows which number a customer knows after their messages are gone.
+
 Opt-outs (``whatsapp_opt_outs``) are never deleted: a customer who said STOP keeps saying it.
 Messages still referring to a deleted job or session keep their row; the foreign key sets the
 reference to NULL. Messages go first, so that the later deletes rarely have references to clear.
@@ -19,14 +23,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, or_, select
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models import JobStatus, Message, QueueJob, SessionStatus, WhatsAppSession, utcnow
 from models.db import session_scope
+from wa_tasks.pipeline import affinity
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ def cleanup(settings: Settings, *, now: dt.datetime | None = None, batch_size: i
         Message.id,
         (Message.created_at < cutoff) & or_(Message.send_at.is_(None), Message.send_at < cutoff),
         batch_size,
+        before=_remember_sends,
     )
     jobs = _delete_in_batches(
         settings,
@@ -79,10 +86,24 @@ def cleanup(settings: Settings, *, now: dt.datetime | None = None, batch_size: i
     return result
 
 
+def _remember_sends(db: Session, ids: Sequence[Any]) -> None:
+    """Keep who last sent to each recipient of the messages ``ids`` before they are deleted."""
+    affinity.remember(
+        db,
+        db.execute(select(Message.to_number, Message.session_id, Message.sent_at).where(Message.id.in_(ids))).all(),
+    )
+
+
 def _delete_in_batches(
-    settings: Settings, key: InstrumentedAttribute[Any], condition: ColumnElement[bool], batch_size: int
+    settings: Settings,
+    key: InstrumentedAttribute[Any],
+    condition: ColumnElement[bool],
+    batch_size: int,
+    *,
+    before: Callable[[Session, Sequence[Any]], None] | None = None,
 ) -> int:
-    """Delete the rows matching ``condition``, ``batch_size`` primary keys per transaction."""
+    """Delete the rows matching ``condition``, ``batch_size`` primary keys per transaction;
+    ``before`` sees each batch's keys first, in the same transaction."""
     table = key.class_.__table__
     total = 0
     while True:
@@ -90,6 +111,8 @@ def _delete_in_batches(
             ids = db.scalars(select(key).where(condition).limit(batch_size)).all()
             if not ids:
                 return total
+            if before is not None:
+                before(db, ids)
             # The condition is repeated: a row updated since the select (a session reconnecting) stays.
             deleted = db.execute(delete(table).where(key.in_(ids)).where(condition))
         total += int(getattr(deleted, "rowcount", 0) or 0)

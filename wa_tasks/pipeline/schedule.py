@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from models import Message, MessageStatus, WhatsAppSession, utcnow
+from models import Message, MessageStatus, Template, WhatsAppSession, utcnow
 from models.db import session_scope
 from wa_tasks.core import priorities, redis_keys, task_names, windows
 from wa_tasks.errors import InvalidSchedule
@@ -179,21 +179,39 @@ def installation_windows(settings: Settings) -> windows.Windows:
 
 
 def window_hold(
-    settings: Settings, category: str | None, tz: str | None, priority: int, now: dt.datetime
+    settings: Settings,
+    category: str | None,
+    tz: str | None,
+    priority: int,
+    now: dt.datetime,
+    *,
+    override: str | None = None,
 ) -> dt.datetime | None:
     """When a message of template ``category`` that is outside its send window may go (the
-    window's next opening, in ``tz`` or the installation's zone); None when it may go now. Urgent
-    messages and plain texts (no category) are never held."""
+    window's next opening, in ``tz`` or the installation's zone); None when it may go now.
+    ``override``: the template's own window (``Template.send_window``), used instead of its
+    category's. Urgent messages and plain texts (no category) are never held."""
     if priority <= priorities.LEVELS["urgent"] or category is None or category not in windows.CATEGORY_CLASS:
         return None
     chosen = installation_windows(settings)
     try:
-        if windows.is_open(category, now, windows=chosen, tz=tz):
+        if windows.is_open(category, now, windows=chosen, tz=tz, override=override):
             return None
-        return windows.next_opening(category, now, windows=chosen, tz=tz)
+        return windows.next_opening(category, now, windows=chosen, tz=tz, override=override)
     except InvalidSchedule as exc:  # a zone this machine no longer knows: send rather than hold for ever
         log.warning("send window not applied (%s)", exc)
         return None
+
+
+def template_windows(db: Session, template_ids: Iterable[int]) -> dict[int, str]:
+    """The templates among ``template_ids`` that have a send window of their own, and that window."""
+    ids = sorted(set(template_ids))
+    if not ids:
+        return {}
+    rows = db.execute(
+        select(Template.id, Template.send_window).where(Template.id.in_(ids), Template.send_window.is_not(None))
+    )
+    return {row.id: row.send_window for row in rows}
 
 
 # The releaser -------------------------------------------------------------------------------------
@@ -260,7 +278,9 @@ def _claim_due(db: Session, now: dt.datetime, limit: int, *, urgent_only: bool) 
             update(Message)
             .where(Message.id.in_(ids), Message.status == S.SCHEDULED)
             .values(status=S.QUEUED, dispatched_at=now, updated_at=now)
-            .returning(Message.id, Message.priority, Message.category, Message.tz, Message.expires_at),
+            .returning(
+                Message.id, Message.priority, Message.category, Message.tz, Message.expires_at, Message.template_id
+            ),
             execution_options={"synchronize_session": False},
         ).all()
     )
@@ -268,10 +288,12 @@ def _claim_due(db: Session, now: dt.datetime, limit: int, *, urgent_only: bool) 
 
 def _hold(db: Session, rows: list[Any], now: dt.datetime, hold: Callable[..., dt.datetime | None]) -> list[Any]:
     """Put back ``scheduled`` (until their window opens) the rows outside their send window, in the
-    releasing transaction; returns the rows to publish."""
+    releasing transaction; returns the rows to publish. A template's own window (one read for the
+    batch) comes before its category's."""
+    overrides = template_windows(db, {row.template_id for row in rows if row.template_id is not None})
     keep = []
     for row in rows:
-        until = hold(row.category, row.tz, row.priority, now)
+        until = hold(row.category, row.tz, row.priority, now, override=overrides.get(row.template_id))
         if until is None:
             keep.append(row)
             continue

@@ -5,7 +5,8 @@ API beyond this machine.
 Keys are compared in constant time. Without ``WA_API_KEY`` everything is open, which is why the
 server then only listens on loopback. Besides the full key, stored keys with a scope
 (``admin/api_keys``): a ``send`` key is accepted by ``require_send`` (``POST /send`` and the drop-in
-endpoints, where it may also come in the query string) and refused with a 403 everywhere else.
+endpoints, where it may also come in the query string) and refused with a 403 everywhere else; its
+requests count against its rate limit (``rate_limit``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredent
 
 from wa_tasks.admin import api_keys
 from wa_tasks.settings import Settings, get_settings, is_loopback
+from wa_tasks.web import rate_limit
 
 #: Key of the session cookie entry that marks a logged-in operator.
 SESSION_FLAG = "wa_auth"
@@ -121,9 +123,18 @@ def _header_key(request: Request) -> str | None:
 
 
 def _may_send(request: Request, candidate: str | None) -> bool:
+    """Whether ``candidate`` (or the page session) may send; a stored key's request is counted
+    against its rate limit here, once it is known to be valid (``rate_limit``: 429 past it)."""
     if key_matches(candidate) or request.session.get(SESSION_FLAG) is True:
         return True
-    return candidate is not None and api_keys.scope_of(get_settings(), candidate) == "send"
+    if candidate is None:
+        return False
+    settings = get_settings()
+    found = api_keys.identify(settings, candidate)
+    if found is None or found[1] != "send":
+        return False
+    rate_limit.enforce(settings, found[0])
+    return True
 
 
 def require_send(

@@ -8,6 +8,7 @@ drop-ins know about sending is in ``queue_texts``.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from wa_tasks.client import Client
 from wa_tasks.core import rendering
 from wa_tasks.core.phone import normalize
-from wa_tasks.errors import InvalidMessage, InvalidPhoneNumber, InvalidRequest
+from wa_tasks.errors import InvalidMessage, InvalidPhoneNumber, InvalidRequest, InvalidSchedule
+from wa_tasks.pipeline import schedule
 from wa_tasks.pipeline.request import refuse_nul
+from wa_tasks.settings import Settings
 
 #: The field names each drop-in takes, first found wins (the names those gateways use).
 NUMBER_FIELDS = ("number", "phone", "target", "to")
@@ -145,22 +148,30 @@ def parse_delay(raw: str | None) -> tuple[float, float] | None:
     return low, high
 
 
-def check_schedule(raw: str | None) -> None:
-    """Fonnte's ``schedule`` (a unix time): only empty or 0 (send now) until wa-tasks schedules sends."""
+def parse_schedule(raw: str | None, settings: Settings) -> dt.datetime | None:
+    """Fonnte's ``schedule``: a unix time in seconds at which to send (a scheduled send, as
+    ``sendAt`` on the API); empty or 0 sends now. Checked as ``send_at`` is: a time a little in the
+    past (``WA_SCHEDULE_GRACE_SECONDS``) sends now, an older one is refused."""
     if raw is None or not raw.strip():
-        return
+        return None
     value = raw.strip()
     if not value.isdigit() or len(value) > 12:
-        raise InvalidRequest(f"schedule must be a unix time in seconds, or 0 for now, got {raw[:40]!r}")
-    if int(value) != 0:
-        raise InvalidRequest(
-            f"schedule {value} is not supported: wa-tasks sends at once; send without schedule (or 0) "
-            "at the time the message should go"
+        hint = " (seconds, not milliseconds)" if value.isdigit() and len(value) == 13 else ""
+        raise InvalidRequest(f"schedule must be a unix time in seconds{hint}, or 0 for now, got {raw[:40]!r}")
+    if int(value) == 0:
+        return None
+    try:
+        timing = schedule.check(
+            send_at=int(value), grace_seconds=settings.schedule_grace_seconds, now=dt.datetime.now(dt.UTC)
         )
+    except InvalidSchedule as exc:
+        raise InvalidRequest(f"schedule {value}: {exc}") from None
+    return timing.send_at
 
 
-def queue_texts(client: Client, messages: Sequence[tuple[str, str]]) -> list[str]:
-    """Queue each ``(number, text)`` as one message; returns their ids in order.
+def queue_texts(client: Client, messages: Sequence[tuple[str, str]], send_at: dt.datetime | None = None) -> list[str]:
+    """Queue each ``(number, text)`` as one message (``send_at``: scheduled for then); returns
+    their ids in order.
 
     Every number and text is checked before the first is queued, so a bad one anywhere queues
     nothing; each message then goes through ``Client.send`` like ``POST /send``, which checks again.
@@ -170,4 +181,4 @@ def queue_texts(client: Client, messages: Sequence[tuple[str, str]]) -> list[str
         refuse_nul(text, "text")
         if not text.strip() or len(text) > rendering.MAX_LENGTH:
             raise InvalidMessage(f"text must be non-empty and at most {rendering.MAX_LENGTH} characters")
-    return [client.send(number, text=text) for number, text in messages]
+    return [client.send(number, text=text, send_at=send_at) for number, text in messages]

@@ -190,6 +190,8 @@ class Template(Out):
     content: str
     variables: list[str]
     language: str
+    #: Its own send window; null: its category's.
+    sendWindow: str | None = None
     isActive: bool
     createdAt: str | None
     updatedAt: str | None
@@ -249,6 +251,15 @@ Category = Literal["notification", "reminder", "promotion"]
 TemplateType = Literal["text", "media", "button", "list"]
 Language = Annotated[str, Field(pattern=r"^([a-z]{2}(-[A-Za-z]{2})?|[a-z]{3})$", description="e.g. id, en")]
 Content = Annotated[Plain, Field(min_length=1, max_length=rendering.MAX_LENGTH)]
+SendWindow = Annotated[
+    Plain,
+    Field(
+        max_length=100,
+        description="The template's own send window instead of its category's: hours such as "
+        "'08:00-20:00' (ranges comma-separated) or 'always'; 'category': the category's",
+        examples=["08:00-20:00"],
+    ),
+]
 
 
 def _template_ref(value: object) -> str | int:
@@ -418,6 +429,7 @@ class CreateTemplate(Body):
     type: TemplateType = "text"
     language: Language = "id"
     isActive: bool = True
+    sendWindow: SendWindow | None = None
 
 
 class PreviewBody(Body):
@@ -441,6 +453,8 @@ class UpdateTemplate(Body):
     type: TemplateType | None = None
     language: Language | None = None
     isActive: bool | None = None
+    #: null or "category": back to the category's window; left out: unchanged.
+    sendWindow: SendWindow | None = None
 
 
 # The drop-in endpoints (``/compat``) -------------------------------------------------------------
@@ -467,5 +481,7 @@ class FonnteQueued(Out):
     detail: str
     #: One message id per target, in the order of ``target``.
     id: list[str]
+    #: ``pending``, or ``scheduled`` with a ``schedule`` (then ``sendAt`` says when).
     process: str
     target: list[str]
+    sendAt: str | None = None

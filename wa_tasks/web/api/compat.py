@@ -22,10 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from wa_tasks.core import timefmt
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidRequest
 from wa_tasks.web import dropin, schemas
-from wa_tasks.web.api.deps import client
+from wa_tasks.web.api.deps import client, settings
 from wa_tasks.web.auth import QUERY_KEY_NAMES, require_send_url
 
 PREFIX = "/compat"
@@ -38,6 +39,7 @@ MEDIA_FIELDS = ("url", "file")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.DropinError, "description": "Missing, wrong or revoked key"},
     422: {"model": schemas.DropinError, "description": "Invalid input: `reason` says what and quotes it"},
+    429: {"model": schemas.DropinError, "description": "A send-scoped key over WA_API_RATE_LIMIT_PER_MINUTE"},
     503: {"model": schemas.DropinError, "description": "Redis or the database is out of reach"},
 }
 
@@ -74,7 +76,7 @@ FONNTE_FIELDS = {
     "target": "One number or several separated by commas, each optionally number|name|var1|var2…",
     "message": "Message text; {name} and {var1}… take the values of each target",
     "delay": 'Seconds between targets, "5" or "5-10": sends are never faster than the session\'s pace',
-    "schedule": "Unix time to send at: only 0 or empty (scheduled sends are not supported yet)",
+    "schedule": "Unix time (seconds) to send at: a scheduled send; 0 or empty sends now",
     "countryCode": "Replaces a number's leading 0 (default 62); 0 for no replacement",
 }
 
@@ -154,12 +156,14 @@ async def gateway_send(request: Request) -> dict[str, Any]:
 @router.get(
     "/fonnte/send",
     response_model=schemas.FonnteQueued,
+    response_model_exclude_none=True,
     responses=_ERRORS,
     openapi_extra=_openapi(FONNTE_FIELDS, body=False),
 )
 @router.post(
     "/fonnte/send",
     response_model=schemas.FonnteQueued,
+    response_model_exclude_none=True,
     responses=_ERRORS,
     openapi_extra=_openapi(FONNTE_FIELDS, body=True),
 )
@@ -168,7 +172,7 @@ async def fonnte_send(request: Request) -> dict[str, Any]:
     (Authorization header or `?key=`); answers `{"status": true, "detail": "success! message in queue",
     "id": [...], "target": [...]}` as Fonnte does."""
     fields = await fields_of(request)
-    dropin.check_schedule(fields.get("schedule"))
+    send_at = dropin.parse_schedule(fields.get("schedule"), settings())
     delay = dropin.parse_delay(fields.get("delay"))
     country_code = dropin.parse_country_code(fields.get("countryCode"))
     raw_target = dropin.first(fields, ("target",))
@@ -176,7 +180,9 @@ async def fonnte_send(request: Request) -> dict[str, Any]:
         raise InvalidRequest("missing target: give one number, or several separated by commas")
     message = dropin.required_text(fields)
     targets = dropin.parse_targets(raw_target, country_code)
-    ids = await run_in_threadpool(dropin.queue_texts, client(), [(t.number, t.render(message)) for t in targets])
+    ids = await run_in_threadpool(
+        dropin.queue_texts, client(), [(t.number, t.render(message)) for t in targets], send_at
+    )
     answer: dict[str, Any] = {
         "status": True,
         "detail": "success! message in queue",
@@ -184,6 +190,9 @@ async def fonnte_send(request: Request) -> dict[str, Any]:
         "process": "pending",
         "target": [normalize(t.number).e164.lstrip("+") for t in targets],
     }
+    if send_at is not None:
+        answer["process"] = "scheduled"
+        answer["sendAt"] = timefmt.iso(send_at)
     if delay is not None:
         answer["delay"] = "paced by the sending session (never faster than its pace and ban safety allow)"
     return answer

@@ -19,6 +19,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": schemas.ErrorBody, "description": "Invalid input: `detail` names the field and says why"},
     503: {"model": schemas.ErrorBody, "description": "Redis or the database is out of reach"},
 }
+#: ``POST /send`` with a send-scoped key past its rate limit (``wa_tasks/web/rate_limit.py``).
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": schemas.ErrorBody, "description": "A send-scoped key over WA_API_RATE_LIMIT_PER_MINUTE"}
+}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": schemas.ErrorBody, "description": "Unknown id"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": schemas.ErrorBody, "description": "Not possible in the current state"}

@@ -10,7 +10,7 @@ from wa_tasks.admin import queue_view
 from wa_tasks.errors import Conflict
 from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.web import schemas
-from wa_tasks.web.api.deps import CONFLICT, NOT_FOUND, MessageId, client, settings
+from wa_tasks.web.api.deps import CONFLICT, NOT_FOUND, RATE_LIMITED, MessageId, client, settings
 from wa_tasks.web.schemas import BulkBody, Plain, SendBody
 
 router = APIRouter()
@@ -18,7 +18,7 @@ router = APIRouter()
 send_router = APIRouter()
 
 
-@send_router.post("/send", status_code=202, response_model=schemas.Queued)
+@send_router.post("/send", status_code=202, response_model=schemas.Queued, responses=RATE_LIMITED)
 def send(body: SendBody) -> dict[str, Any]:
     """Queue one message (exactly one of ``text`` or ``template``); returns its id and status."""
     request = SendRequest(

@@ -40,6 +40,7 @@ def create_template(body: CreateTemplate) -> dict[str, Any]:
         type=body.type,
         language=body.language,
         is_active=body.isActive,
+        send_window=body.sendWindow,
     )
 
 
@@ -71,7 +72,8 @@ def get_template(name: TemplateName) -> dict[str, Any]:
 
 @router.put("/templates/{name}", responses=NOT_FOUND, response_model=schemas.Template)
 def update_template(name: TemplateName, body: UpdateTemplate) -> dict[str, Any]:
-    """Change the given fields (the others stay); the variables are extracted again."""
+    """Change the given fields (the others stay); the variables are extracted again. ``sendWindow``
+    null or ``"category"``: back to the category's window."""
     _template(name)
     return template_store.update(
         settings(),
@@ -81,6 +83,7 @@ def update_template(name: TemplateName, body: UpdateTemplate) -> dict[str, Any]:
         type=body.type,
         language=body.language,
         is_active=body.isActive,
+        send_window=body.sendWindow if "sendWindow" in body.model_fields_set else template_store.KEEP,
     )
 
 

@@ -81,12 +81,28 @@ def template_create(
     category: Annotated[str, Form()] = "notification",
     type: Annotated[str, Form()] = "text",
     language: Annotated[str, Form()] = "id",
+    send_window: Annotated[str, Form()] = "",
     sample: Annotated[str, Form()] = "",
 ) -> Response:
     try:
-        template_store.create(get_settings(), name.strip(), content, category=category, type=type, language=language)
+        template_store.create(
+            get_settings(),
+            name.strip(),
+            content,
+            category=category,
+            type=type,
+            language=language,
+            send_window=send_window,
+        )
     except WaTasksError as exc:
-        draft = {"name": name, "content": content, "category": category, "type": type, "language": language}
+        draft = {
+            "name": name,
+            "content": content,
+            "category": category,
+            "type": type,
+            "language": language,
+            "sendWindow": send_window,
+        }
         return _template_form(request, None, 422, draft=draft, error=str(exc), sample=sample)
     return back(request, f"/templates/{name.strip()}", f"template {name.strip()} saved")
 
@@ -99,17 +115,34 @@ def template_update(
     category: Annotated[str, Form()] = "notification",
     type: Annotated[str, Form()] = "text",
     language: Annotated[str, Form()] = "id",
+    send_window: Annotated[str, Form()] = "",
     sample: Annotated[str, Form()] = "",
 ) -> Response:
     settings = get_settings()
     try:
-        template_store.update(settings, name, content=content, category=category, type=type, language=language)
+        # An empty send window field: the category's window (the form always sends the field).
+        template_store.update(
+            settings,
+            name,
+            content=content,
+            category=category,
+            type=type,
+            language=language,
+            send_window=send_window,
+        )
     except WaTasksError as exc:
         try:
             current = template_store.get(settings, name)
         except WaTasksError:
             return back(request, "/templates", str(exc), "bad")
-        draft = {**current, "content": content, "category": category, "type": type, "language": language}
+        draft = {
+            **current,
+            "content": content,
+            "category": category,
+            "type": type,
+            "language": language,
+            "sendWindow": send_window,
+        }
         return _template_form(request, current, 422, draft=draft, error=str(exc), sample=sample)
     return back(request, f"/templates/{name}", f"template {name} saved")
 
