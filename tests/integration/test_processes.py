@@ -53,12 +53,19 @@ def test_flower_shows_each_session_queue_with_its_depth_and_the_sends(stack: Sta
     stack.start()
     stack.start_process("flower")
     stack.wait_connected("wa-1")
+
+    def session_queue() -> dict[str, Any] | None:
+        queues = _get_json(f"http://127.0.0.1:{port}/api/queues/length")["active_queues"]
+        return next((q for q in queues if q["name"] == "wa.session.wa-1"), None)
+
+    # (Flower lists the queue once it has inspected the host: the backlog below drains in about 8 s,
+    # and a Flower still starting on a loaded machine would miss it)
+    _poll(session_queue, 60, "wa.session.wa-1 listed by Flower", stack.logs)
     ids = [stack.client.send(f"0812777700{i:02d}", text=f"antri {i}") for i in range(8)]
 
     # Then Flower's queue view lists wa.session.wa-1 with messages waiting in it
     def session_queue_depth() -> int:
-        queues = _get_json(f"http://127.0.0.1:{port}/api/queues/length")["active_queues"]
-        return next((q["messages"] for q in queues if q["name"] == "wa.session.wa-1"), 0)
+        return int((session_queue() or {}).get("messages", 0))
 
     depth = _poll(session_queue_depth, 60, "wa.session.wa-1 with a depth in Flower", stack.logs)
     assert depth >= 1
