@@ -24,7 +24,7 @@ from models.db import session_scope
 from wa_tasks.core import priorities, rendering, task_names
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownJob, UnknownTemplate
-from wa_tasks.pipeline import optout, schedule
+from wa_tasks.pipeline import lifecycle, optout, schedule
 from wa_tasks.pipeline.request import refuse_nul
 from wa_tasks.settings import Settings
 
@@ -273,12 +273,8 @@ def cancel(settings: Settings, job_id: str) -> int:
         )
         if not updated.rowcount:  # type: ignore[attr-defined]
             raise UnknownJob(f"no bulk job with id {job_id!r}")
-        result = db.execute(
-            update(Message)
-            .where(
-                Message.bulk_job_id == job_id,
-                Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED]),
-            )
-            .values(status=MessageStatus.CANCELLED, cancelled_at=now, updated_at=now)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        where = [
+            Message.bulk_job_id == job_id,
+            Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED]),
+        ]
+        return lifecycle.update_many(db, where, MessageStatus.CANCELLED, cancelled_at=now)
