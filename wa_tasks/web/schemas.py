@@ -363,6 +363,9 @@ class SendBody(Body):
     )
     ref: Plain | None = Field(default=None, min_length=1, max_length=100, description="What it is about (an invoice)")
     tz: Plain | None = Field(default=None, max_length=64, description="The customer's time zone for the send window")
+    callbackUrl: Plain | None = Field(
+        default=None, max_length=2000, description="An http(s) URL that receives this message's signed status events"
+    )
 
 
 class Recipient(Body):
