@@ -238,7 +238,7 @@ def status(message_id: str) -> None:
 
 
 def _register() -> None:
-    from wa_tasks.cli import demo, keys, notices, sessions, sim, stats, templates, up
+    from wa_tasks.cli import demo, keys, notices, sessions, sim, stats, templates, up, webhooks
 
     cli.add_command(up.up)
     cli.add_command(keys.keys)
@@ -248,6 +248,7 @@ def _register() -> None:
     cli.add_command(templates.templates)
     cli.add_command(stats.stats)
     cli.add_command(notices.notices)
+    cli.add_command(webhooks.webhooks)
 
 
 _register()

@@ -182,6 +182,24 @@ class Queue(Out):
     dispatch: int
 
 
+class WebhookEvent(Out):
+    id: str = Field(description="The event id the receiver deduplicates by")
+    messageId: str
+    status: str
+    target: str = Field(description="Where it goes (a URL without its query string, or celery:task@queue)")
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int
+    lastError: str | None
+    createdAt: str | None
+    nextAttemptAt: str | None
+    deliveredAt: str | None
+
+
+class WebhookEvents(Out):
+    events: list[WebhookEvent]
+    counts: dict[str, int] = Field(description="How many events are in each state")
+
+
 class Template(Out):
     id: int
     name: str
