@@ -11,7 +11,8 @@ run at a time (a Redis lock) keeps delivering for about ``RUN_SECONDS``, batch b
   transaction (``next_attempt_at`` moved ``LEASE_SECONDS`` ahead; ``FOR UPDATE SKIP LOCKED`` on
   PostgreSQL): a deliverer killed mid-send leaves them due again after the lease, and they are sent
   again with the same id — at least once, never lost.
-- **Send.** Up to ``WA_WEBHOOK_CONCURRENCY`` at once (events of different messages). A URL's host
+- **Send.** Up to ``WA_WEBHOOK_CONCURRENCY`` at once (events of different messages), each
+  target's first event of the batch before its others. A URL's host
   is resolved and every address checked (no loopback, private or link-local address unless
   ``WA_WEBHOOK_ALLOW_PRIVATE``), then the request goes to the checked address (the name kept for
   ``Host`` and TLS), so a name cannot resolve to a public address for the check and a private one
@@ -218,8 +219,14 @@ def deliver_batch(
             outcome[event.id] = reason
             broken.setdefault(event.target, reason)
 
+    # Each target's first event goes alone (targets side by side), the rest only to the targets
+    # that answered it: a dead receiver costs one attempt, not one per event in flight.
+    firsts: dict[str, Claimed] = {}
+    for event in events:
+        firsts.setdefault(event.target, event)
     with concurrent.futures.ThreadPoolExecutor(max_workers=settings.webhook_concurrency) as pool:
-        list(pool.map(send, events))
+        list(pool.map(send, firsts.values()))
+        list(pool.map(send, [e for e in events if e.id not in outcome]))
     return settle(settings, events, outcome, now())
 
 
