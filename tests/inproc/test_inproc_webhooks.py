@@ -341,15 +341,35 @@ def test_an_event_failing_past_its_retry_window_is_dead_listed_and_retried(
     assert "503" in dead["lastError"]
     listed = inproc.cli("webhooks", "list", "--dead")
     assert dead["id"] in listed.output and "503" in listed.output
+    with inproc.api() as http:
+        page = http.get("/queue").text
+        assert f'action="/queue/webhooks/{dead["id"]}/retry"' in page and "Status events given up on" in page
 
     with inproc.api() as http:
         assert http.post("/api/whatsapp/webhooks/evt_nope/retry").status_code == 404
         retried = http.post(f"/api/whatsapp/webhooks/{dead['id']}/retry")
         assert retried.status_code == 200 and retried.json()["state"] == "pending"
         counts = http.get("/api/whatsapp/webhooks").json()["counts"]
+        assert "Status events given up on" not in http.get("/queue").text
     assert counts == {"pending": 2}
     up = Receiver()
     deliver(inproc, up)
     assert [b["status"] for b in up.received()] == ["sent"]
     assert client.webhook_events(state="dead") == []
     assert f"{dead['id']} is delivered" in inproc.cli("webhooks", "retry", dead["id"]).output
+
+
+def test_the_queue_pages_retry_button_sends_a_dead_event_again(make_inproc: Callable[..., InProcess]) -> None:
+    inproc = make_inproc(status_webhook_url=URL, webhook_retry_hours=1)
+    inproc.add_session("WA-1")
+    inproc.settle(client.send(NUMBER, text="Halo"), "sent")
+    deliver(inproc, Receiver(503), at=utcnow() + dt.timedelta(hours=2))
+    [dead] = client.webhook_events(state="dead")
+
+    with inproc.api() as http:
+        answer = http.post(f"/queue/webhooks/{dead['id']}/retry", headers={"referer": "http://testserver/queue"})
+        # Back on the queue page (the redirect followed), with what was done.
+        assert answer.status_code == 200 and "will be sent again now" in answer.text
+
+    [event] = client.webhook_events()
+    assert event["state"] == "pending" and event["nextAttemptAt"] is not None
