@@ -371,5 +371,5 @@ def test_the_queue_pages_retry_button_sends_a_dead_event_again(make_inproc: Call
         # Back on the queue page (the redirect followed), with what was done.
         assert answer.status_code == 200 and "will be sent again now" in answer.text
 
-    [event] = client.webhook_events()
+    [event] = [e for e in client.webhook_events() if e["id"] == dead["id"]]
     assert event["state"] == "pending" and event["nextAttemptAt"] is not None
