@@ -373,3 +373,28 @@ def test_the_queue_pages_retry_button_sends_a_dead_event_again(make_inproc: Call
 
     [event] = [e for e in client.webhook_events() if e["id"] == dead["id"]]
     assert event["state"] == "pending" and event["nextAttemptAt"] is not None
+
+
+def test_a_failed_target_is_held_for_its_backoff_even_for_events_written_since(
+    make_inproc: Callable[..., InProcess],
+) -> None:
+    inproc = make_inproc(status_webhook_url=URL)
+    inproc.add_session("WA-1")
+    inproc.settle(client.send(NUMBER, text="Halo"), "sent")
+    down = Receiver(*[503] * 10)
+    held: dict[str, dt.datetime] = {}
+
+    def batch() -> webhook_delivery.Delivery | None:
+        return webhook_delivery.deliver_batch(
+            inproc.settings, inproc.app, down.client(), resolver=lambda host, port: [PUBLIC], held=held
+        )
+
+    first = batch()
+    assert first is not None and first.failed == 1 and URL in held
+    later = client.send("081234567891", text="Halo lagi")
+    inproc.settle(later, "sent")
+    batch()  # the new event is due, but its target is held: not tried, moved to the held time
+
+    assert len(down.requests) == 1
+    [row] = [e for e in events(inproc, later) if e.status == "sent"]
+    assert row.attempts == 0 and row.next_attempt_at >= held[URL] - dt.timedelta(seconds=1)

@@ -19,9 +19,10 @@ run at a time (a Redis lock) keeps delivering for about ``RUN_SECONDS``, batch b
   for the send. httpx with connect and read timeouts, redirects not followed; 2xx is success.
 - **Settle.** A success is ``delivered``. A failure waits ``webhook_rules.backoff_seconds`` (5 s
   doubling to an hour, with jitter) in ``next_attempt_at``, or becomes ``dead`` past its
-  ``give_up_at`` (``WA_WEBHOOK_RETRY_HOURS``). A target that failed is not tried again in the same
-  run, and its other due events wait as long as the failed one: a dead receiver with a long
-  backlog costs one attempt per backoff, and other receivers' events are not held behind its.
+  ``give_up_at`` (``WA_WEBHOOK_RETRY_HOURS``). A target that failed is not tried again until that
+  attempt's retry time, in this run, and its other due events (those written since included) wait
+  as long: a dead receiver with a long backlog costs one attempt per backoff (about one in 5 s
+  while new events keep coming), and other receivers' events are not held behind its.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ LEASE_SECONDS = 120.0
 #: Events claimed per batch.
 BATCH = 200
 #: Wait between two looks at an empty outbox within a run (seconds).
-IDLE_SECONDS = 0.2
+IDLE_SECONDS = 0.1
 
 
 @dataclass
@@ -197,12 +198,16 @@ def deliver_batch(
     now: Callable[[], dt.datetime] = utcnow,
     limit: int = BATCH,
     resolver: Callable[[str, int], list[str]] = resolve,
+    held: dict[str, dt.datetime] | None = None,
 ) -> Delivery | None:
-    """Claim, send and settle one batch; None when nothing was due."""
-    events = claim(settings, now(), limit)
+    """Claim, send and settle one batch; None when nothing was due. ``held``: targets that failed
+    earlier in the run, and until when their events wait (updated with this batch's failures)."""
+    held = {} if held is None else held
+    started = now()
+    events = claim(settings, started, limit)
     if not events:
         return None
-    broken: dict[str, str] = {}
+    broken: dict[str, str] = {t: "held" for t, until in held.items() if until > started}
     outcome: dict[int, str | None] = {}
 
     def send(event: Claimed) -> None:
@@ -227,23 +232,38 @@ def deliver_batch(
     with concurrent.futures.ThreadPoolExecutor(max_workers=settings.webhook_concurrency) as pool:
         list(pool.map(send, firsts.values()))
         list(pool.map(send, [e for e in events if e.id not in outcome]))
-    return settle(settings, events, outcome, now())
+    return settle(settings, events, outcome, now(), held)
 
 
-def settle(settings: Settings, events: list[Claimed], outcome: dict[int, str | None], now: dt.datetime) -> Delivery:
-    """Write what became of each attempt (see the module docstring); returns the counts."""
+def settle(
+    settings: Settings,
+    events: list[Claimed],
+    outcome: dict[int, str | None],
+    now: dt.datetime,
+    held: dict[str, dt.datetime] | None = None,
+) -> Delivery:
+    """Write what became of each attempt (see the module docstring); returns the counts. A target
+    that failed goes into ``held`` with the time its events wait until."""
     result = Delivery()
-    until: dict[str, dt.datetime] = {}
+    held = {} if held is None else held
+    until: dict[str, dt.datetime] = {t: u for t, u in held.items() if u > now}
     with session_scope(settings.database) as db:
+        delivered = [e.id for e in events if e.id in outcome and outcome[e.id] is None]
+        if delivered:  # the usual case, in one statement
+            db.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id.in_(delivered))
+                .values(state=DELIVERED_EVENT, delivered_at=now, last_error=None, attempts=WebhookEvent.attempts + 1),
+                execution_options={"synchronize_session": False},
+            )
+            result.delivered = len(delivered)
         for event in events:
-            if event.id not in outcome:
-                continue
-            error = outcome[event.id]
-            attempts = event.attempts + 1
+            error = outcome.get(event.id)
             if error is None:
-                values: dict[str, Any] = {"state": DELIVERED_EVENT, "delivered_at": now, "last_error": None}
-                result.delivered += 1
-            elif now >= event.give_up_at:
+                continue
+            attempts = event.attempts + 1
+            values: dict[str, Any]
+            if now >= event.give_up_at:
                 values = {"state": DEAD_EVENT, "last_error": error}
                 result.dead += 1
                 log.warning("status event %s to %s is dead: %s", event.event_id, mask_target(event.target), error)
@@ -261,12 +281,15 @@ def settle(settings: Settings, events: list[Claimed], outcome: dict[int, str | N
                     error,
                 )
             db.execute(update(WebhookEvent).where(WebhookEvent.id == event.id).values(attempts=attempts, **values))
+        held.update({t: u for t, u in until.items() if u > now})
         for event in events:
-            if event.id not in outcome:  # not tried: its target failed first in this batch
+            if event.id not in outcome:  # not tried: its target failed earlier in this batch
                 retry_at = until.get(event.target, now)
                 db.execute(update(WebhookEvent).where(WebhookEvent.id == event.id).values(next_attempt_at=retry_at))
                 result.deferred += 1
         for target, retry_at in until.items():
+            if target not in {e.target for e in events if outcome.get(e.id) is not None}:
+                continue  # held from an earlier batch: its other events were moved then
             # The failed target's other due events (the untried ones of this batch among them) wait
             # as long as the failed one, without an attempt counted.
             moved = db.execute(
@@ -300,10 +323,11 @@ def run(
         log.debug("status-event deliverer already running elsewhere")
         return total
     started = time.monotonic()
+    held: dict[str, dt.datetime] = {}
     try:
         with make_client(settings) as client:
             while time.monotonic() - started < run_seconds:
-                batch = deliver_batch(settings, app, client, now=now, resolver=resolver)
+                batch = deliver_batch(settings, app, client, now=now, resolver=resolver, held=held)
                 if batch is None:
                     time.sleep(IDLE_SECONDS)
                     continue
