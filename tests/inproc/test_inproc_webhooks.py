@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models import Message, WebhookEvent, utcnow
 from models.db import session_scope
@@ -398,3 +398,21 @@ def test_a_failed_target_is_held_for_its_backoff_even_for_events_written_since(
     assert len(down.requests) == 1
     [row] = [e for e in events(inproc, later) if e.status == "sent"]
     assert row.attempts == 0 and row.next_attempt_at >= held[URL] - dt.timedelta(seconds=1)
+
+
+def test_a_long_backoff_holds_the_targets_other_events_for_30_s_at_most(make_inproc: Callable[..., InProcess]) -> None:
+    inproc = make_inproc(status_webhook_url=URL)
+    inproc.add_session("WA-1")
+    first = client.send(NUMBER, text="Halo")
+    inproc.settle(first, "sent")
+    with session_scope(inproc.settings.database) as db:  # an event that has failed 10 times already
+        db.execute(update(WebhookEvent).where(WebhookEvent.message_id == first).values(attempts=10))
+    held: dict[str, dt.datetime] = {}
+
+    webhook_delivery.deliver_batch(
+        inproc.settings, inproc.app, Receiver(503).client(), resolver=lambda host, port: [PUBLIC], held=held
+    )
+
+    [probe] = [e for e in events(inproc, first) if e.status == "sent"]
+    assert probe.next_attempt_at > utcnow() + dt.timedelta(minutes=29)  # its own backoff: 30 to 60 minutes
+    assert held[URL] <= utcnow() + dt.timedelta(seconds=webhook_delivery.HOLD_SECONDS)

@@ -19,10 +19,11 @@ run at a time (a Redis lock) keeps delivering for about ``RUN_SECONDS``, batch b
   for the send. httpx with connect and read timeouts, redirects not followed; 2xx is success.
 - **Settle.** A success is ``delivered``. A failure waits ``webhook_rules.backoff_seconds`` (5 s
   doubling to an hour, with jitter) in ``next_attempt_at``, or becomes ``dead`` past its
-  ``give_up_at`` (``WA_WEBHOOK_RETRY_HOURS``). A target that failed is not tried again until that
-  attempt's retry time, in this run, and its other due events (those written since included) wait
-  as long: a dead receiver with a long backlog costs one attempt per backoff (about one in 5 s
-  while new events keep coming), and other receivers' events are not held behind its.
+  ``give_up_at`` (``WA_WEBHOOK_RETRY_HOURS``). A target that failed is held: its other due events
+  (those written since included) wait as long as the failed one, at most ``HOLD_SECONDS``, without
+  an attempt counted. A dead receiver with a long backlog costs an attempt every few seconds to
+  ``HOLD_SECONDS``, not one per event; a receiver back from an outage gets the backlog within
+  ``HOLD_SECONDS``; other receivers' events are not held behind its.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ LOCK_SECONDS = 120
 LEASE_SECONDS = 120.0
 #: Events claimed per batch.
 BATCH = 200
+#: Longest a failed target holds its other events (seconds): the failed event itself keeps its
+#: exponential backoff, but a receiver back from a long outage gets the rest within this.
+HOLD_SECONDS = 30.0
 #: Wait between two looks at an empty outbox within a run (seconds).
 IDLE_SECONDS = 0.1
 
@@ -270,7 +274,8 @@ def settle(
             else:
                 retry_at = now + dt.timedelta(seconds=webhook_rules.backoff_seconds(attempts))
                 values = {"next_attempt_at": retry_at, "last_error": error}
-                until[event.target] = max(until.get(event.target, retry_at), retry_at)
+                hold = min(retry_at, now + dt.timedelta(seconds=HOLD_SECONDS))
+                until[event.target] = max(until.get(event.target, hold), hold)
                 result.failed += 1
                 log.info(
                     "status event %s to %s failed (attempt %d), again in %.0f s: %s",
