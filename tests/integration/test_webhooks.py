@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models import WebhookEvent, utcnow
 from models.db import session_scope
@@ -223,3 +223,21 @@ def test_a_receiver_taking_10_s_to_answer_does_not_slow_the_sends(stack: Stack) 
         # (what a kill leaves is the outbox's to resend, as tested above).
         stack.stop_process("webhooks", signal.SIGKILL)
         receiver.stop()
+
+
+def test_retention_deletes_delivered_and_dead_events_with_the_old_messages(hooked: Settings) -> None:
+    from wa_tasks.ops import retention
+
+    messages = send(hooked, "http://127.0.0.1:9/hook", count=3)
+    for message_id in messages:
+        progress(hooked, message_id, to="sent")
+    delivered, dead, pending = outbox(hooked)
+    with session_scope(hooked.database) as db:
+        db.execute(update(WebhookEvent).where(WebhookEvent.id == delivered.id).values(state="delivered"))
+        db.execute(update(WebhookEvent).where(WebhookEvent.id == dead.id).values(state="dead"))
+
+    later = utcnow() + dt.timedelta(days=hooked.retention_messages_days + 1)
+    result = retention.cleanup(hooked, now=later)
+
+    assert result.webhook_events == 2
+    assert [e.event_id for e in outbox(hooked)] == [pending.event_id]  # not given up on yet: kept
