@@ -8,7 +8,9 @@ answer does not slow the sends. The logic itself is tested in one process
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import re
 import signal
 import subprocess
@@ -31,8 +33,9 @@ from wa_tasks.admin import session_config
 from wa_tasks.client import Client
 from wa_tasks.core import task_names
 from wa_tasks.infra.celery_app import make_app
+from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import lifecycle, webhook_delivery
-from wa_tasks.settings import Settings
+from wa_tasks.settings import Settings, get_settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
@@ -211,6 +214,7 @@ def test_a_receiver_taking_10_s_to_answer_does_not_slow_the_sends(stack: Stack) 
             ids = [stack.client.send(f"0812345678{i:02d}", text=f"Tagihan {i}") for i in range(20)]
             rows = stack.wait_all(ids, "sent", "delivered", "read", timeout=60)
             took = time.monotonic() - started
+            print(f"20 sends behind a 10 s receiver took {took:.1f} s")
         # 20 sends at the test pace (0.05 s) take about a second; they finish while the receiver
         # still holds its first request, which it answers only after 10 s.
         assert took < 9.0, f"20 sends took {took:.1f} s behind a slow receiver"
@@ -241,3 +245,26 @@ def test_retention_deletes_delivered_and_dead_events_with_the_old_messages(hooke
 
     assert result.webhook_events == 2
     assert [e.event_id for e in outbox(hooked)] == [pending.event_id]  # not given up on yet: kept
+
+
+def test_the_celery_hook_puts_the_event_on_the_billing_queue_of_the_same_broker(
+    hooked: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WA_STATUS_HOOK", "celery:billing.on_wa_status@billing")
+    get_settings.cache_clear()  # the status change reads the installation's targets from the environment
+    try:
+        session_config.add(hooked, device_id="WA-1", priority=1)
+        message_id = Client(hooked).send("081234567890", text="Tagihan", ref="INV-1")
+        progress(hooked, message_id, to="sent")
+
+        assert deliver(hooked, make_app(hooked)).delivered == 1
+    finally:
+        get_settings.cache_clear()
+
+    redis = client_for(hooked.redis)
+    [raw] = redis.lrange("billing", 0, -1)
+    message = json.loads(raw)
+    assert message["headers"]["task"] == "billing.on_wa_status"
+    _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    assert kwargs["event"]["messageId"] == message_id and kwargs["event"]["status"] == "sent"
+    assert kwargs["event"]["ref"] == "INV-1" and kwargs["event"]["id"] == outbox(hooked)[0].event_id
