@@ -416,3 +416,39 @@ def test_a_long_backoff_holds_the_targets_other_events_for_30_s_at_most(make_inp
     [probe] = [e for e in events(inproc, first) if e.status == "sent"]
     assert probe.next_attempt_at > utcnow() + dt.timedelta(minutes=29)  # its own backoff: 30 to 60 minutes
     assert held[URL] <= utcnow() + dt.timedelta(seconds=webhook_delivery.HOLD_SECONDS)
+
+
+def test_a_request_the_public_task_refuses_makes_a_failed_event(make_inproc: Callable[..., InProcess]) -> None:
+    inproc = make_inproc(status_webhook_url=URL)
+    inproc.app.send_task("wa.send", kwargs={"to": "12345", "text": "Halo", "idempotency_key": "inv-9"})
+    inproc.run()
+
+    [event] = bodies(inproc)
+    assert (event["status"], event["idempotencyKey"]) == ("failed", "inv-9")
+    assert event["error"].startswith("invalid_phone_number:") and "12345" in event["error"]
+
+
+def test_opted_out_customers_promotions_report_cancelled_and_failed(make_inproc: Callable[..., InProcess]) -> None:
+    from wa_tasks.pipeline import optout
+
+    inproc = make_inproc(status_webhook_url=URL)
+    client.create_template("promo_dec", "Promo Desember untuk {{ customer_name }}!", category="promotion")
+    later = utcnow() + dt.timedelta(hours=1)
+    waiting = client.send(NUMBER, template="promo_dec", data={"customer_name": "Budi"}, send_at=later)
+    # The customer replies STOP: the waiting promotion is cancelled, with the reason.
+    assert optout.record(inproc.settings, NUMBER, keyword="stop") == 1
+    # A bulk promotion afterwards stores theirs failed at once.
+    job = client.send_bulk(
+        [
+            {"whatsapp": NUMBER, "data": {"customer_name": "Budi"}},
+            {"whatsapp": "081234567891", "data": {"customer_name": "Ani"}},
+        ],
+        template="promo_dec",
+        send_at=later,
+    )
+
+    [cancelled] = bodies(inproc, waiting)
+    assert cancelled["status"] == "cancelled" and cancelled["error"] == optout.OPTED_OUT_ERROR
+    with session_scope(inproc.settings.database) as db:
+        refused = db.scalar(select(Message.id).where(Message.bulk_job_id == job, Message.status == "failed"))
+    assert [(b["messageId"], b["status"]) for b in bodies(inproc) if b["messageId"] != waiting] == [(refused, "failed")]

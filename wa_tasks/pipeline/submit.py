@@ -237,6 +237,9 @@ def record_refusal(
                     failed_at=utcnow(),
                 )
             )
+            # The caller (another codebase's task) got no answer: the installation's status targets hear it.
+            db.flush()
+            webhooks.record(db, [message_id], MessageStatus.FAILED)
     except IntegrityError:
         existing = find_by_idempotency_key(settings, idempotency_key) if idempotency_key else None
         if existing is None:
