@@ -230,6 +230,27 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("status_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        # A typo here would otherwise surface only as every status event failing for a day.
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"WA_STATUS_WEBHOOK_URL must be an http:// or https:// URL, got {value!r}")
+        return value.strip()
+
+    @field_validator("status_hook")
+    @classmethod
+    def _status_hook(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        kind, _, target = value.strip().partition(":")
+        if kind != "celery" or not target.partition("@")[0]:
+            raise ValueError(f"WA_STATUS_HOOK must be celery:<task name>[@<queue>], got {value!r}")
+        return value.strip()
+
     # Derived values -------------------------------------------------------------------------
 
     @property
