@@ -452,3 +452,20 @@ def test_opted_out_customers_promotions_report_cancelled_and_failed(make_inproc:
     with session_scope(inproc.settings.database) as db:
         refused = db.scalar(select(Message.id).where(Message.bulk_job_id == job, Message.status == "failed"))
     assert [(b["messageId"], b["status"]) for b in bodies(inproc) if b["messageId"] != waiting] == [(refused, "failed")]
+
+
+def test_https_goes_to_the_checked_address_with_the_name_for_tls_and_host(inproc: InProcess) -> None:
+    receiver = Receiver()
+    event = webhook_delivery.Claimed(
+        1, "evt_1", "https://user:pw@billing.example.com:8443/wa?key=k", "{}", 0, utcnow() + dt.timedelta(hours=1)
+    )
+
+    webhook_delivery.post(receiver.client(), inproc.settings, event, resolver=lambda host, port: [PUBLIC])
+
+    [request] = receiver.requests
+    assert (request.url.scheme, request.url.host, request.url.port) == ("https", PUBLIC, 8443)
+    assert request.url.query == b"key=k"
+    # TLS is negotiated and the certificate checked for the name, not the address.
+    assert request.extensions["sni_hostname"] == "billing.example.com"
+    assert request.headers["host"] == "billing.example.com:8443"
+    assert "webhook-signature" not in request.headers  # no WA_WEBHOOK_SECRET: unsigned
