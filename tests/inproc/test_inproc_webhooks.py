@@ -469,3 +469,14 @@ def test_https_goes_to_the_checked_address_with_the_name_for_tls_and_host(inproc
     assert request.extensions["sni_hostname"] == "billing.example.com"
     assert request.headers["host"] == "billing.example.com:8443"
     assert "webhook-signature" not in request.headers  # no WA_WEBHOOK_SECRET: unsigned
+
+
+def test_each_receiver_name_has_its_own_connections(inproc: InProcess) -> None:
+    # Two names on one address must not share a TLS connection checked for the other's certificate.
+    clients = webhook_delivery.HostClients(inproc.settings)
+    try:
+        assert clients.get("a.example.com") is clients.get("a.example.com")
+        assert clients.get("a.example.com") is not clients.get("b.example.com")
+        assert not clients.get("a.example.com").follow_redirects
+    finally:
+        clients.close()

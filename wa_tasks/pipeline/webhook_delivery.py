@@ -135,8 +135,27 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+class HostClients:
+    """One httpx client per receiver host name. Requests go to the checked address, so httpx pools
+    connections by address: two names on one address sharing a pooled TLS connection would send
+    the second name's events over a connection whose certificate was checked for the first."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clients: dict[str, httpx.Client] = {}
+
+    def get(self, host: str) -> httpx.Client:
+        if host not in self.clients:
+            self.clients[host] = make_client(self.settings)
+        return self.clients[host]
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
 def post(
-    client: httpx.Client,
+    client: httpx.Client | HostClients,
     settings: Settings,
     event: Claimed,
     *,
@@ -174,6 +193,8 @@ def post(
         secret = settings.webhook_secret.get_secret_value()
         headers["webhook-signature"] = webhook_rules.signature(secret, event.event_id, stamp, body)
     extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    if isinstance(client, HostClients):
+        client = client.get(url.host)
     response = client.post(url.copy_with(host=addresses[0]), content=body, headers=headers, extensions=extensions)
     if not 200 <= response.status_code < 300:
         raise ConnectionError(
@@ -197,7 +218,7 @@ def make_client(settings: Settings) -> httpx.Client:
 def deliver_batch(
     settings: Settings,
     app: Celery,
-    client: httpx.Client,
+    client: httpx.Client | HostClients,
     *,
     now: Callable[[], dt.datetime] = utcnow,
     limit: int = BATCH,
@@ -329,17 +350,18 @@ def run(
         return total
     started = time.monotonic()
     held: dict[str, dt.datetime] = {}
+    clients = HostClients(settings)
     try:
-        with make_client(settings) as client:
-            while time.monotonic() - started < run_seconds:
-                batch = deliver_batch(settings, app, client, now=now, resolver=resolver, held=held)
-                if batch is None:
-                    time.sleep(IDLE_SECONDS)
-                    continue
-                for name, value in batch.as_dict().items():
-                    setattr(total, name, getattr(total, name) + value)
-                redis.expire(redis_keys.WEBHOOK_LOCK, LOCK_SECONDS)
+        while time.monotonic() - started < run_seconds:
+            batch = deliver_batch(settings, app, clients, now=now, resolver=resolver, held=held)
+            if batch is None:
+                time.sleep(IDLE_SECONDS)
+                continue
+            for name, value in batch.as_dict().items():
+                setattr(total, name, getattr(total, name) + value)
+            redis.expire(redis_keys.WEBHOOK_LOCK, LOCK_SECONDS)
     finally:
+        clients.close()
         redis.eval(
             "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
             1,
