@@ -15,8 +15,9 @@ run at a time (a Redis lock) keeps delivering for about ``RUN_SECONDS``, batch b
   target's first event of the batch before its others. A URL's host
   is resolved and every address checked (no loopback, private or link-local address unless
   ``WA_WEBHOOK_ALLOW_PRIVATE``), then the request goes to the checked address (the name kept for
-  ``Host`` and TLS), so a name cannot resolve to a public address for the check and a private one
-  for the send. httpx with connect and read timeouts, redirects not followed; 2xx is success.
+  ``Host`` and TLS, and one connection pool per name: ``HostClients``), so a name cannot resolve
+  to a public address for the check and a private one for the send. httpx with connect and read
+  timeouts, redirects not followed; 2xx is success.
 - **Settle.** A success is ``delivered``. A failure waits ``webhook_rules.backoff_seconds`` (5 s
   doubling to an hour, with jitter) in ``next_attempt_at``, or becomes ``dead`` past its
   ``give_up_at`` (``WA_WEBHOOK_RETRY_HOURS``). A target that failed is held: its other due events
