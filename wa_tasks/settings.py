@@ -182,8 +182,9 @@ class Settings(BaseSettings):
     #: Key of the events' HMAC-SHA256 signature (``webhook-signature``); ``whsec_<base64>`` is
     #: read as the Standard Webhooks form. Unset: events go unsigned.
     webhook_secret: SecretStr | None = None
-    #: Let callback URLs reach loopback, private, link-local and other non-public addresses
+    #: Let callers' callback URLs reach loopback, private, link-local and other non-public addresses
     #: (refused by default: a caller could make the deliverer probe the internal network).
+    #: ``status_webhook_url``, the operator's own, may always.
     webhook_allow_private: bool = False
     #: Seconds to connect to a receiver, and to wait for its answer, before the attempt counts as failed.
     webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -480,3 +480,19 @@ def test_each_receiver_name_has_its_own_connections(inproc: InProcess) -> None:
         assert not clients.get("a.example.com").follow_redirects
     finally:
         clients.close()
+
+
+def test_the_installations_own_url_may_be_on_the_local_network(make_inproc: Callable[..., InProcess]) -> None:
+    inproc = make_inproc(status_webhook_url="http://billing.lan/wa/status")
+    inproc.add_session("WA-1")
+    inproc.settle(client.send(NUMBER, text="Halo", callback_url="http://hooks.example.com/cb"), "sent")
+    receiver = Receiver()
+
+    webhook_delivery.deliver_batch(
+        inproc.settings, inproc.app, receiver.client(), resolver=lambda host, port: ["192.168.88.10"]
+    )
+
+    # The operator's URL got its event; the caller's URL, resolving to the same private address, did not.
+    assert [r.headers["host"] for r in receiver.requests] == ["billing.lan"]
+    refused = [e for e in events(inproc) if e.target == "http://hooks.example.com/cb" and e.status == "sent"]
+    assert "192.168.88.10" in (refused[0].last_error or "")

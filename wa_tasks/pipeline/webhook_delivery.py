@@ -174,7 +174,9 @@ def post(
         raise ConnectionError(f"cannot resolve {url.host}: {exc}") from None
     if not addresses:
         raise ConnectionError(f"{url.host} resolves to no address")
-    if not settings.webhook_allow_private:
+    # The installation's own URL is the operator's choice (often a billing server on the LAN); the
+    # guard is for the URLs callers name.
+    if not settings.webhook_allow_private and event.target != settings.status_webhook_url:
         barred = [a for a in addresses if not webhook_rules.is_public(a)]
         if barred:
             raise Refused(
