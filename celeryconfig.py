@@ -11,7 +11,7 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from wa_tasks.core import task_names
-from wa_tasks.core.redis_keys import DEFAULT_QUEUE, URGENT_QUEUE
+from wa_tasks.core.redis_keys import DEFAULT_QUEUE, URGENT_QUEUE, WEBHOOK_QUEUE
 from wa_tasks.settings import get_settings
 
 _settings = get_settings()
@@ -58,6 +58,9 @@ task_queues = [
 ]
 task_create_missing_queues = True
 task_routes = {
+    # Status events go out from a worker of their own (Procfile `webhooks`): a slow receiver never
+    # holds a thread that routes messages.
+    task_names.DELIVER_WEBHOOKS: {"queue": WEBHOOK_QUEUE},
     "wa.*": {"queue": DEFAULT_QUEUE},
 }
 
@@ -83,6 +86,17 @@ beat_schedule = {
         "task": task_names.RELEASE,
         "schedule": _settings.release_interval_seconds,
         "options": {"priority": 1, "expires": max(5.0, _settings.release_interval_seconds * 5)},
+    },
+    # The status events' deliverer (wa_tasks/pipeline/webhook_delivery.py): each run delivers for
+    # about 20 s, one run at a time; a run not started within a few periods is superseded.
+    "deliver-webhooks": {
+        "task": task_names.DELIVER_WEBHOOKS,
+        "schedule": _settings.webhook_interval_seconds,
+        "options": {
+            "queue": WEBHOOK_QUEUE,
+            "priority": 1,
+            "expires": max(10.0, _settings.webhook_interval_seconds * 3),
+        },
     },
     "sweep-queued": {
         "task": task_names.SWEEP,

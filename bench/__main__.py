@@ -8,7 +8,18 @@ from pathlib import Path
 
 from bench import harness
 
-BENCHMARKS = ("enqueue", "pipeline", "pacing", "priority", "failover", "takeover", "memory", "scale", "schedule")
+BENCHMARKS = (
+    "enqueue",
+    "pipeline",
+    "pacing",
+    "priority",
+    "failover",
+    "takeover",
+    "memory",
+    "scale",
+    "schedule",
+    "webhooks",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +81,10 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
         from bench import takeover
 
         return takeover.run(env, args.n or 5)
+    if args.name == "webhooks":
+        from bench import webhooks
+
+        return webhooks.run(env, args.n or 10_000)
     if args.name == "schedule":
         from bench import schedule
 

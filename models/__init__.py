@@ -11,6 +11,7 @@ from models.queue_job import QueueJob
 from models.session import WhatsAppSession
 from models.statuses import PENDING, SENT_OR_FINAL, JobStatus, MessageStatus, SessionStatus
 from models.template import Template
+from models.webhook_event import DEAD_EVENT, DELIVERED_EVENT, PENDING_EVENT, WebhookEvent
 
 __all__ = [
     "ApiKey",
@@ -29,6 +30,10 @@ __all__ = [
     "Template",
     "WhatsAppContact",
     "WhatsAppSession",
+    "WebhookEvent",
+    "PENDING_EVENT",
+    "DELIVERED_EVENT",
+    "DEAD_EVENT",
     "new_message_id",
     "utcnow",
 ]

@@ -79,6 +79,8 @@ class Message(Base):
     category: Mapped[str | None] = mapped_column(String(50))
     #: The customer's time zone (IANA name) for the send window; NULL: the installation's (``WA_TIMEZONE``).
     tz: Mapped[str | None] = mapped_column(String(64))
+    #: Where this message's status events go besides ``WA_STATUS_WEBHOOK_URL`` (``callback_url`` of the request).
+    callback_url: Mapped[str | None] = mapped_column(String(2000))
     #: When the message is due: a ``scheduled`` message is queued by the releaser from then on
     #: (NULL: sent at once).
     send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -53,6 +53,7 @@ TABLES = (
     "whatsapp_incoming",
     "whatsapp_daily_metrics",
     "whatsapp_contacts",
+    "whatsapp_webhook_events",
 )
 
 

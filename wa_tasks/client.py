@@ -26,7 +26,7 @@ from wa_tasks.admin import template_store
 from wa_tasks.core import triggers
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import MessageNotFound
-from wa_tasks.pipeline import bulk, lifecycle, notices, optout, outcomes, schedule, submit
+from wa_tasks.pipeline import bulk, lifecycle, notices, optout, outcomes, schedule, submit, webhooks
 from wa_tasks.pipeline import media as media_files
 from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings, get_settings
@@ -67,6 +67,7 @@ class Client:
         notice_key: str | None = None,
         ref: str | None = None,
         tz: str | None = None,
+        callback_url: str | None = None,
     ) -> str:
         """Queue a WhatsApp message to ``to`` and return its message id.
 
@@ -82,7 +83,8 @@ class Client:
         due. ``expires_at``: not sent by then, ``expired``. ``notice_key``: at most one message
         per key (a repeated one returns the first message's id). ``ref`` (e.g. the invoice
         number): what :meth:`cancel_pending` cancels by. ``tz``: the customer's zone for the send
-        window (default ``WA_TIMEZONE``).
+        window (default ``WA_TIMEZONE``). ``callback_url``: an http(s) URL that receives a signed
+        status event at every status change of this message (docs/webhooks.md).
         """
         return self.send_request(
             SendRequest(
@@ -99,6 +101,7 @@ class Client:
                 notice_key=notice_key,
                 ref=ref,
                 tz=tz,
+                callback_url=callback_url,
             )
         )
 
@@ -391,6 +394,21 @@ class Client:
 
         return contacts.sync(self.settings, numbers, refresh=refresh)
 
+    # Status callbacks ------------------------------------------------------------------------------
+
+    def webhook_events(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest status events (newest first): id, messageId, status, target (its query string
+        hidden), state (``pending``, ``delivered`` or ``dead``), attempts, lastError, times. ``state``:
+        only those; ``"dead"`` lists the ones given up on (docs/webhooks.md)."""
+        if state is not None and state not in ("pending", "delivered", "dead"):
+            raise ValueError(f"state must be pending, delivered or dead, got {state!r}")
+        return webhooks.list_events(self.settings, state, limit)
+
+    def retry_webhook(self, event_id: str) -> dict[str, Any]:
+        """Send a dead status event again (due now, with a new retry window); returns it. Raises
+        ``UnknownWebhookEvent`` for an unknown id."""
+        return webhooks.retry(self.settings, event_id)
+
 
 _default: Client | None = None
 _default_lock = threading.Lock()
@@ -440,6 +458,8 @@ is_opted_out = _on_default_client(Client.is_opted_out)
 opt_in = _on_default_client(Client.opt_in)
 stats = _on_default_client(Client.stats)
 sync_contacts = _on_default_client(Client.sync_contacts)
+webhook_events = _on_default_client(Client.webhook_events)
+retry_webhook = _on_default_client(Client.retry_webhook)
 
 
 def register_trigger(event: str, template: str, *, priority: str | int = "normal") -> None:

@@ -49,6 +49,13 @@ class InvalidSchedule(InvalidRequest):
     code = "invalid_schedule"
 
 
+class InvalidCallbackUrl(InvalidRequest):
+    """A ``callback_url`` (``callbackUrl``) that is not an http(s) URL, or points where status
+    events may not go (loopback, private or link-local addresses, unless ``WA_WEBHOOK_ALLOW_PRIVATE``)."""
+
+    code = "invalid_callback_url"
+
+
 class NotFound(WaTasksError, LookupError):
     """An id names nothing: no such session, message, bulk job or template (answered 404)."""
 
@@ -76,6 +83,10 @@ class UnknownApiKey(InvalidRequest, NotFound):
 
 class MessageNotFound(NotFound):
     code = "message_not_found"
+
+
+class UnknownWebhookEvent(NotFound):
+    code = "unknown_webhook_event"
 
 
 class UnknownJob(NotFound):

@@ -177,6 +177,30 @@ class Settings(BaseSettings):
     #: ones are refreshed by the daily ``wa.contacts_refresh`` and ignored when sending.
     contact_max_age_days: int = Field(default=7, ge=1)
 
+    #: Status callbacks (wa_tasks/pipeline/webhooks.py): every status change of every message is
+    #: POSTed here as a signed JSON event. Unset: only to a message's own ``callback_url``.
+    status_webhook_url: str | None = None
+    #: Status events as a task of the billing codebase on the same broker:
+    #: ``celery:<task name>[@<queue>]`` (default queue ``celery``), called with ``event=<the JSON event>``.
+    status_hook: str | None = None
+    #: Key of the events' HMAC-SHA256 signature (``webhook-signature``); ``whsec_<base64>`` is
+    #: read as the Standard Webhooks form. Unset: events go unsigned.
+    webhook_secret: SecretStr | None = None
+    #: Let callers' callback URLs reach loopback, private, link-local and other non-public addresses
+    #: (refused by default: a caller could make the deliverer probe the internal network).
+    #: ``status_webhook_url``, the operator's own, may always.
+    webhook_allow_private: bool = False
+    #: Seconds to connect to a receiver, and to wait for its answer, before the attempt counts as failed.
+    webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: A failing event is retried with exponential backoff (with jitter, at most an hour apart)
+    #: for this many hours, then it is dead: listed on the queue page with Retry.
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    #: Seconds between the beat's runs of the deliverer (each run keeps delivering for about 20 s).
+    webhook_interval_seconds: float = Field(default=5.0, ge=0.5)
+    #: Events sent at once by the deliverer (to different messages; one message's go one by one).
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
+
     #: Celery worker concurrency for the ``worker`` process.
     worker_concurrency: int = Field(default=2, ge=1)
 
@@ -210,6 +234,27 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("status_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        # A typo here would otherwise surface only as every status event failing for a day.
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"WA_STATUS_WEBHOOK_URL must be an http:// or https:// URL, got {value!r}")
+        return value.strip()
+
+    @field_validator("status_hook")
+    @classmethod
+    def _status_hook(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        kind, _, target = value.strip().partition(":")
+        if kind != "celery" or not target.partition("@")[0]:
+            raise ValueError(f"WA_STATUS_HOOK must be celery:<task name>[@<queue>], got {value!r}")
+        return value.strip()
 
     # Derived values -------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ of wa_tasks needed):
              ``email`` (str, optional; default ``data["customer_email"]``): the email fallback's
              address; ``send_at``/``expires_at`` (ISO 8601 with an offset, or a unix time): stored
              ``scheduled`` and sent when due / ``expired`` if not sent by then; ``notice_key``,
-             ``ref``, ``tz``. Returns the message id. A request the thin client would refuse (bad number,
+             ``ref``, ``tz``, ``callback_url`` (an http(s) URL for this message's status events).
+             Returns the message id. A request the thin client would refuse (bad number,
              empty text, unknown template or session, missing template data, an unknown argument)
              is stored as a ``failed`` message whose error says why.
 ``wa.status`` kwargs: ``message_id``. Returns the status dict (needs a result backend to read
@@ -22,7 +23,9 @@ of wa_tasks needed):
              A refused trigger is stored as a ``failed`` message whose error says why.
 
 Internal: ``wa.release`` (beat: queues the due scheduled messages, ``wa_tasks.pipeline.schedule``),
-``wa.dispatch`` (routes a queued message to ``wa.session.<id>``), ``wa.deliver``
+``wa.deliver_webhooks`` (beat, on its own queue ``wa.webhooks``: the status events,
+``wa_tasks.pipeline.webhook_delivery``), ``wa.dispatch`` (routes a queued message to
+``wa.session.<id>``), ``wa.deliver``
 (consumed by the session host, not by this worker), ``wa.sweep`` (beat: republishes stale
 ``queued`` messages), ``wa.health_check``, ``wa.retention`` and ``wa.metrics_rollup`` (beat), ``wa.email_fallback``
 (one fallback email, ``wa_tasks.pipeline.fallback``), ``wa.contacts_refresh`` (beat, ``wa_tasks.pipeline.contacts``).
@@ -72,6 +75,7 @@ def send(
     notice_key: object = None,
     ref: object = None,
     tz: object = None,
+    callback_url: object = None,
     **unknown: object,
 ) -> str:
     settings = get_settings()
@@ -96,6 +100,7 @@ def send(
             "notice_key": notice_key,
             "ref": ref,
             "tz": tz,
+            "callback_url": callback_url,
         }
         return submit.queue(settings, app, SendRequest(**fields))
     except InvalidRequest as exc:
@@ -118,6 +123,7 @@ SEND_ARGUMENTS = (
     "notice_key",
     "ref",
     "tz",
+    "callback_url",
 )
 NOTIFY_ARGUMENTS = ("event", "data", "idempotency_key", "template", "priority", "session", "send_at", "expires_at")
 
@@ -490,6 +496,16 @@ def release() -> dict[str, Any]:
     the ones past their ``expires_at`` (``wa_tasks.pipeline.schedule``)."""
     settings = get_settings()
     return schedule.release(settings, app_for(settings)).as_dict()
+
+
+@app.task(name=task_names.DELIVER_WEBHOOKS)
+def deliver_webhooks() -> dict[str, int]:
+    """Beat, every ``WA_WEBHOOK_INTERVAL_SECONDS``, on the ``wa.webhooks`` queue: send the due status
+    events of the outbox for about 20 s (``wa_tasks.pipeline.webhook_delivery``)."""
+    from wa_tasks.pipeline import webhook_delivery
+
+    settings = get_settings()
+    return webhook_delivery.run(settings, app_for(settings)).as_dict()
 
 
 @app.task(name=task_names.HEALTH_CHECK)

@@ -24,6 +24,7 @@ from support.stack import Stack, settings_env
 from wa_tasks.client import Client
 from wa_tasks.core.phone import mask
 from wa_tasks.errors import (
+    InvalidCallbackUrl,
     InvalidMessage,
     InvalidPhoneNumber,
     InvalidPriority,
@@ -439,6 +440,19 @@ CLIENT_CASES: list[Any] = [
         "'H3'",
         id="ladder-step",
     ),
+    # send(): the status callback
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", callback_url="ftp://billing.example.com/x"),
+        InvalidCallbackUrl,
+        "callbackUrl (callback_url) must be an http:// or https:// URL, got 'ftp://billing.example.com/x'",
+        id="callback-not-http",
+    ),
+    pytest.param(
+        lambda c: c.send(OK_NUMBER, text="x", callback_url="http://169.254.169.254/latest/meta-data"),
+        InvalidCallbackUrl,
+        "points at a loopback, private or link-local address (169.254.169.254)",
+        id="callback-link-local",
+    ),
 ]
 
 
@@ -555,6 +569,12 @@ TASK_CASES: list[Any] = [
         },
         "invalid_schedule: expires_at 1999-12-31T17:00:00+00:00 is not after now",
         id="notify-expired",
+    ),
+    pytest.param(
+        "wa.send",
+        {"to": OK_NUMBER, "text": "x", "callback_url": "javascript:alert(1)"},
+        "invalid_callback_url: callbackUrl (callback_url) must be an http:// or https:// URL, got 'javascript:",
+        id="callback-url",
     ),
 ]
 
@@ -683,6 +703,11 @@ CLI_CASES: list[Any] = [
     ),
     pytest.param(["send", OK_NUMBER, "--text", "x", "--at", "tomorrow"], "send_at must be an ISO 8601", id="send-at"),
     pytest.param(["notices", "cancel", "--ref", ""], "ref must be a non-empty string", id="notices-no-ref"),
+    pytest.param(
+        ["send", OK_NUMBER, "--text", "x", "--callback-url", "gopher://billing.example.com/"],
+        "callbackUrl (callback_url) must be an http:// or https:// URL, got 'gopher://billing.example.com/'",
+        id="send-callback-url",
+    ),
 ]
 
 

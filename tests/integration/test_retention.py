@@ -86,7 +86,7 @@ def test_retention_deletes_exactly_what_is_older_than_the_limits(db_settings: Se
     result = retention.cleanup(db_settings, now=now, batch_size=10)
 
     # Then exactly the old rows are gone
-    assert result.as_dict() == {"messages": 25, "jobs": 3, "sessions": 1}
+    assert result.as_dict() == {"messages": 25, "jobs": 3, "sessions": 1, "webhook_events": 0}
     with session_scope(db_settings.database) as db:
         assert set(db.scalars(select(Message.id))) == {"msg_edge_kept", "msg_refers_to_deleted"}
         assert set(db.scalars(select(QueueJob.job_id))) == {"old-running", "old-pending", "recent-completed"}
@@ -101,7 +101,12 @@ def test_retention_deletes_exactly_what_is_older_than_the_limits(db_settings: Se
         assert kept.status == "delivered"
 
     # And a second run finds nothing more
-    assert retention.cleanup(db_settings, now=now).as_dict() == {"messages": 0, "jobs": 0, "sessions": 0}
+    assert retention.cleanup(db_settings, now=now).as_dict() == {
+        "messages": 0,
+        "jobs": 0,
+        "sessions": 0,
+        "webhook_events": 0,
+    }
 
 
 def test_a_message_scheduled_far_ahead_stays_until_as_long_after_its_time(db_settings: Settings) -> None:

@@ -222,7 +222,7 @@ def _alert(page: str) -> str:
 # Every form of the pages, fuzzed ----------------------------------------------------------------
 
 #: Real things for the path parameters (random ones only ever reach "not found").
-REAL = {"session_id": "wa-1", "name": "info", "message_id": "msg_nope", "job_id": "job_nope"}
+REAL = {"session_id": "wa-1", "name": "info", "message_id": "msg_nope", "job_id": "job_nope", "event_id": "evt_nope"}
 
 
 def _form_routes() -> list[tuple[str, list[str]]]:

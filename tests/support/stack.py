@@ -74,6 +74,8 @@ class Stack:
             sub = ["worker", "-c", "2"]
         elif name == "urgent":  # the Procfile's worker kept for urgent dispatches
             sub = ["worker", "--queues", "wa.urgent", "-c", "1", "--name", "urgent"]
+        elif name == "webhooks":  # the Procfile's worker of the status events' queue
+            sub = ["worker", "--queues", "wa.webhooks", "-c", "1", "--name", "webhooks"]
         elif name.startswith("sessions"):
             sub = ["sessions", "--hostname", f"{name}@test"]
         else:

@@ -94,6 +94,7 @@ def test_the_api_send_body_has_a_field_for_every_field_of_a_request() -> None:
         "sendAt": "send_at",
         "expiresAt": "expires_at",
         "noticeKey": "notice_key",
+        "callbackUrl": "callback_url",
     }
     assert sorted(body.get(name, name) for name in SendBody.model_fields) == sorted(KEYWORD_FIELDS)
 

@@ -1,6 +1,7 @@
 """wa_tasks.settings: WA_* settings, the derived URLs and a display that hides secrets."""
 
 import os
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -177,3 +178,30 @@ def test_describe_says_when_keys_are_missing_and_the_redis_is_embedded(tmp_path)
     assert shown["redis"].endswith(" (embedded)")
     assert shown["data_dir"] == str(tmp_path.resolve())
     assert shown["pace_seconds"] == "1.0"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("status_webhook_url", "billing.example.com/hook", "WA_STATUS_WEBHOOK_URL must be an http:// or https:// URL"),
+        (
+            "status_webhook_url",
+            "ftp://billing.example.com/",
+            "WA_STATUS_WEBHOOK_URL must be an http:// or https:// URL",
+        ),
+        ("status_hook", "https://billing.example.com/hook", "WA_STATUS_HOOK must be celery:<task name>[@<queue>]"),
+        ("status_hook", "celery:@billing", "WA_STATUS_HOOK must be celery:<task name>[@<queue>]"),
+    ],
+)
+def test_a_status_target_that_cannot_work_is_refused_at_start(name, value, says):
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Settings(**{name: value})
+
+
+def test_status_targets_are_read_trimmed():
+    settings = Settings(status_webhook_url=" https://billing.example.com/wa ", status_hook="celery:billing.on_status")
+    assert (settings.status_webhook_url, settings.status_hook) == (
+        "https://billing.example.com/wa",
+        "celery:billing.on_status",
+    )
+    assert Settings(status_hook="", status_webhook_url="").status_hook is None

@@ -186,6 +186,7 @@ def redis() -> None:
 @click.option("--notice-key", help="At most one message per key (invoice:INV-7:reminder:H-3).")
 @click.option("--ref", help="What the message is about, e.g. an invoice number (for notices cancel).")
 @click.option("--tz", help="The customer's time zone for the send window (default WA_TIMEZONE).")
+@click.option("--callback-url", help="An http(s) URL that receives this message's status events.")
 def send(
     to: str,
     text: str | None,
@@ -199,6 +200,7 @@ def send(
     notice_key: str | None,
     ref: str | None,
     tz: str | None,
+    callback_url: str | None,
 ) -> None:
     """Queue a message to TO and print its id (with --at: stored scheduled, sent when due)."""
     from wa_tasks import client
@@ -221,6 +223,7 @@ def send(
         notice_key=notice_key,
         ref=ref,
         tz=tz,
+        callback_url=callback_url,
     )
     click.echo(client.send_request(request))
 
@@ -235,7 +238,7 @@ def status(message_id: str) -> None:
 
 
 def _register() -> None:
-    from wa_tasks.cli import demo, keys, notices, sessions, sim, stats, templates, up
+    from wa_tasks.cli import demo, keys, notices, sessions, sim, stats, templates, up, webhooks
 
     cli.add_command(up.up)
     cli.add_command(keys.keys)
@@ -245,6 +248,7 @@ def _register() -> None:
     cli.add_command(templates.templates)
     cli.add_command(stats.stats)
     cli.add_command(notices.notices)
+    cli.add_command(webhooks.webhooks)
 
 
 _register()

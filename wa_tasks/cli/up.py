@@ -17,6 +17,7 @@ DEFAULT_PROCESSES = {
     "web": "wa-tasks web",
     "worker": "wa-tasks worker",
     "urgent": "wa-tasks worker --queues wa.urgent --concurrency 1 --name urgent",
+    "webhooks": "wa-tasks worker --queues wa.webhooks --concurrency 1 --name webhooks",
     "beat": "wa-tasks beat",
     "sessions": "wa-tasks sessions",
     "flower": "wa-tasks flower",

@@ -13,6 +13,10 @@ DEFAULT_QUEUE = "wa.default"
 #: routed at once even while every thread of the main worker routes a bulk's batches.
 URGENT_QUEUE = "wa.urgent"
 
+#: The Celery queue of the status-event deliverer (``wa.deliver_webhooks``): consumed by a worker of
+#: its own (Procfile ``webhooks``), so that a slow or dead receiver never holds a thread that routes messages.
+WEBHOOK_QUEUE = "wa.webhooks"
+
 #: Prefix of the per-session queues consumed by the session hosts.
 SESSION_QUEUE_PREFIX = "wa.session."
 
@@ -106,6 +110,10 @@ def beat_claim(entry_name: str) -> str:
 
 #: String with a TTL: the releaser of scheduled messages running now (one at a time; ``wa.release``).
 RELEASE_LOCK = f"{PREFIX}release:lock"
+
+#: String with a TTL: the deliverer of status events running now (one at a time, so a message's
+#: events go out in order; ``wa.deliver_webhooks``).
+WEBHOOK_LOCK = f"{PREFIX}webhooks:lock"
 
 #: Counter: scheduled messages the releaser has queued, all runs together (monitoring; the
 #: scheduling benchmark checks that it equals what was scheduled: nothing released twice).

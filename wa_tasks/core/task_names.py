@@ -31,3 +31,5 @@ METRICS_ROLLUP = "wa.metrics_rollup"
 CONTACTS_REFRESH = "wa.contacts_refresh"
 #: Queue the scheduled messages that are due, expire the ones past their ``expires_at``.
 RELEASE = "wa.release"
+#: Deliver the due status events of the outbox (``wa_tasks.pipeline.webhook_delivery``), on its own queue.
+DELIVER_WEBHOOKS = "wa.deliver_webhooks"

@@ -8,7 +8,9 @@ What goes, with the default settings:
 - bulk jobs (``whatsapp_queue_jobs``) created more than ``WA_RETENTION_JOBS_DAYS`` (30) days ago
   that ended: ``completed``, ``failed`` or ``cancelled`` (a pending or running job stays);
 - sessions whose status is ``disconnected`` and whose row was not updated for
-  ``WA_RETENTION_SESSIONS_DAYS`` (90) days.
+  ``WA_RETENTION_SESSIONS_DAYS`` (90) days;
+- status events (``whatsapp_webhook_events``) delivered or dead, as old as the messages that go:
+  their messages are gone or going (an event still pending stays until it is delivered or dead).
 
 Before a batch of messages goes, the latest send per number among them is kept in
 ``whatsapp_known_contacts`` (``wa_tasks.pipeline.affinity.remember``), in the same transaction:
@@ -30,7 +32,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import JobStatus, Message, QueueJob, SessionStatus, WhatsAppSession, utcnow
+from models import PENDING_EVENT, JobStatus, Message, QueueJob, SessionStatus, WebhookEvent, WhatsAppSession, utcnow
 from models.db import session_scope
 from wa_tasks.pipeline import affinity
 from wa_tasks.settings import Settings
@@ -51,9 +53,15 @@ class Cleanup:
     messages: int
     jobs: int
     sessions: int
+    webhook_events: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"messages": self.messages, "jobs": self.jobs, "sessions": self.sessions}
+        return {
+            "messages": self.messages,
+            "jobs": self.jobs,
+            "sessions": self.sessions,
+            "webhook_events": self.webhook_events,
+        }
 
 
 def cleanup(settings: Settings, *, now: dt.datetime | None = None, batch_size: int = BATCH_SIZE) -> Cleanup:
@@ -81,7 +89,13 @@ def cleanup(settings: Settings, *, now: dt.datetime | None = None, batch_size: i
         & (WhatsAppSession.status == SessionStatus.DISCONNECTED),
         batch_size,
     )
-    result = Cleanup(messages, jobs, sessions)
+    events = _delete_in_batches(
+        settings,
+        WebhookEvent.id,
+        (WebhookEvent.created_at < cutoff) & (WebhookEvent.state != PENDING_EVENT),
+        batch_size,
+    )
+    result = Cleanup(messages, jobs, sessions, events)
     log.info("retention: deleted %s", result.as_dict())
     return result
 

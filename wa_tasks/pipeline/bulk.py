@@ -24,7 +24,7 @@ from models.db import session_scope
 from wa_tasks.core import priorities, rendering, task_names
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import InvalidMessage, InvalidRequest, UnknownJob, UnknownTemplate
-from wa_tasks.pipeline import optout, schedule
+from wa_tasks.pipeline import lifecycle, optout, schedule, webhooks
 from wa_tasks.pipeline.request import refuse_nul
 from wa_tasks.settings import Settings
 
@@ -170,6 +170,10 @@ def create(
                     for i, r in enumerate(rows)
                 ],
             )
+            # Opted-out recipients' messages are failed from the start: their status events.
+            refused = [ids[i] for i, r in enumerate(rows) if r.to_number in opted_out]
+            if refused:
+                webhooks.record(db, refused, MessageStatus.FAILED)
     except IntegrityError:
         existing = _job_of_key(settings, idempotency_key) if idempotency_key else None
         if existing is None:
@@ -273,12 +277,8 @@ def cancel(settings: Settings, job_id: str) -> int:
         )
         if not updated.rowcount:  # type: ignore[attr-defined]
             raise UnknownJob(f"no bulk job with id {job_id!r}")
-        result = db.execute(
-            update(Message)
-            .where(
-                Message.bulk_job_id == job_id,
-                Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED]),
-            )
-            .values(status=MessageStatus.CANCELLED, cancelled_at=now, updated_at=now)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        where = [
+            Message.bulk_job_id == job_id,
+            Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED]),
+        ]
+        return lifecycle.update_many(db, where, MessageStatus.CANCELLED, cancelled_at=now)

@@ -23,6 +23,10 @@ Delivery semantics, written down where they are enforced:
   resolves nothing. Without a receipt the row stays ``failed``; after
   ``WA_AMBIGUOUS_RECEIPT_WINDOW_SECONDS`` the status views say "no receipt seen", for an operator
   to decide (the recipient's phone may also just be off).
+
+Every change to a status billing acts on (``sent``, ``delivered``, ``read``, ``failed``,
+``cancelled``, ``expired``) records its status event in the same transaction
+(``webhooks.record``), for the status callbacks.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from models import PENDING, Message, MessageStatus, WhatsAppSession, utcnow
 from wa_tasks.core.timefmt import iso_or_none
+from wa_tasks.pipeline import webhooks
 from wa_tasks.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -171,6 +176,7 @@ def mark_sent(
         error_message=None,
     )
     if done:
+        webhooks.record(db, [message_id], S.SENT, at=sent_at)
         if session_id is None:
             session_id = db.scalar(select(Message.session_id).where(Message.id == message_id))
         db.execute(
@@ -193,7 +199,7 @@ def session_error(db: Session, session_id: str, error: str) -> None:
 
 def mark_failed(db: Session, message_id: str, error: str) -> bool:
     """Any unsent state → ``failed`` with ``error``."""
-    return _update(
+    done = _update(
         db,
         message_id,
         [Message.status.in_([S.QUEUED, S.ROUTED, S.SENDING])],
@@ -201,6 +207,9 @@ def mark_failed(db: Session, message_id: str, error: str) -> bool:
         error_message=error[:2000],
         failed_at=utcnow(),
     )
+    if done:
+        webhooks.record(db, [message_id], webhooks.failed_status(error, AMBIGUOUS_PREFIX))
+    return done
 
 
 def requeue(db: Session, message_id: str, error: str | None = None, *, refund_attempt: bool = False) -> bool:
@@ -217,21 +226,31 @@ def requeue(db: Session, message_id: str, error: str | None = None, *, refund_at
 
 
 def cancel(db: Session, message_id: str) -> bool:
-    return _update(db, message_id, [Message.status.in_(PENDING)], status=S.CANCELLED, cancelled_at=utcnow())
+    done = _update(db, message_id, [Message.status.in_(PENDING)], status=S.CANCELLED, cancelled_at=utcnow())
+    if done:
+        webhooks.record(db, [message_id], S.CANCELLED)
+    return done
+
+
+def update_many(db: Session, where: list[Any], status: MessageStatus, **values: Any) -> int:
+    """Move every message matching ``where`` to ``status`` (with ``values``) in one statement and
+    record their status events; returns how many moved. For the bulk cancels and expiries."""
+    values.setdefault("updated_at", utcnow())
+    ids = db.scalars(
+        update(Message).where(*where).values(status=status, **values).returning(Message.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    webhooks.record(db, ids, status)
+    return len(ids)
 
 
 def cancel_pending(db: Session, ref: str, categories: Collection[str] | None = None) -> int:
     """Cancel the messages about ``ref`` still waiting (``scheduled``, ``queued``, ``routed``; never
     one already ``sending``), only those of ``categories`` when given; returns how many."""
-    now = utcnow()
     where = [Message.ref == ref, Message.status.in_(PENDING)]
     if categories is not None:
         where.append(Message.category.in_(list(categories)))
-    result = db.execute(
-        update(Message).where(*where).values(status=S.CANCELLED, cancelled_at=now, updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return update_many(db, where, S.CANCELLED, cancelled_at=utcnow())
 
 
 def expire(db: Session, message_id: str, now: dt.datetime, session_id: str | None = None) -> bool:
@@ -241,13 +260,16 @@ def expire(db: Session, message_id: str, now: dt.datetime, session_id: str | Non
     waiting: Any = Message.status.in_(PENDING)
     if session_id is not None:
         waiting = or_(waiting, and_(Message.status == S.SENDING, Message.session_id == session_id))
-    return _update(
+    done = _update(
         db,
         message_id,
         [waiting, Message.expires_at.is_not(None), Message.expires_at <= now],
         status=S.EXPIRED,
         expired_at=now,
     )
+    if done:
+        webhooks.record(db, [message_id], S.EXPIRED, at=now)
+    return done
 
 
 def expire_due(db: Session, now: dt.datetime, limit: int) -> int:
@@ -257,13 +279,8 @@ def expire_due(db: Session, now: dt.datetime, limit: int) -> int:
     ).all()
     if not ids:
         return 0
-    result = db.execute(
-        update(Message)
-        .where(Message.id.in_(ids), Message.status.in_(PENDING), Message.expires_at <= now)
-        .values(status=S.EXPIRED, expired_at=now, updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    where = [Message.id.in_(ids), Message.status.in_(PENDING), Message.expires_at <= now]
+    return update_many(db, where, S.EXPIRED, expired_at=now, updated_at=now)
 
 
 def hold(db: Session, message_id: str, until: dt.datetime) -> bool:
@@ -301,9 +318,9 @@ def apply_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -
     whose outcome is unknown resolves it (see module docstring).
     """
     if kind == "delivered":
-        found = _update_by_wa(db, wa_message_id, [Message.status == S.SENT], status=S.DELIVERED, delivered_at=at)
+        found = _update_by_wa(db, wa_message_id, [Message.status == S.SENT], S.DELIVERED, at, delivered_at=at)
     elif kind == "read":
-        found = _update_by_wa(db, wa_message_id, [Message.status.in_([S.SENT, S.DELIVERED])], status=S.READ, read_at=at)
+        found = _update_by_wa(db, wa_message_id, [Message.status.in_([S.SENT, S.DELIVERED])], S.READ, at, read_at=at)
         if found:
             # A read implies delivery; keep the earliest known delivery time.
             db.execute(
@@ -342,6 +359,7 @@ def _resolve_by_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datet
         values["read_at"] = at
     if not _update(db, message_id, [_UNCONFIRMED], **values):
         return False
+    webhooks.record(db, [message_id], values["status"], at=at)
     db.execute(
         update(WhatsAppSession)
         .where(WhatsAppSession.session_id == session_id)
@@ -371,10 +389,19 @@ def adopt_id(db: Session, secrets: list[str], wa_message_id: str) -> bool:
     return _update(db, rows[0], [_UNCONFIRMED, Message.wa_message_id.is_(None)], wa_message_id=wa_message_id)
 
 
-def _update_by_wa(db: Session, wa_message_id: str, where: list[Any], **values: Any) -> bool:
+def _update_by_wa(
+    db: Session, wa_message_id: str, where: list[Any], status: MessageStatus, at: dt.datetime, **values: Any
+) -> bool:
     values["updated_at"] = utcnow()
-    result = db.execute(update(Message).where(Message.wa_message_id == wa_message_id, *where).values(**values))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    ids = db.scalars(
+        update(Message)
+        .where(Message.wa_message_id == wa_message_id, *where)
+        .values(status=status, **values)
+        .returning(Message.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    webhooks.record(db, ids, status, at=at)
+    return bool(ids)
 
 
 def has_wa_id(db: Session, wa_message_id: str) -> bool:

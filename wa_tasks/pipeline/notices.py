@@ -22,7 +22,7 @@ from models import Message, MessageStatus, utcnow
 from models.db import session_scope
 from wa_tasks.core import ladder
 from wa_tasks.errors import InvalidSchedule
-from wa_tasks.pipeline import schedule, submit
+from wa_tasks.pipeline import lifecycle, schedule, submit
 from wa_tasks.pipeline.request import SendRequest
 from wa_tasks.settings import Settings
 
@@ -95,9 +95,7 @@ def _move(db: Any, message_id: str, item: submit.Prepared, *, cancel: bool) -> N
     now = utcnow()
     where = [Message.id == message_id, Message.status == MessageStatus.SCHEDULED]
     if cancel:
-        db.execute(
-            update(Message).where(*where).values(status=MessageStatus.CANCELLED, cancelled_at=now, updated_at=now)
-        )
+        lifecycle.update_many(db, where, MessageStatus.CANCELLED, cancelled_at=now)
         log.info("reminder %s cancelled: its new time is past", message_id)
         return
     db.execute(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from models import Message, MessageStatus, OptOut, Template, utcnow
 from models.db import session_scope
 from wa_tasks.core.phone import mask, normalize
 from wa_tasks.errors import InvalidPhoneNumber, OptedOut
+from wa_tasks.pipeline import lifecycle
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,16 +93,12 @@ def cancel_waiting_promotions(db: Session, number: str) -> int:
     A promotion already claimed by a session host (``sending``) goes out: it may be on the wire."""
     now = utcnow()
     promotions = select(Template.id).where(Template.category == PROMOTION)
-    result = db.execute(
-        update(Message)
-        .where(
-            Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED]),
-            Message.to_number == number,
-            Message.template_id.in_(promotions),
-        )
-        .values(status=MessageStatus.CANCELLED, cancelled_at=now, updated_at=now, error_message=OPTED_OUT_ERROR)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    where = [
+        Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.ROUTED]),
+        Message.to_number == number,
+        Message.template_id.in_(promotions),
+    ]
+    return lifecycle.update_many(db, where, MessageStatus.CANCELLED, cancelled_at=now, error_message=OPTED_OUT_ERROR)
 
 
 def opt_in(settings: Settings, raw_number: str) -> bool:

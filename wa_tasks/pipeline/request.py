@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wa_tasks.core import priorities, rendering
+from wa_tasks.core import priorities, rendering, webhook_rules
 from wa_tasks.errors import InvalidMessage
 from wa_tasks.pipeline import schedule
 from wa_tasks.pipeline.fallback import check_address
@@ -75,6 +75,9 @@ class SendRequest:
     ref: str | None = None
     #: The customer's time zone for the send window (default ``WA_TIMEZONE``).
     tz: str | None = None
+    #: Where this message's status events go, besides ``WA_STATUS_WEBHOOK_URL``: an http(s) URL
+    #: (``wa_tasks.pipeline.webhooks``). Its address is checked against the settings by ``submit.prepare``.
+    callback_url: str | None = None
 
     def __post_init__(self) -> None:
         media = self.media
@@ -108,6 +111,8 @@ class SendRequest:
         if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH):
             raise InvalidMessage(f"idempotency_key must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
         self.fallback_email()
+        # Its form here; whether it may point at a private address is the settings' (submit.prepare).
+        webhook_rules.check_callback_url(self.callback_url, allow_private=True)
         # The timing on its own (types, naive times, an expiry before the send, the zone, the
         # keys' lengths); how far in the past a send_at may be is the settings' and is checked by
         # ``submit.prepare``.

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from models import Message, MessageStatus, Template, WhatsAppSession, new_message_id, utcnow
 from models.db import session_scope
-from wa_tasks.core import triggers
+from wa_tasks.core import triggers, webhook_rules
 from wa_tasks.core.phone import normalize
 from wa_tasks.errors import UnknownSession, UnknownTemplate, WaTasksError
 from wa_tasks.infra.logs import MessageLog
-from wa_tasks.pipeline import bulk, compose, contacts, fallback, lifecycle, optout, schedule
+from wa_tasks.pipeline import bulk, compose, contacts, fallback, lifecycle, optout, schedule, webhooks
 from wa_tasks.pipeline.media import Media
 from wa_tasks.pipeline.outcomes import publish_dispatch
 from wa_tasks.pipeline.request import SendRequest
@@ -62,6 +62,8 @@ class Prepared:
     category: str | None = None
     #: When it goes, until when, and what it is about (``wa_tasks.pipeline.schedule``).
     timing: schedule.Timing = schedule.Timing()
+    #: Where its status events go besides the installation's (``wa_tasks.pipeline.webhooks``).
+    callback_url: str | None = None
 
     @property
     def priority(self) -> int:
@@ -107,6 +109,7 @@ def prepare(db: Session, settings: Settings, request: SendRequest) -> Prepared:
         or db.scalar(select(WhatsAppSession.id).where(WhatsAppSession.session_id == session)) is None
     ):
         raise UnknownSession(f"unknown session {session!r}; list them with `wa-tasks sessions list`")
+    callback_url = webhook_rules.check_callback_url(request.callback_url, settings.webhook_allow_private)
     absent = contacts.known_absent(db, settings, recipient.number)
     return Prepared(
         request=request,
@@ -120,6 +123,7 @@ def prepare(db: Session, settings: Settings, request: SendRequest) -> Prepared:
         email=request.fallback_email(),
         category=category,
         timing=timing,
+        callback_url=callback_url,
         fail_reason=(
             f"{contacts.NOT_ON_WHATSAPP}: the number is not on WhatsApp (contact sync, "
             f"checked {absent.checked_at:%Y-%m-%d %H:%M} UTC); not sent"
@@ -168,9 +172,13 @@ def persist(
                     notice_key=timing.notice_key,
                     ref=timing.ref,
                     tz=timing.tz,
+                    callback_url=prepared.callback_url,
                     **(prepared.media.columns() if prepared.media else {}),
                 )
             )
+            if prepared.fail_reason:
+                db.flush()
+                webhooks.record(db, [message_id], MessageStatus.FAILED)
         if prepared.fail_reason:
             from wa_tasks.infra.celery_app import app_for  # the Celery app is built on first use only
 
@@ -229,6 +237,9 @@ def record_refusal(
                     failed_at=utcnow(),
                 )
             )
+            # The caller (another codebase's task) got no answer: the installation's status targets hear it.
+            db.flush()
+            webhooks.record(db, [message_id], MessageStatus.FAILED)
     except IntegrityError:
         existing = find_by_idempotency_key(settings, idempotency_key) if idempotency_key else None
         if existing is None:

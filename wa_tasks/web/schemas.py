@@ -182,6 +182,24 @@ class Queue(Out):
     dispatch: int
 
 
+class WebhookEvent(Out):
+    id: str = Field(description="The event id the receiver deduplicates by")
+    messageId: str
+    status: str
+    target: str = Field(description="Where it goes (a URL without its query string, or celery:task@queue)")
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int
+    lastError: str | None
+    createdAt: str | None
+    nextAttemptAt: str | None
+    deliveredAt: str | None
+
+
+class WebhookEvents(Out):
+    events: list[WebhookEvent]
+    counts: dict[str, int] = Field(description="How many events are in each state")
+
+
 class Template(Out):
     id: int
     name: str
@@ -374,6 +392,9 @@ class SendBody(Body):
     )
     ref: Plain | None = Field(default=None, min_length=1, max_length=100, description="What it is about (an invoice)")
     tz: Plain | None = Field(default=None, max_length=64, description="The customer's time zone for the send window")
+    callbackUrl: Plain | None = Field(
+        default=None, max_length=2000, description="An http(s) URL that receives this message's signed status events"
+    )
 
 
 class Recipient(Body):

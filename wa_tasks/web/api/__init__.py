@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from wa_tasks.web.api import compat, messages, queue, sessions, templates
+from wa_tasks.web.api import compat, messages, queue, sessions, templates, webhooks
 from wa_tasks.web.api.deps import ERRORS
 from wa_tasks.web.auth import require_key, require_send
 
@@ -25,6 +25,7 @@ router.include_router(messages.send_router, dependencies=[Depends(require_send)]
 router.include_router(messages.router, dependencies=full_key)
 router.include_router(queue.router, dependencies=full_key)
 router.include_router(templates.router, dependencies=full_key)
+router.include_router(webhooks.router, dependencies=full_key)
 
 #: The drop-in endpoints under ``/compat`` (their own auth: the key may be in the URL).
 compat_router = compat.router

@@ -35,6 +35,7 @@ def send(body: SendBody) -> dict[str, Any]:
         notice_key=body.noticeKey,
         ref=body.ref,
         tz=body.tz,
+        callback_url=body.callbackUrl,
     )
     wa = client()
     message_id = wa.send_request(request)

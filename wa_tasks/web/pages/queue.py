@@ -1,4 +1,5 @@
-"""The queue page: messages (filtered), the broker queues' depths and the bulk jobs; retry and cancel."""
+"""The queue page: messages (filtered), the broker queues' depths, the bulk jobs and the dead status
+events (webhooks given up on); retry and cancel."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from models import MessageStatus
+from models import DEAD_EVENT, MessageStatus
 from wa_tasks.client import Client
 from wa_tasks.errors import WaTasksError
+from wa_tasks.pipeline import webhooks
 from wa_tasks.settings import get_settings
 from wa_tasks.web.pages.common import attempt, fault, pages, render, safe_next
 from wa_tasks.web.pages.sessions import session_rows
@@ -50,16 +52,18 @@ def _queue_parts(request: Request) -> dict[str, Any]:
         )
         depths = queue_view.queue_depths(settings)
         jobs = queue_view.list_jobs(settings)
+        dead_events = webhooks.list_events(settings, DEAD_EVENT, limit=20)
         error = None
     except WaTasksError as exc:
-        messages, depths, jobs, error = [], {}, [], str(exc)
+        messages, depths, jobs, dead_events, error = [], {}, [], [], str(exc)
     except Exception as exc:  # Redis or the database down
-        messages, depths, jobs, error = [], {}, [], "cannot read the queue: " + fault(exc, "queue")
+        messages, depths, jobs, dead_events, error = [], {}, [], [], "cannot read the queue: " + fault(exc, "queue")
     chosen = {k: v for k, v in filters.items() if v}
     return {
         "messages": messages,
         "depths": depths,
         "jobs": jobs,
+        "dead_events": dead_events,
         "queue_error": error,
         "live_query": f"?{urlencode(chosen)}" if chosen else "",
     }
@@ -81,6 +85,17 @@ def message_cancel(request: Request, message_id: str) -> RedirectResponse:
         if Client(get_settings()).cancel(message_id):
             return f"message {message_id} cancelled"
         return f"message {message_id} is already being sent or done: it cannot be cancelled"
+
+    return attempt(request, run, _referer_path(request, "/queue"))
+
+
+@pages.post("/queue/webhooks/{event_id}/retry")
+def webhook_retry(request: Request, event_id: str) -> RedirectResponse:
+    def run() -> str:
+        event = Client(get_settings()).retry_webhook(event_id)
+        if event["state"] == "pending":
+            return f"status event {event_id} will be sent again now"
+        return f"status event {event_id} is {event['state']}: nothing to retry"
 
     return attempt(request, run, _referer_path(request, "/queue"))
 
