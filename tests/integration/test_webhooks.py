@@ -1,7 +1,8 @@
 """Status callbacks against a real HTTP receiver on loopback (``support.receiver``), real Redis and
 a real database (SQLite and PostgreSQL): the signature verifies with the code the docs give; a
 receiver answering 500 then 200 gets the event twice with one id and nothing else; a receiver down
-then up gets every event, in order per message; a deliverer killed mid-send loses nothing; and,
+then up gets every event, in order per message; a deliverer killed mid-send, or a Redis restarted
+empty, loses nothing; and,
 with the real worker, session host and the deliverer's own worker, a receiver that takes 10 s to
 answer does not slow the sends. The logic itself is tested in one process
 (``tests/inproc/test_inproc_webhooks.py``)."""
@@ -12,9 +13,11 @@ import base64
 import datetime as dt
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,11 +32,13 @@ from models import WebhookEvent, utcnow
 from models.db import session_scope
 from support.receiver import Receiver
 from support.stack import Stack, settings_env
+from support.workers import free_port
 from wa_tasks.admin import session_config
 from wa_tasks.client import Client
 from wa_tasks.core import task_names
 from wa_tasks.infra.celery_app import make_app
 from wa_tasks.infra.redis_client import client_for
+from wa_tasks.infra.redis_server import EmbeddedRedis
 from wa_tasks.pipeline import lifecycle, webhook_delivery
 from wa_tasks.settings import Settings, get_settings
 
@@ -193,6 +198,42 @@ def test_a_deliverer_killed_mid_send_loses_no_event(hooked: Settings, tmp_path: 
         assert [r.state for r in outbox(hooked)] == ["delivered"]
     finally:
         receiver.stop()
+
+
+def test_events_survive_a_redis_restart_that_loses_all_its_data(hooked: Settings) -> None:
+    # Given a Redis of its own without persistence (a restart loses the deliverer's lock and every
+    # queue), events of two messages waiting for a receiver that is down
+    directory = Path(tempfile.mkdtemp(prefix="wa-hooks-redis-"))  # short: a Unix socket lives here
+    server = EmbeddedRedis(directory, persistent=False, port=free_port())
+    server.start()
+    receiver = Receiver()
+    try:
+        own = hooked.model_copy(update={"redis_url": f"redis://127.0.0.1:{server.port}/0"})
+        messages = send(own, receiver.url, count=2)
+        for message_id in messages:
+            progress(own, message_id)
+        app = make_app(own)
+        assert deliver(own, app).failed == 1
+
+        # When Redis restarts empty and the receiver comes back
+        server.stop()
+        server.start()
+        assert client_for(own.redis).dbsize() == 0
+        receiver.start()
+        deliver(own, app, after=dt.timedelta(minutes=5))
+        receiver.wait(6)
+        deliver(own, app, after=dt.timedelta(hours=1))
+
+        # Then every event arrives once, in order per message: the outbox is in the database
+        events = receiver.events()
+        assert sorted(e["id"] for e in events) == sorted(row.event_id for row in outbox(own))
+        assert len(events) == 6
+        for message_id in messages:
+            assert [e["status"] for e in events if e["messageId"] == message_id] == ["sent", "delivered", "read"]
+    finally:
+        receiver.stop()
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # One backend: the claim is about processes and queues, not the database (the tests above run on both).
