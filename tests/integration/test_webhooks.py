@@ -2,9 +2,8 @@
 a real database (SQLite and PostgreSQL): the signature verifies with the code the docs give; a
 receiver answering 500 then 200 gets the event twice with one id and nothing else; a receiver down
 then up gets every event, in order per message; a deliverer killed mid-send, or a Redis restarted
-empty, loses nothing; and,
-with the real worker, session host and the deliverer's own worker, a receiver that takes 10 s to
-answer does not slow the sends. The logic itself is tested in one process
+empty, loses nothing; and, with the real worker, session host and the deliverer's own worker, a
+receiver that takes 10 s to answer does not slow the sends. The logic itself is tested in one process
 (``tests/inproc/test_inproc_webhooks.py``)."""
 
 from __future__ import annotations
