@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 TIERS = ("fast", "integration", "system", "slow")
 #: What ``--collect-only -q`` says when ``-m`` selects nothing: "no tests collected (940 deselected)".
@@ -33,8 +35,9 @@ def collect(expression: str) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+# A child pytest that imports every test module: a one-shot child process, the integration tier's.
+@pytest.mark.integration
 def test_every_test_is_in_exactly_one_tier() -> None:
-    # One collection of the whole suite (it imports every test module, the cost of this test).
     code, out = collect(not_in_exactly_one_tier())
     wrong = [line for line in out.splitlines() if "::" in line]
     assert not wrong, f"{len(wrong)} tests in no tier or in two:\n" + "\n".join(wrong)
