@@ -40,16 +40,22 @@ COMMANDS = r"^/api/whatsapp/sessions/\{session_id\}/(pair|logout|reconnect|probe
 
 @pytest.fixture
 def real_ids(stack: Stack) -> dict[str, str]:
-    """Something real for the path parameters: a connected session, a template, a sent message
-    and a bulk job (random ids only ever reach the 404s)."""
+    """Something real for the path parameters: a connected session, a template, a sent message,
+    a bulk job and a status event (random ids only ever reach the 404s)."""
     stack.add_session("wa-1", priority=1)
     stack.client.create_template("info", "Halo {{ customer_name }}, tagihan {{ amount }}.")
     stack.start()
     stack.wait_connected("wa-1")
-    message_id = stack.client.send("081234567890", template="info", data={"customer_name": "A", "amount": 1})
+    message_id = stack.client.send(
+        "081234567890",
+        template="info",
+        data={"customer_name": "A", "amount": 1},
+        callback_url="https://billing.example/wa/status",  # no deliverer runs here: its events wait
+    )
     stack.wait_status(message_id, "sent", "delivered", "read")
     job_id = stack.client.send_bulk([{"whatsapp": "081234567891"}], text="Halo")
-    return {"session_id": "wa-1", "name": "info", "message_id": message_id, "job_id": job_id}
+    event_id = stack.client.webhook_events()[0]["id"]
+    return {"session_id": "wa-1", "name": "info", "message_id": message_id, "job_id": job_id, "event_id": event_id}
 
 
 @pytest.fixture
