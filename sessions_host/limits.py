@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from wa_tasks.core import redis_keys
+from wa_tasks.infra import redis_client
 
 #: KEYS: [1] the session's pace slot key, [2] the session's lease.
 #: ARGV: [1] interval in ms, [2] the lease value the caller holds ("" = no lease check).
@@ -35,23 +36,6 @@ redis.call('SET', KEYS[1], now + interval, 'PX', interval + 60000)
 return 0
 """
 
-#: KEYS: [1] the recipient's window (sorted set of send times in ms).
-#: ARGV: [1] window length in ms, [2] the cap, [3] a unique member for this send.
-#: Returns 0 when the send is within the cap (and counts it), else the ms until a slot frees.
-RECIPIENT_CAP = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return tonumber(oldest[2]) + window - now
-end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
-return 0
-"""
-
 
 class LeaseLost(RuntimeError):
     """The session's lease moved to another host: this one must not send."""
@@ -65,7 +49,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         self._pace = self.client.register_script(PACE_SLOT)
-        self._recipient = self.client.register_script(RECIPIENT_CAP)
+        self._recipient = self.client.register_script(redis_client.SLIDING_WINDOW)
 
     def pace_slot(self, session_id: str, interval_seconds: float, lease: str = "") -> float:
         """0.0 if ``session_id`` may send now (the slot is taken), else seconds to wait; raises

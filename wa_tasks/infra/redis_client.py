@@ -14,6 +14,25 @@ import redis
 _lock = threading.Lock()
 _clients: dict[tuple[int, str], redis.Redis] = {}
 
+#: A sliding-window count on Redis' clock, shared by every process: the session host's cap of
+#: sends per recipient and the web process' rate limit per API key.
+#: KEYS: [1] the window (a sorted set of the counted times in ms).
+#: ARGV: [1] window length in ms, [2] the limit, [3] a unique member for this one.
+#: Returns 0 when it is within the limit (and counts it), else the ms until one frees (at least 1).
+SLIDING_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+"""
+
 
 def client_for(url: str) -> redis.Redis:
     key = (os.getpid(), url)

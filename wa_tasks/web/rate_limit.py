@@ -22,28 +22,12 @@ import uuid
 from fastapi import HTTPException
 
 from wa_tasks.core import redis_keys
+from wa_tasks.infra import redis_client
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.settings import Settings
 
 #: The window the limit counts over, in milliseconds.
 WINDOW_MS = 60_000
-
-#: KEYS: [1] the key's window (sorted set of request times in ms).
-#: ARGV: [1] window length in ms, [2] the limit, [3] a unique member for this request.
-#: Returns 0 when the request is within the limit (and counts it), else the ms until one frees.
-SLIDING_WINDOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return math.max(1, tonumber(oldest[2]) + window - now)
-end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
-return 0
-"""
 
 
 def wait_seconds(settings: Settings, key_id: str) -> float:
@@ -53,7 +37,7 @@ def wait_seconds(settings: Settings, key_id: str) -> float:
     if limit <= 0:
         return 0.0
     client = client_for(settings.redis)
-    script = client.register_script(SLIDING_WINDOW)
+    script = client.register_script(redis_client.SLIDING_WINDOW)
     wait_ms = int(script(keys=[redis_keys.api_rate(key_id)], args=[WINDOW_MS, limit, uuid.uuid4().hex]))
     return wait_ms / 1000.0
 
