@@ -226,6 +226,7 @@ TIER_RULES: tuple[tuple[str, str, str], ...] = (
     ("fixture", "stack", "system"),
     ("fixture", "web", "system"),
     ("fixture", "beats", "system"),
+    ("fixture", "own_redis", "system"),  # a stack on a Redis of its own (tests/integration/test_recovery.py)
     ("file", "tests/integration/test_api.py", "system"),  # starts web processes in the tests too
     ("file", "tests/integration/test_processes.py", "system"),  # `./dev up` and the demo, whole
     # slow: the fault drills, fuzzing, the browser

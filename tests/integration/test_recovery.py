@@ -76,6 +76,7 @@ def _deliver(stack: Stack, message_id: str) -> None:
     )
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_each_redis_outage_is_resumed_from_as_quickly_as_the_first(own_redis: tuple[Stack, EmbeddedRedis]) -> None:
     # Given a session host (no worker: the test puts each deliver on the session's queue itself)
