@@ -1,6 +1,7 @@
 """The session host: the long-running process (``wa-tasks sessions``) that owns WhatsApp sessions.
 
-It loads the sessions configured in the database, runs one ``SessionRunner`` per session, writes
+It loads the sessions configured in the database, runs one ``SessionRunner`` per session (their
+messages taken by one ``Scheduler`` for the whole host), writes
 each session's live state to Redis on every heartbeat (what ``dispatch`` routes by), reloads the
 session list so that sessions added or removed reach it without a restart, and shows itself in
 Flower. SIGTERM/SIGINT stop it cleanly: sends in flight finish, unacknowledged messages go back to
@@ -33,6 +34,7 @@ from sessions_host.limits import Limits
 from sessions_host.monitor import Monitor
 from sessions_host.runner import SessionRunner
 from sessions_host.safety import RedisSafetyStore, SafetyRules, SessionSafety
+from sessions_host.scheduler import Scheduler
 from sessions_host.transports.base import Incoming, QRCode, StateChanged
 from sessions_host.transports.simnet import SimNet
 from sessions_host.transports.simulated import SimHub
@@ -101,6 +103,7 @@ class SessionHost:
         self.commands = CommandListener(
             self.redis, lambda: dict(self.runners), self._stop_runner, settings.default_region
         )
+        self.scheduler = Scheduler(app, settings.redis, self.hostname, settings.host_send_threads)
         self._stop = threading.Event()
 
     # Running -------------------------------------------------------------------------------------
@@ -124,6 +127,7 @@ class SessionHost:
         self.events.start()
         self.monitor.start()
         self.commands.start()
+        self.scheduler.start()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -158,8 +162,10 @@ class SessionHost:
         for runner in runners:
             runner.request_stop()  # stop taking messages everywhere at once, then wait for each
         for runner in runners:
+            self.scheduler.remove(runner.session_id)
             runner.stop()
             self._forget(runner.session_id)
+        self.scheduler.stop()
         self.commands.stop()
         try:
             self.leases.leave()
@@ -203,9 +209,7 @@ class SessionHost:
                     lost.get(session_id) or "its fencing token changed",
                     extra={"session_id": session_id},
                 )
-            # All stop taking messages at once, then each is waited for: stopped one after the other,
-            # each would take up to its 0.5 s broker poll, so a host that lost many leases at once
-            # (paused under load) would hold up its next renewal by minutes and lose the rest too.
+            # All stop taking messages at once, then each is waited for (its send in flight).
             runner.request_stop()
         for session_id, _ in gone:
             self._stop_runner(session_id, lost=True)
@@ -361,6 +365,7 @@ class SessionHost:
         self.runners[session_id] = runner
         self._configs[session_id] = config
         runner.start(self.events.sink_for(session_id))
+        self.scheduler.add(runner)
         log.info(
             "session %s started (%s, %.2fs between sends)",
             session_id,
@@ -371,6 +376,7 @@ class SessionHost:
 
     def _stop_runner(self, session_id: str, lost: bool = False) -> None:
         runner = self.runners.get(session_id)
+        self.scheduler.remove(session_id)
         if runner is not None:
             runner.stop()
         self._forget(session_id, lost=lost)

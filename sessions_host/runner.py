@@ -1,11 +1,11 @@
-"""One session's consumer: a thread with its own broker connection that takes messages from
-``wa.session.<id>`` one at a time (prefetch 1, ack after the outcome is written), in priority
-order, at the session's pace.
+"""One session on a session host: its transport, pacing, ban safety and lease, what decides when
+it may take its next message (``ready_in``), and what happens to a message it took (``process``:
+deliver, then acknowledge or put back after the outcome is written).
 
-Why a thread and a connection per session rather than one Celery worker over all session queues:
-a worker's single consumer reserves messages across queues, so one session's paced backlog would
-occupy every slot while other sessions wait. Here a slow, paced or dead session only ever blocks
-its own thread.
+A runner has no thread or broker connection of its own: the host's scheduler
+(``sessions_host.scheduler``) takes a message from ``wa.session.<id>`` only while the runner is
+ready, one at a time, and runs ``process`` on a pool thread. So a slow, paced or dead session only
+ever holds back its own queue.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from celery import Celery
-from kombu import Consumer
 from kombu.message import Message as KombuMessage
 
 from models.statuses import SessionStatus
@@ -28,7 +27,6 @@ from sessions_host.pacing import Pacer
 from sessions_host.safety import Decision, SessionSafety
 from sessions_host.transports.base import Transport
 from wa_tasks.core import redis_keys, task_names
-from wa_tasks.infra.redis_client import unacked
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,25 +69,31 @@ class SessionRunner:
         self.status_since = time.time()
         self._down_since: float | None = time.monotonic()
         self._stop = threading.Event()
-        #: Wait before the next attempt to reach the broker (doubles while it stays unreachable).
-        self._retry_in = 1.0
+        #: A message of this session is being processed (set and cleared by the scheduler).
+        self.busy = False
+        #: No message is taken before then (monotonic): a delivery that could not reach the database
+        #: slows its session down.
+        self._not_before = 0.0
+        #: Tells the scheduler that this runner may have become ready (set by the scheduler).
+        self.wake: Any = lambda: None
         #: Called when ban safety changes the session's availability (the host republishes it).
         self.on_availability: Any = lambda runner: None
-        self._thread = threading.Thread(target=self._run, name=f"session-{session_id}", daemon=True)
 
     # Lifecycle -----------------------------------------------------------------------------------
 
     def start(self, on_event: Any) -> None:
         self.transport.start(on_event)
-        self._thread.start()
 
     def request_stop(self) -> None:
         self._stop.set()
+        self.wake()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the send in flight, take no new message, close the connection."""
-        self._stop.set()
-        self._thread.join(timeout=timeout)
+        """Take no new message, let the send in flight finish, close the transport."""
+        self.request_stop()
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.transport.stop()
 
     def set_status(self, status: str) -> None:
@@ -100,10 +104,7 @@ class SessionRunner:
             self._down_since = None
         elif self._down_since is None:
             self._down_since = time.monotonic()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        self.wake()
 
     # Gate (see delivery.Gate) ---------------------------------------------------------------------
 
@@ -164,76 +165,24 @@ class SessionRunner:
         )
         self.on_availability(self)
 
-    # Consuming -----------------------------------------------------------------------------------
+    # Taking messages -----------------------------------------------------------------------------
 
-    def _ready_to_take(self) -> bool:
-        """May the next message be taken now? Connected: when the pacing slot is open.
-        Down: only after the failover grace, to move the backlog to other sessions."""
+    def ready_in(self, now: float) -> float | None:
+        """Seconds (monotonic ``now``) until this session may take its next message, 0 if it may
+        now; None while it may not until something happens (a message in flight, stopping).
+        Connected: when its pace slot opens, so that the message taken is the most urgent one
+        waiting then. Down: only after the failover grace, to move its backlog to other sessions."""
+        if self.busy or self._stop.is_set():
+            return None
+        wait = self._not_before - now
         if self.transport.connected:
-            return self.pacer.wait(self._stop)
-        down_since = self._down_since if self._down_since is not None else time.monotonic()
-        if time.monotonic() - down_since >= self.settings.failover_grace_seconds:
-            return not self._stop.is_set()
-        self._stop.wait(0.2)
-        return False
+            return max(wait, self.pacer.delay())
+        down_since = self._down_since if self._down_since is not None else now
+        return max(wait, self.settings.failover_grace_seconds - (now - down_since))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._consume()
-                self._retry_in = 1.0
-            except Exception as exc:
-                log.warning(
-                    "session %s: broker connection lost (%s); reconnecting in %.0fs",
-                    self.session_id,
-                    exc,
-                    self._retry_in,
-                    extra={"session_id": self.session_id},
-                )
-                self._stop.wait(self._retry_in)
-                self._retry_in = min(30.0, self._retry_in * 2)
-
-    def _consume(self) -> None:
-        queue = self.app.amqp.queues[self.queue_name]
-        with self.app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1)
-            channel = conn.channel()
-            self._restore_orphans(channel)
-            consumer = Consumer(
-                channel, queues=[queue], callbacks=[self._on_message], accept=["json"], prefetch_count=1
-            )
-            with consumer:
-                # Consuming again: the next outage starts over from the shortest wait. The backoff
-                # spaces out attempts during one outage; carried over, every outage would leave the
-                # session longer without its queue (1, 2, 4 … 30 s) after Redis is back.
-                self._retry_in = 1.0
-                while not self._stop.is_set():
-                    if not self._ready_to_take():
-                        continue
-                    try:
-                        conn.drain_events(timeout=0.5)
-                    except TimeoutError:
-                        continue
-
-    def _restore_orphans(self, channel: Any) -> None:
-        """Put back the messages of this session's queue that a consumer took and never
-        acknowledged: the host that held them died (kill -9, power loss). Without this they would
-        wait for the broker's visibility timeout (an hour). Nothing of this queue is in flight here
-        when consuming starts, and a session is served by one host at a time."""
-        restored = 0
-        for tag, exchange, routing_key in unacked(channel):
-            if self.queue_name in (routing_key, exchange):
-                channel.qos.restore_by_tag(tag)
-                restored += 1
-        if restored:
-            log.warning(
-                "session %s: %d unacknowledged message(s) of a previous host put back on its queue",
-                self.session_id,
-                restored,
-                extra={"session_id": self.session_id},
-            )
-
-    def _on_message(self, body: Any, message: KombuMessage) -> None:
+    def process(self, message: KombuMessage) -> None:
+        """Deliver one message taken from this session's queue; acknowledge it once its outcome is
+        written, or put it back on the queue (deferred, or the database unreachable)."""
         headers = message.headers or {}
         task_id = headers.get("id", "?")
         if headers.get("task") != task_names.DELIVER:
@@ -241,9 +190,9 @@ class SessionRunner:
             message.ack()
             return
         try:
-            _args, kwargs, _embed = body
+            _args, kwargs, _embed = message.decode()
             message_id = kwargs["message_id"]
-        except (ValueError, TypeError, KeyError):
+        except Exception:
             log.error("session %s: malformed deliver message %s dropped", self.session_id, task_id)
             message.ack()
             return
@@ -262,7 +211,7 @@ class SessionRunner:
             )
             self.monitor.task_done(task_id, "error", time.monotonic() - started, failed=repr(exc))
             message.requeue()
-            self._stop.wait(2.0)
+            self._not_before = time.monotonic() + 2.0
             return
         if outcome == Outcome.DEFERRED:
             message.requeue()

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     #: How long a lease lives without renewal: a dead host's sessions move within this time.
     lease_ttl_seconds: float = Field(default=10.0, gt=0)
 
+    #: Threads of a session host that deliver messages (each holds one send of one session at a
+    #: time): how many of its sessions can be sending at the same moment.
+    host_send_threads: int = Field(default=8, ge=1, le=256)
+
     #: How often a session host writes its sessions' live state and heartbeat (seconds).
     heartbeat_seconds: float = Field(default=2.0, gt=0)
 

@@ -202,7 +202,7 @@ class Broker:
 
 @dataclasses.dataclass
 class Delivery:
-    """A ``deliver`` as a session's consumer receives it (the parts of ``kombu.Message`` the runner reads)."""
+    """A ``deliver`` as the session host's scheduler hands it on (the parts of ``kombu.Message`` the runner reads)."""
 
     task: Published
     broker: Broker
@@ -220,6 +220,10 @@ class Delivery:
     @property
     def properties(self) -> dict[str, Any]:
         return {"priority": self.task.priority}
+
+    def decode(self) -> list[Any]:
+        """The body as Celery's message protocol has it: ``[args, kwargs, embed]``."""
+        return [self.task.args, self.task.kwargs, {}]
 
     def ack(self) -> None:
         self.acked = True
@@ -302,23 +306,20 @@ class ScriptedTransport:
 
 
 class Runner(SessionRunner):
-    """A ``SessionRunner`` without its consumer thread and broker connection: the harness hands it
-    each ``deliver`` of its queue (:meth:`handle`), as its consumer would."""
+    """A ``SessionRunner`` whose messages the harness hands to it (:meth:`handle`) instead of the
+    host's scheduler taking them from the broker."""
 
     transport: ScriptedTransport
 
     def __init__(self, app: Celery, settings: Settings, session_id: str, transport: Transport, *args: Any) -> None:
         super().__init__(app, settings, session_id, ScriptedTransport(transport), *args)
 
-    def start(self, on_event: Any) -> None:
-        self.transport.start(on_event)
-
     def stop(self, timeout: float = 30.0) -> None:
         self.request_stop()
         self.transport.stop()
 
     def handle(self, delivery: Delivery) -> None:
-        self._on_message([delivery.task.args, delivery.task.kwargs, {}], delivery)  # type: ignore[arg-type]
+        self.process(delivery)  # type: ignore[arg-type]
 
 
 class RecordingMonitor(Monitor):

@@ -103,6 +103,12 @@ def session_health(session_id: str) -> str:
     return f"{PREFIX}session:{session_id}:health"
 
 
+def host_wake(hostname: str) -> str:
+    """List: wake-ups of one session host's scheduler, which waits in a BRPOP on this list and on its
+    ready sessions' queues (``sessions_host.scheduler``)."""
+    return f"{PREFIX}host:{hostname}:wake"
+
+
 def beat_claim(entry_name: str) -> str:
     """String with a TTL just under the entry's period: the beat process that sent its last run."""
     return f"{PREFIX}beat:{entry_name}"
