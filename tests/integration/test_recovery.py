@@ -98,7 +98,7 @@ def test_each_redis_outage_is_resumed_from_as_quickly_as_the_first(own_redis: tu
 
     # Then the session takes its queue again as quickly after the fourth outage as after the first
     log = stack.log_text("sessions")
-    assert log.count("session wa-1: broker connection lost") >= 4 and log.count("session wa-1 started") == 1
+    assert log.count("sessions_host.scheduler: broker connection lost") >= 4 and log.count("session wa-1 started") == 1
     assert resumed[-1] <= resumed[0] + 1.5 and resumed[-1] <= 3.0, resumed
 
     # When Redis stays down past the lease TTL (the host alone: nobody takes its session over)
