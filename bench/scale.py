@@ -6,9 +6,13 @@ per second; and how many leases each host lost on the way (a heartbeat late past
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
 
 from bench.harness import Environment, Report, running, wait_until
 from bench.memory import _status
@@ -18,6 +22,27 @@ from support.stack import Stack
 from wa_tasks.pipeline import live_state
 
 IDLE_SECONDS = 60.0
+
+
+def redis_connections(pid: int, redis_url: str) -> int:
+    """How many TCP connections process ``pid`` holds to the Redis of ``redis_url`` (its sockets,
+    matched by inode against the kernel's table of TCP connections to that port)."""
+    port = urlparse(redis_url).port or 6379
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[9] in inodes:
+                    count += 1
+    return count
 
 
 def _ownership(stack: Stack, leases: Leases, sessions: list[str]) -> dict[str, object]:
@@ -84,6 +109,7 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         final = _ownership(stack, leases, sessions)
         memory = {name: _status(pid) for name, pid in pids.items()}
         clients = int(env.redis.info("clients")["connected_clients"])
+        connections = {name: redis_connections(pid, env.redis_url) for name, pid in pids.items()}
         # Sessions a host stopped because its lease was gone (it renewed too late: expired, or
         # already taken by another host): each is a restart of that session, here or elsewhere,
         # the churn a slow heartbeat causes under load.
@@ -101,6 +127,7 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         "redis_commands_per_second": commands / elapsed,
         "redis_cpu_seconds_per_minute": redis_cpu * 60.0 / elapsed,
         "redis_connected_clients": clients,
+        "redis_connections_per_host": connections,
         "rss_mib_per_host": {name: m["VmRSS"] / 1024 for name, m in memory.items()},
         "threads_per_host": {name: m["Threads"] for name, m in memory.items()},
         "ownership_after_idle": final,
@@ -118,5 +145,17 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         and final["served_by_other_than_owner"] == 0
         and len(final["per_host"]) == hosts  # type: ignore[arg-type]
     )
-    report.targets = {"every session connected and owned exactly once": "met" if ok else "missed"}
+
+    def met(value: bool) -> str:
+        return "met" if value else "missed"
+
+    report.targets = {
+        "every session connected and owned exactly once": met(ok),
+        "no lease lost while idle": met(not any(report.figures["leases_lost_per_host"].values())),  # type: ignore[attr-defined]
+        "≤ 8 Redis connections per host": met(max(connections.values()) <= 8),
+        "idle: ≤ 1 CPU-s a minute per 1,000 sessions of a host": met(
+            all(cpu <= count / hosts / 1000 for cpu in per_minute.values())
+        ),
+        "idle: ≤ 500 Redis commands a second per 1,000 sessions": met(commands / elapsed <= count / 2),
+    }
     return report
