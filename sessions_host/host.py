@@ -437,20 +437,19 @@ class SessionHost:
             log.warning("could not publish live state of %s: %s", runner.session_id, exc)
 
     def publish_live_states(self) -> None:
-        for runner in list(self.runners.values()):
-            self._publish(runner)
+        states = [self._live_state(runner) for runner in list(self.runners.values())]
+        live_state.publish_many(self.redis, states, self.settings.live_state_ttl_seconds)
 
     def _publish(self, runner: SessionRunner) -> None:
-        live_state.publish(
-            self.redis,
-            live_state.LiveState(
-                session_id=runner.session_id,
-                status=runner.status,
-                host=self.hostname,
-                reported_at=time.time(),
-                since=runner.status_since,
-                available_until=runner.available_until,
-                new_contacts_until=runner.new_contacts_until,
-            ),
-            self.settings.live_state_ttl_seconds,
+        live_state.publish(self.redis, self._live_state(runner), self.settings.live_state_ttl_seconds)
+
+    def _live_state(self, runner: SessionRunner) -> live_state.LiveState:
+        return live_state.LiveState(
+            session_id=runner.session_id,
+            status=runner.status,
+            host=self.hostname,
+            reported_at=time.time(),
+            since=runner.status_since,
+            available_until=runner.available_until,
+            new_contacts_until=runner.new_contacts_until,
         )

@@ -9,11 +9,13 @@ read and steer it from other processes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import redis
 
@@ -48,6 +50,30 @@ class Reply:
     at: str  #: ISO time the customer sent it
 
 
+#: KEYS: [1] SIM_DUE, then each session's receipts and replies. ARGV: [1] now, then the session ids.
+#: Returns, per session, its receipts due by now (member, score, …) and its replies; leaves in
+#: SIM_DUE the time of its next receipt, or nothing.
+TAKE_DUE = """
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 2, #ARGV do
+  local receipts, replies = KEYS[2 * i - 2], KEYS[2 * i - 1]
+  local due = redis.call('ZRANGEBYSCORE', receipts, '-inf', now, 'WITHSCORES')
+  redis.call('ZREMRANGEBYSCORE', receipts, '-inf', now)
+  local waiting = redis.call('LRANGE', replies, 0, -1)
+  redis.call('DEL', replies)
+  local next_due = redis.call('ZRANGE', receipts, 0, 0, 'WITHSCORES')
+  if next_due[2] then
+    redis.call('ZADD', KEYS[1], next_due[2], ARGV[i])
+  else
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+  out[#out + 1] = {due, waiting}
+end
+return out
+"""
+
+
 class SimNet:
     """Access to the simulated network's state (thin wrapper over Redis)."""
 
@@ -67,24 +93,38 @@ class SimNet:
                 redis_keys.sim_receipts(entry.session),
                 {json.dumps({"id": entry.wa_message_id, "kind": kind}): due for kind, due in receipts},
             )
+            pipe.zadd(redis_keys.SIM_DUE, {entry.session: min(due for _, due in receipts)}, lt=True)
         pipe.execute()
 
-    def take_receipts(self, session_ids: list[str], now: float) -> dict[str, list[tuple[str, str, float]]]:
-        """Remove and return the receipts due by ``now`` for each of ``session_ids``, as
-        ``(WhatsApp message id, kind, due unix time)`` (one round trip)."""
+    def due_sessions(self, now: float) -> list[str]:
+        """The sessions that something waits for by ``now`` (a reply, a receipt due)."""
+        return [str(s) for s in self.redis.zrangebyscore(redis_keys.SIM_DUE, "-inf", now)]
+
+    def take_due(
+        self, session_ids: list[str], now: float
+    ) -> tuple[dict[str, list[Reply]], dict[str, list[tuple[str, str, float]]]]:
+        """Remove and return, for each of ``session_ids``, the replies waiting for it and the
+        receipts due by ``now`` as ``(WhatsApp message id, kind, due unix time)``; one script call,
+        which also moves each session's entry in :data:`SIM_DUE` to its next receipt."""
         if not session_ids:
-            return {}
-        pipe = self.redis.pipeline(transaction=True)
+            return {}, {}
+        keys = [redis_keys.SIM_DUE]
         for session_id in session_ids:
-            pipe.zrangebyscore(redis_keys.sim_receipts(session_id), "-inf", now, withscores=True)
-            pipe.zremrangebyscore(redis_keys.sim_receipts(session_id), "-inf", now)
-        results = pipe.execute()
-        taken: dict[str, list[tuple[str, str, float]]] = {}
-        for i, session_id in enumerate(session_ids):
-            for raw, due in results[2 * i]:
+            keys += [redis_keys.sim_receipts(session_id), redis_keys.sim_replies(session_id)]
+        results = self._take_due(keys=keys, args=[now, *session_ids])
+        replies: dict[str, list[Reply]] = {}
+        receipts: dict[str, list[tuple[str, str, float]]] = {}
+        for session_id, (due, waiting) in zip(session_ids, results, strict=True):
+            for raw, at in zip(due[::2], due[1::2], strict=True):
                 receipt = json.loads(raw)
-                taken.setdefault(session_id, []).append((receipt["id"], receipt["kind"], float(due)))
-        return taken
+                receipts.setdefault(session_id, []).append((receipt["id"], receipt["kind"], float(at)))
+            if waiting:
+                replies[session_id] = [Reply(**json.loads(raw)) for raw in waiting]
+        return replies, receipts
+
+    @functools.cached_property
+    def _take_due(self) -> Any:
+        return self.redis.register_script(TAKE_DUE)
 
     def ledger(self, number: str | None = None) -> list[LedgerEntry]:
         entries = [LedgerEntry(**json.loads(raw)) for raw in self.redis.lrange(redis_keys.SIM_LEDGER, 0, -1)]
@@ -103,12 +143,16 @@ class SimNet:
     def pair(self, session_id: str, number: str | None = None) -> str:
         """Link a simulated device to ``session_id`` (what a QR scan does); returns its number."""
         number = number or simulated_number(session_id)
-        self.redis.hset(redis_keys.SIM_DEVICES, session_id, number)
+        pipe = self.redis.pipeline()
+        pipe.hset(redis_keys.SIM_DEVICES, session_id, number)
+        pipe.incr(redis_keys.SIM_VERSION)
+        pipe.execute()
         return number
 
     def unpair(self, session_id: str) -> None:
         pipe = self.redis.pipeline()
         pipe.hdel(redis_keys.SIM_DEVICES, session_id)
+        pipe.incr(redis_keys.SIM_VERSION)
         pipe.hdel(redis_keys.SIM_QR, session_id)
         pipe.srem(redis_keys.SIM_SCANNED, session_id)
         pipe.execute()
@@ -148,24 +192,16 @@ class SimNet:
         """Play customer ``from_number`` (E.164 digits) sending ``text`` to ``session_id``'s number;
         the session receives it on its next tick while connected. Returns the reply's message id."""
         wa_id = "SIMIN" + uuid.uuid4().hex[:15].upper()
-        reply = Reply(sender=from_number, text=text, wa_message_id=wa_id, at=now_iso())
-        self.redis.rpush(redis_keys.sim_replies(session_id), json.dumps(asdict(reply), ensure_ascii=False))
+        self.send_reply(session_id, Reply(sender=from_number, text=text, wa_message_id=wa_id, at=now_iso()))
         return wa_id
 
-    def take_replies(self, session_ids: list[str]) -> dict[str, list[Reply]]:
-        """Remove and return the replies waiting for each of ``session_ids`` (one round trip)."""
-        if not session_ids:
-            return {}
+    def send_reply(self, session_id: str, reply: Reply) -> None:
+        """Put ``reply`` on the network for ``session_id`` as it is (a customer's phone sending the
+        same message again carries the same id)."""
         pipe = self.redis.pipeline(transaction=True)
-        for session_id in session_ids:
-            pipe.lrange(redis_keys.sim_replies(session_id), 0, -1)
-            pipe.delete(redis_keys.sim_replies(session_id))
-        results = pipe.execute()
-        return {
-            session_id: [Reply(**json.loads(raw)) for raw in results[2 * i]]
-            for i, session_id in enumerate(session_ids)
-            if results[2 * i]
-        }
+        pipe.rpush(redis_keys.sim_replies(session_id), json.dumps(asdict(reply), ensure_ascii=False))
+        pipe.zadd(redis_keys.SIM_DUE, {session_id: 0}, lt=True)
+        pipe.execute()
 
     # Read receipts the sessions sent to customers ------------------------------------------------
 
@@ -181,10 +217,20 @@ class SimNet:
 
     def drop(self, session_id: str) -> None:
         """Cut ``session_id``'s connection until :meth:`restore`."""
-        self.redis.sadd(redis_keys.SIM_DROPPED, session_id)
+        pipe = self.redis.pipeline()
+        pipe.sadd(redis_keys.SIM_DROPPED, session_id)
+        pipe.incr(redis_keys.SIM_VERSION)
+        pipe.execute()
 
     def restore(self, session_id: str) -> None:
-        self.redis.srem(redis_keys.SIM_DROPPED, session_id)
+        pipe = self.redis.pipeline()
+        pipe.srem(redis_keys.SIM_DROPPED, session_id)
+        pipe.incr(redis_keys.SIM_VERSION)
+        pipe.execute()
+
+    def version(self) -> str:
+        """Changes when a device is paired or unpaired or a connection dropped or restored."""
+        return str(self.redis.get(redis_keys.SIM_VERSION) or "0")
 
     def dropped(self) -> set[str]:
         return {str(s) for s in self.redis.smembers(redis_keys.SIM_DROPPED)}

@@ -61,6 +61,10 @@ class SimHub:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stop = False
+        #: The network's devices and drops as last read, and their version then (None: read again).
+        self._version: str | None = None
+        self._dropped: set[str] = set()
+        self._devices: dict[str, str] = {}
         self._thread = threading.Thread(target=self._run, name="sim-hub", daemon=True)
         self._thread.start()
 
@@ -76,6 +80,43 @@ class SimHub:
         with self._cond:
             heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
             self._cond.notify()
+
+    def _tick(self, transports: list[SimulatedTransport]) -> None:
+        """What changed on the network since the last tick reaches the sessions: the devices and
+        drops (read again only when their version changed: then every session looks at them,
+        otherwise only those not connected, which wait for a pairing, a scan or a ban's end) and
+        the replies and receipts waiting for this hub's connected sessions (found by one read of
+        the sessions that something waits for). An idle hub makes two small reads a tick."""
+        replies: dict[str, list[Reply]] = {}
+        receipts: dict[str, list[tuple[str, str, float]]] = {}
+        dropped: set[str] | None
+        devices: dict[str, str] | None
+        try:
+            version = self.simnet.version()
+            if version != self._version:
+                self._dropped, self._devices = self.simnet.dropped(), self.simnet.devices()
+                self._version = version
+                ticked = transports
+            else:
+                ticked = [t for t in transports if not t.connected]
+            dropped, devices = self._dropped, self._devices
+            connected = {t.session_id for t in transports if t.connected}
+            now = time.time()
+            waiting = [s for s in self.simnet.due_sessions(now) if s in connected]
+            replies, receipts = self.simnet.take_due(waiting, now)
+        except Exception as exc:
+            log.warning("simulated network unreachable: %s", exc)
+            dropped, devices, self._version = None, None, None
+            ticked = transports
+        for transport in ticked:
+            _safely(functools.partial(transport._tick, dropped, devices))
+        by_id = {t.session_id: t for t in transports}
+        for session_id, waiting_replies in replies.items():
+            for reply in waiting_replies:
+                _safely(functools.partial(by_id[session_id]._receive, reply))
+        for session_id, due in receipts.items():
+            for wa_id, kind, at in due:
+                _safely(functools.partial(by_id[session_id]._receipt, wa_id, kind, at))
 
     def close(self) -> None:
         with self._cond:
@@ -102,23 +143,7 @@ class SimHub:
             for fn in due:
                 _safely(fn)
             if transports:
-                replies: dict[str, list[Reply]] = {}
-                receipts: dict[str, list[tuple[str, str, float]]] = {}
-                try:
-                    dropped = self.simnet.dropped()
-                    devices = self.simnet.devices()
-                    connected = [t.session_id for t in transports if t.connected]
-                    replies = self.simnet.take_replies(connected)
-                    receipts = self.simnet.take_receipts(connected, time.time())
-                except Exception as exc:
-                    log.warning("simulated network unreachable: %s", exc)
-                    dropped, devices = None, None
-                for transport in transports:
-                    _safely(functools.partial(transport._tick, dropped, devices))
-                    for reply in replies.get(transport.session_id, ()):
-                        _safely(functools.partial(transport._receive, reply))
-                    for wa_id, kind, at in receipts.get(transport.session_id, ()):
-                        _safely(functools.partial(transport._receipt, wa_id, kind, at))
+                self._tick(transports)
             with self._cond:
                 if self._stop:
                     return

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from models import IncomingMessage, OptOut
+from sessions_host.transports.simnet import Reply
 from support.stack import Stack
-from wa_tasks.core import redis_keys
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +48,9 @@ def test_incoming_messages_are_stored_once_and_handed_to_a_python_hook(stack: St
     first = stack.simnet.reply("wa-1", "6281234567890", "Kapan teknisi datang?")
     stack.simnet.reply("wa-1", "6281311112222", "STOP")
     rows = _wait_rows(stack, 2)
-    stack.simnet.redis.rpush(
-        redis_keys.sim_replies("wa-1"),
-        json.dumps(
-            {
-                "sender": "6281234567890",
-                "text": "Kapan teknisi datang?",
-                "wa_message_id": first,
-                "at": "2026-11-25T10:00:00Z",
-            }
-        ),
+    stack.simnet.send_reply(
+        "wa-1",
+        Reply(sender="6281234567890", text="Kapan teknisi datang?", wa_message_id=first, at="2026-11-25T10:00:00Z"),
     )
     time.sleep(1.5)
 

@@ -159,6 +159,13 @@ SIM_READ_RECEIPTS = f"{PREFIX}sim:read-receipts"
 SIM_NOT_ON_WHATSAPP = f"{PREFIX}sim:not-on-whatsapp"
 #: Hash: session id → the QR string it currently shows (unpaired sessions).
 SIM_QR = f"{PREFIX}sim:qr"
+#: Sorted set: session id → the earliest time something waits for it on the simulated network (a
+#: reply now, a receipt when it is due): the hubs read this one key per tick rather than every
+#: session's lists.
+SIM_DUE = f"{PREFIX}sim:due"
+#: Counter: bumped whenever a device is paired or unpaired or a connection dropped or restored, so
+#: that the hubs read the devices and drops again only when they changed.
+SIM_VERSION = f"{PREFIX}sim:version"
 #: Set: session ids whose QR was "scanned" (``wa-tasks sim scan``).
 SIM_SCANNED = f"{PREFIX}sim:scanned"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -38,8 +39,19 @@ class LiveState:
 
 
 def publish(client: redis.Redis, state: LiveState, ttl_seconds: float) -> None:
-    key = redis_keys.live_state(state.session_id)
+    publish_many(client, [state], ttl_seconds)
+
+
+def publish_many(client: redis.Redis, states: Iterable[LiveState], ttl_seconds: float) -> None:
+    """Write several sessions' live states in one round trip (a host's heartbeat)."""
     pipe = client.pipeline(transaction=False)
+    for state in states:
+        _write(pipe, state, ttl_seconds)
+    pipe.execute()
+
+
+def _write(pipe: Any, state: LiveState, ttl_seconds: float) -> None:
+    key = redis_keys.live_state(state.session_id)
     pipe.hset(
         key,
         mapping={
@@ -52,7 +64,6 @@ def publish(client: redis.Redis, state: LiveState, ttl_seconds: float) -> None:
         },
     )
     pipe.pexpire(key, int(ttl_seconds * 1000))
-    pipe.execute()
 
 
 def clear(client: redis.Redis, session_id: str) -> None:
