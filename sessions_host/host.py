@@ -103,7 +103,7 @@ class SessionHost:
         self.commands = CommandListener(
             self.redis, lambda: dict(self.runners), self._stop_runner, settings.default_region
         )
-        self.scheduler = Scheduler(app, settings.redis, self.hostname, settings.host_send_threads)
+        self.scheduler = Scheduler(app, settings.redis, self.redis, self.hostname, settings.host_send_threads)
         self._stop = threading.Event()
 
     # Running -------------------------------------------------------------------------------------

@@ -58,13 +58,14 @@ ACCEPT = prepare_accept_content(["json"])
 class Scheduler:
     """Takes messages for the ready sessions of one host; see the module docstring."""
 
-    def __init__(self, app: Celery, redis_url: str, hostname: str, threads: int) -> None:
+    def __init__(self, app: Celery, redis_url: str, waker: redis.Redis, hostname: str, threads: int) -> None:
         self.app = app
         self.hostname = hostname
         self.threads = threads
         self.wake_key = redis_keys.host_wake(hostname)
         self.redis_url = redis_url
-        self._waker = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
+        #: The host's own client (its connection pool), for the wake-ups.
+        self._waker = waker
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
         self._lock = threading.Lock()
         #: The sessions served, in the order they get the next chance (the last served goes last).
@@ -94,7 +95,6 @@ class Scheduler:
         self.wake()
         self._thread.join(timeout=timeout)
         self._pool.shutdown(wait=True)
-        self._waker.close()
 
     def add(self, runner: SessionRunner) -> None:
         runner.wake = self.wake
