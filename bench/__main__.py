@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         report = _run(args, env)
     report.machine = described
     report.print()
-    path = report.write(args.json_out)
+    json_out = args.json_out
+    if json_out is None and args.name == "scale":
+        # One file per shape: one host with 1,000 sessions and four with 10,000 are both current figures.
+        json_out = harness.RESULTS / f"scale-{report.parameters['hosts']}x{report.parameters['sessions']}.json"
+    path = report.write(json_out)
     print(f"  written to {path}")
     return 0
 
