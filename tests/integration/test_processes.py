@@ -13,10 +13,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from support.stack import Stack
 from support.workers import free_port
@@ -43,6 +45,34 @@ def _poll(fn: Any, timeout: float, what: str, logs: Any = lambda: "") -> Any:
             last = exc
         time.sleep(0.5)
     raise AssertionError(f"{what} not seen within {timeout}s (last: {last!r})\n{logs()}")
+
+
+class _Broadcasts:
+    """Counts the remote-control commands broadcast on the stack's broker (Flower's among them):
+    kombu publishes each on the Redis channel of the control exchange, its JSON in the body."""
+
+    def __init__(self, stack: Stack) -> None:
+        with stack.app.connection_for_write() as conn:
+            topic = conn.default_channel.keyprefix_fanout + stack.app.control.mailbox.exchange.name
+        self.pubsub = redis.Redis.from_url(stack.settings.broker_url).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(topic)
+        self.seen: Counter[str] = Counter()
+
+    def wait_for(self, method: str, count: int, timeout: float, logs: Any) -> None:
+        """Wait until ``method`` has been broadcast ``count`` times since this object was made."""
+        deadline = time.monotonic() + timeout
+        while self.seen[method] < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{method} broadcast {self.seen[method]} times, not {count}, in {timeout}s\n{logs()}"
+                )
+            message = self.pubsub.get_message(timeout=1.0)
+            if message is not None:
+                payload = json.loads(message["data"])
+                body = payload["body"]
+                if payload["properties"].get("body_encoding") == "base64":
+                    body = base64.b64decode(body)
+                self.seen[json.loads(body)["method"]] += 1
 
 
 def test_flower_shows_each_session_queue_with_its_depth_and_the_sends(stack: Stack) -> None:
@@ -116,8 +146,8 @@ def test_the_session_host_answers_every_command_flower_sends_without_a_traceback
     stack.env["WA_FLOWER_PORT"] = str(port)
     stack.start("sessions")
     stack.wait_connected("wa-1")
+    broadcasts = _Broadcasts(stack)
     stack.start_process("flower")
-    started = time.monotonic()
     host = "sessions@test"
     base = f"http://127.0.0.1:{port}/api"
 
@@ -131,8 +161,13 @@ def test_the_session_host_answers_every_command_flower_sends_without_a_traceback
     assert [q["name"] for q in info["active_queues"]] == ["wa.session.wa-1"]
     assert info["stats"]["total"] == {"wa.deliver": 0}
 
-    # And after a minute beside Flower (a dozen enable_events) the host's log holds no traceback
-    time.sleep(max(0.0, 60 - (time.monotonic() - started)))
+    # And beside Flower sending its own enable_events (one every 5 s), a dozen more, each answered,
+    # leave no traceback in the host's log
+    broadcasts.wait_for("enable_events", 2, 60, stack.logs)
+    broadcasts.pubsub.close()
+    for _ in range(12):
+        answer = stack.app.control.broadcast("enable_events", destination=[host], reply=True, timeout=5)
+        assert answer == [{host: {"ok": "task events already enabled"}}], answer
     stack.check_alive()
     log = stack.log_text("sessions")
     assert "Traceback" not in log and "pidbox command error" not in log, log

@@ -177,24 +177,25 @@ def test_a_window_that_closes_mid_bulk_holds_the_rest_for_its_next_opening(stack
 
 
 def test_a_ladder_scheduled_twice_sends_one_message_per_step(stack: Stack) -> None:
-    # Given reminders allowed at any hour, and a ladder whose H-1 falls at the next whole minute
+    # Given reminders allowed at any hour, and a ladder whose H-1 falls 10 s from now (``at`` as a
+    # time of day with seconds, which the client takes besides "HH:MM": no wait for a whole minute)
     stack.env["WA_WINDOW_REMINDER"] = "always"
     stack.client.install_default_templates()
     stack.add_session("wa-1", priority=1)
     stack.start()
     stack.wait_connected("wa-1")
     wib = ZoneInfo("Asia/Jakarta")
-    at = (utcnow().astimezone(wib) + dt.timedelta(seconds=65)).replace(second=0, microsecond=0)
+    at = (utcnow().astimezone(wib) + dt.timedelta(seconds=10)).replace(microsecond=0)
     due = (at + dt.timedelta(days=1)).date()
     data = {"customer_name": "Sari", "amount": 175000, "payment_url": "https://isp.example/pay/INV-L"}
 
     with stack.beat("wa.release", every=0.5):
         # When billing's cron schedules it twice
         first = stack.client.schedule_reminders(
-            "INV-L", "0812-3456-7010", due, ladder=("H-1", "H0"), at=f"{at:%H:%M}", data=data
+            "INV-L", "0812-3456-7010", due, ladder=("H-1", "H0"), at=at.time(), data=data
         )
         second = stack.client.schedule_reminders(
-            "INV-L", "0812-3456-7010", due, ladder=("H-1", "H0"), at=f"{at:%H:%M}", data=data
+            "INV-L", "0812-3456-7010", due, ladder=("H-1", "H0"), at=at.time(), data=data
         )
         assert first == second
 
