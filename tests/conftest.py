@@ -166,14 +166,14 @@ def settings(database: str, redis_clean: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def stack(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """A real worker and session host (started by the test with ``stack.start()``), killed at the end."""
+    """A real worker and session host (started by the test with ``stack.start()``)."""
     logdir = tmp_path / "logs"
     logdir.mkdir()
     running = Stack(settings, logdir)
     try:
         yield running
     finally:
-        running.discard()
+        running.stop()
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             print(running.logs())
