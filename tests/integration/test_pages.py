@@ -84,7 +84,16 @@ def page(browser: Browser) -> Iterator[Page]:
             else None
         ),
     )
-    tab.on("requestfailed", lambda r: errors.append(f"failed {r.url}") if "/static/" in r.url else None)
+    # A request the browser itself aborted (still in flight when the page navigated or the test closed
+    # it: the favicon, typically) is not an asset that failed to load.
+    tab.on(
+        "requestfailed",
+        lambda r: (
+            errors.append(f"failed {r.url}: {r.failure}")
+            if "/static/" in r.url and "ERR_ABORTED" not in str(r.failure)
+            else None
+        ),
+    )
     try:
         yield tab
     finally:
