@@ -14,8 +14,8 @@ from functools import partial
 from typing import Protocol
 
 from celery import Celery
-from sqlalchemy import bindparam, event, select
-from sqlalchemy.orm import ORMExecuteState, sessionmaker
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import sessionmaker
 
 from models import SENT_OR_FINAL, Message, MessageStatus, Template, utcnow
 from models.db import engine_for
@@ -112,14 +112,6 @@ READ_MESSAGE = (
 )
 
 
-def _without_synchronizing(state: ORMExecuteState) -> None:
-    """The checks and the claim read the message as a row, so their session holds no ORM object
-    for an UPDATE to bring up to date: skip the ORM's evaluation of each UPDATE's criteria in Python
-    (``synchronize_session``), done for nothing on every claim."""
-    if state.is_update:
-        state.update_execution_options(synchronize_session=False)
-
-
 def retry_delay(attempt: int, cap: float = 60.0) -> float:
     """Backoff before attempt ``attempt + 1``: 2, 4, 8 … s, capped, with ±25 % jitter."""
     return min(cap, 2.0 ** min(attempt, 32)) * random.uniform(0.75, 1.25)
@@ -142,7 +134,6 @@ class Deliverer:
         #: The sessions of the checks and the claim, made by one factory for the runner's life
         #: (a ``sessionmaker`` per message built a Session class and its event dispatch each time).
         self._sessions = sessionmaker(bind=engine_for(settings.database), expire_on_commit=False)
-        event.listen(self._sessions, "do_orm_execute", _without_synchronizing)
 
     def deliver(self, message_id: str) -> Outcome:
         claim = self._claim(message_id)
