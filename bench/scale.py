@@ -45,6 +45,34 @@ def redis_connections(pid: int, redis_url: str) -> int:
     return count
 
 
+def _command_counts(env: Environment) -> Counter[str]:
+    """Redis' count of calls per command (commands run by scripts included), server-wide."""
+    stats = env.redis.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()})
+
+
+def _connections_by_command(env: Environment, pid: int) -> dict[str, int]:
+    """The Redis connections of process ``pid``, by the last command each ran (what holds them)."""
+    ports = set()
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    by_command: Counter[str] = Counter()
+    for client in env.redis.client_list():
+        if int(client["addr"].rsplit(":", 1)[1]) in ports:
+            by_command[f"db{client['db']} {client['cmd']}"] += 1
+    return dict(by_command)
+
+
 def _ownership(stack: Stack, leases: Leases, sessions: list[str]) -> dict[str, object]:
     """Who owns each session (its lease) and who reports it connected (its live state)."""
     owners = {s: leases.owner(s) for s in sessions}
@@ -95,6 +123,7 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         info = env.redis.info("stats")
         cpu = env.redis.info("cpu")
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        calls_before = _command_counts(env)
         commands_before, redis_cpu_before = (
             int(info["total_commands_processed"]),
             cpu["used_cpu_sys"] + cpu["used_cpu_user"],
@@ -105,11 +134,13 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         info, cpu = env.redis.info("stats"), env.redis.info("cpu")
         commands = int(info["total_commands_processed"]) - commands_before
+        calls = _command_counts(env) - calls_before
         redis_cpu = cpu["used_cpu_sys"] + cpu["used_cpu_user"] - redis_cpu_before
         final = _ownership(stack, leases, sessions)
         memory = {name: _status(pid) for name, pid in pids.items()}
         clients = int(env.redis.info("clients")["connected_clients"])
         connections = {name: redis_connections(pid, env.redis_url) for name, pid in pids.items()}
+        held_by = {name: _connections_by_command(env, pid) for name, pid in pids.items()}
         # Sessions a host stopped because its lease was gone (it renewed too late: expired, or
         # already taken by another host): each is a restart of that session, here or elsewhere,
         # the churn a slow heartbeat causes under load.
@@ -125,9 +156,12 @@ def run(env: Environment, count: int, hosts: int) -> Report:
         "cpu_seconds_per_host_per_minute": per_minute,
         "cpu_seconds_per_minute_all_hosts": sum(per_minute.values()),
         "redis_commands_per_second": commands / elapsed,
+        # Scripts' own commands are counted too (as themselves): what the idle cost is made of.
+        "redis_commands_per_second_by_command": {name: round(n / elapsed, 1) for name, n in calls.most_common(10)},
         "redis_cpu_seconds_per_minute": redis_cpu * 60.0 / elapsed,
         "redis_connected_clients": clients,
         "redis_connections_per_host": connections,
+        "redis_connections_per_host_by_last_command": held_by,
         "rss_mib_per_host": {name: m["VmRSS"] / 1024 for name, m in memory.items()},
         "threads_per_host": {name: m["Threads"] for name, m in memory.items()},
         "ownership_after_idle": final,

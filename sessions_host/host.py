@@ -1,11 +1,11 @@
 """The session host: the long-running process (``wa-tasks sessions``) that owns WhatsApp sessions.
 
 It loads the sessions configured in the database, runs one ``SessionRunner`` per session (their
-messages taken by one ``Scheduler`` for the whole host), writes
-each session's live state to Redis on every heartbeat (what ``dispatch`` routes by), reloads the
-session list so that sessions added or removed reach it without a restart, and shows itself in
-Flower. SIGTERM/SIGINT stop it cleanly: sends in flight finish, unacknowledged messages go back to
-their queues.
+messages taken by one ``Scheduler`` for the whole host), writes each session's live state to Redis
+when it changes (what ``dispatch`` routes by), renews on every heartbeat the two keys that keep its
+leases and live states valid (one each, whatever its sessions), reloads the session list so that
+sessions added or removed reach it without a restart, and shows itself in Flower. SIGTERM/SIGINT
+stop it cleanly: sends in flight finish, unacknowledged messages go back to their queues.
 """
 
 from __future__ import annotations
@@ -133,20 +133,22 @@ class SessionHost:
         self._stop.set()
 
     def tick(self) -> None:
-        """One heartbeat: reload the session list, publish live states, tell Flower we are alive."""
+        """One heartbeat: renew the leases, report the live states, reload the session list, tell
+        Flower we are alive."""
         started = time.monotonic()
         try:
             self.renew_leases()
         except Exception as exc:
             log.warning("could not renew session leases: %s", exc)
         try:
+            # Before the reload, so that the sessions it starts write states that count at once.
+            self.report_live_states()
+        except Exception as exc:
+            log.warning("could not report live session state to Redis: %s", exc)
+        try:
             self.reload()
         except Exception as exc:
             log.warning("could not reload sessions from the database: %s", exc)
-        try:
-            self.publish_live_states()
-        except Exception as exc:
-            log.warning("could not publish live session state to Redis: %s", exc)
         self.monitor.heartbeat()
         took = time.monotonic() - started
         if took > self.settings.lease_ttl_seconds / 2:
@@ -179,14 +181,14 @@ class SessionHost:
     # Sessions ------------------------------------------------------------------------------------
 
     def renew_leases(self) -> None:
-        """Renew every lease held (before anything that may be slow, such as the database); stop the
-        sessions whose lease another host took or that expired. One script call renews them all: a
-        call per session would cost a quarter of an idle host's CPU with 250 sessions."""
+        """Renew the host lease that every session lease held lives by (before anything that may be
+        slow, such as the database); stop the sessions whose lease another host took or that
+        expired. The session leases are only read when the host lease had expired (another host
+        may have taken any of them) or a runner found its lease gone when it sent (``lost``)."""
         runners = list(self.runners.items())
-        # A runner that found its lease gone when it sent (``lost``) is asked about too: the reply
-        # says whether another host took the lease or it merely expired.
-        held = [r.lease for _, r in runners if r.lease is not None]
-        lost = {lease.session_id: holder for lease, holder in self.leases.renew_all(held).items()}
+        expired = not self.leases.renew()
+        suspects = [r.lease for _, r in runners if r.lease is not None and (expired or r.lost)]
+        lost = {lease.session_id: holder for lease, holder in self.leases.lost(suspects, expired).items()}
         since = time.monotonic() - self._renewed_at
         self._renewed_at = time.monotonic()
         gone = [(session_id, runner) for session_id, runner in runners if runner.lost or session_id in lost]
@@ -225,11 +227,7 @@ class SessionHost:
                 self._apply_in_place(self.runners[session_id], old, new)
             elif new is None or new != old:
                 self._stop_runner(session_id)
-        if self.settings.session_leases:
-            self.leases.heartbeat()
-            share = self.leases.fair_share(len(wanted))
-        else:
-            share = len(wanted)
+        share = self.leases.fair_share(len(wanted)) if self.settings.session_leases else len(wanted)
         if self.settings.session_leases and len(self.runners) > share:
             self._hand_over_one(list(wanted), share)
         renew_at = time.monotonic() + self.settings.heartbeat_seconds
@@ -364,6 +362,7 @@ class SessionHost:
         runner.on_availability = self._publish_quietly
         self.runners[session_id] = runner
         self._configs[session_id] = config
+        self._publish_quietly(runner)
         runner.start(self.events.sink_for(session_id))
         self.scheduler.add(runner)
         log.info(
@@ -436,12 +435,15 @@ class SessionHost:
         except Exception as exc:
             log.warning("could not publish live state of %s: %s", runner.session_id, exc)
 
-    def publish_live_states(self) -> None:
-        states = [self._live_state(runner) for runner in list(self.runners.values())]
-        live_state.publish_many(self.redis, states, self.settings.live_state_ttl_seconds)
+    def report_live_states(self) -> None:
+        """Keep this host's live states counting; write them all again if they had stopped counting
+        (this host paused past the TTL, or Redis lost them in a restart). Otherwise each is written
+        when it changes, not on every heartbeat."""
+        if not live_state.report_host(self.redis, self.hostname, self.settings.live_state_ttl_seconds):
+            live_state.publish_many(self.redis, [self._live_state(r) for r in list(self.runners.values())])
 
     def _publish(self, runner: SessionRunner) -> None:
-        live_state.publish(self.redis, self._live_state(runner), self.settings.live_state_ttl_seconds)
+        live_state.publish(self.redis, self._live_state(runner))
 
     def _live_state(self, runner: SessionRunner) -> live_state.LiveState:
         return live_state.LiveState(

@@ -1,10 +1,14 @@
 """Session leases: each session is owned by exactly one session host at a time.
 
-A host owns a session while it holds ``wa:lease:<id>`` in Redis, a key with a TTL that its heartbeat
-renews. The value carries a fencing token (a counter that only grows), and every send checks it
-atomically with the session's pace slot (``limits.PACE_SLOT``): a host that was paused past its TTL
-and lost the lease cannot send, even before it notices. When a host dies, its leases expire and the
-other hosts take the sessions over (each taking up to its fair share of the sessions).
+A host owns a session while it holds ``wa:lease:<id>`` in Redis (``host|token``) **and** its own host
+lease ``wa:host:<name>:lease`` exists: one key with a TTL per host, which its heartbeat renews, so an
+idle host's cost does not grow with its sessions (renewing a TTL per session cost a thousand Redis
+commands a second for a thousand sessions). The token is a fencing counter that only grows, and
+every send checks the lease and the host lease atomically with the session's pace slot
+(``limits.PACE_SLOT``): a host that was paused past its TTL cannot send, even before it notices.
+When a host dies, its host lease expires and the other hosts take its sessions over (each up to its
+fair share). A session lease has no TTL of its own: the lease of a session removed while its host
+was dead stays behind as one small key, like the session's fencing counter.
 """
 
 from __future__ import annotations
@@ -18,47 +22,29 @@ import redis
 
 from wa_tasks.core import redis_keys
 
-#: KEYS: [1] the lease, [2] the session's fencing counter.
-#: ARGV: [1] the host name, [2] TTL in ms.
-#: Returns the fencing token held by this host (existing or new), or 0 if another host holds it.
+#: KEYS: [1] the lease, [2] the session's fencing counter, [3] the host lease of the holder read
+#: before the call (this host's own when nobody held it).
+#: ARGV: [1] this host's name, [2] the lease's value read before the call ("" = none).
+#: Returns the fencing token this host holds (existing or new), or 0 if a live host holds it or the
+#: lease changed since it was read (the next heartbeat tries again).
 ACQUIRE = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local sep = string.find(current, '|', 1, true)
-  if sep and string.sub(current, 1, sep - 1) == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return tonumber(string.sub(current, sep + 1))
-  end
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[2] then
   return 0
 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
-return token
-"""
-
-#: KEYS: [1..n] the leases of one host. ARGV: [1] TTL in ms, [2..n+1] the value held ("host|token")
-#: of each lease, in the order of KEYS.
-#: Returns n replies in that order: 1 renewed, 0 expired (nobody holds it), or the value another
-#: host holds it with.
-RENEW = """
-local renewed = {}
-for i, key in ipairs(KEYS) do
-  local current = redis.call('GET', key)
-  if current == ARGV[i + 1] then
-    redis.call('PEXPIRE', key, ARGV[1])
-    renewed[i] = 1
-  elseif current then
-    renewed[i] = current
-  else
-    renewed[i] = 0
+if current ~= '' then
+  local sep = string.find(current, '|', 1, true)
+  if sep and string.sub(current, 1, sep - 1) == ARGV[1] then
+    return tonumber(string.sub(current, sep + 1))
+  end
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    return 0
   end
 end
-return renewed
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token)
+return token
 """
-
-#: Leases renewed by one call of ``RENEW``: Redis runs a script without serving anyone else, so a
-#: host with thousands of sessions renews them in a few short calls rather than one long one.
-RENEW_BATCH = 500
 
 #: KEYS: [1] the lease. ARGV: [1] the value held. Deletes it only if still held.
 RELEASE = """
@@ -67,6 +53,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+def holder(value: str) -> str:
+    """The host named in a lease's value (``host|token``)."""
+    return value.split("|", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -86,55 +77,68 @@ class Leases:
         self.host = host
         self.ttl_ms = int(ttl_seconds * 1000)
         self._acquire = client.register_script(ACQUIRE)
-        self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
 
+    def renew(self) -> bool:
+        """Renew this host's lease (every session lease it holds lives by it) and its place among the
+        live hosts, in one round trip. False if the host lease had expired (or this is the first
+        heartbeat): another host may have taken any of its sessions meanwhile (see :meth:`lost`)."""
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(redis_keys.host_lease(self.host), now, px=self.ttl_ms, get=True)
+        pipe.zadd(redis_keys.HOSTS, {self.host: now})
+        pipe.zremrangebyscore(redis_keys.HOSTS, "-inf", now - self.ttl_ms / 1000.0)
+        previous, *_ = pipe.execute()
+        return previous is not None
+
+    def lost(self, leases: Sequence[Lease], expired: bool) -> dict[Lease, str | None]:
+        """Which of ``leases`` this host must stop serving, each with the host that holds it now (None:
+        nobody does, or it is still this host's but the host lease ``expired`` in between, so the
+        session starts again under a checked lease). One round trip."""
+        if not leases:
+            return {}
+        values = self.client.mget([redis_keys.lease(lease.session_id) for lease in leases])
+        gone: dict[Lease, str | None] = {}
+        for lease, raw in zip(leases, values, strict=True):
+            value = raw.decode() if isinstance(raw, bytes) else raw
+            if value is None:
+                gone[lease] = None
+            elif value != lease.value:
+                gone[lease] = holder(value)
+            elif expired:
+                gone[lease] = None
+        return gone
+
     def acquire(self, session_id: str) -> Lease | None:
+        """Take the session's lease if nobody holds it or its holder's host lease has expired (or
+        this host holds it already); None if a live host holds it."""
+        key = redis_keys.lease(session_id)
+        raw = self.client.get(key)
+        current = (raw.decode() if isinstance(raw, bytes) else raw) or ""
         token = int(
             self._acquire(
-                keys=[redis_keys.lease(session_id), redis_keys.lease_fence(session_id)], args=[self.host, self.ttl_ms]
+                keys=[key, redis_keys.lease_fence(session_id), redis_keys.host_lease(holder(current) or self.host)],
+                args=[self.host, current],
             )
         )
         return Lease(session_id, self.host, token) if token else None
-
-    def renew_all(self, leases: Sequence[Lease]) -> dict[Lease, str | None]:
-        """Renew every lease in ``leases`` that this host still holds, in one script call per
-        ``RENEW_BATCH``; return those it no longer holds, whose sessions it must stop serving, each
-        with the host that holds it now (None: it expired and nobody took it, as when this host
-        could not renew it in time: Redis unreachable, or the host paused)."""
-        lost: dict[Lease, str | None] = {}
-        for start in range(0, len(leases), RENEW_BATCH):
-            batch = leases[start : start + RENEW_BATCH]
-            renewed = self._renew(
-                keys=[redis_keys.lease(lease.session_id) for lease in batch],
-                args=[self.ttl_ms, *(lease.value for lease in batch)],
-            )
-            for lease, reply in zip(batch, renewed, strict=True):
-                if isinstance(reply, bytes | str):
-                    text = reply.decode() if isinstance(reply, bytes) else reply
-                    lost[lease] = text.split("|", 1)[0]
-                elif int(reply) != 1:
-                    lost[lease] = None
-        return lost
 
     def release(self, lease: Lease) -> None:
         self._release(keys=[redis_keys.lease(lease.session_id)], args=[lease.value])
 
     def owner(self, session_id: str) -> str | None:
+        """The host named in the session's lease (whether or not that host is still alive)."""
         value = self.client.get(redis_keys.lease(session_id))
-        return str(value).split("|", 1)[0] if value else None
+        return holder(str(value.decode() if isinstance(value, bytes) else value)) if value else None
 
     # Hosts, for a fair share of the sessions ------------------------------------------------------
 
-    def heartbeat(self) -> None:
-        now = time.time()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zadd(redis_keys.HOSTS, {self.host: now})
-        pipe.zremrangebyscore(redis_keys.HOSTS, "-inf", now - self.ttl_ms / 1000.0)
-        pipe.execute()
-
     def leave(self) -> None:
-        self.client.zrem(redis_keys.HOSTS, self.host)
+        """Leave the live hosts: what this host still holds may be taken at once."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(redis_keys.HOSTS, self.host)
+        pipe.delete(redis_keys.host_lease(self.host))
+        pipe.execute()
 
     def hosts(self) -> list[str]:
         """The live hosts (heartbeat within the lease TTL)."""

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 
 import redis
 
+from sessions_host import leases
 from wa_tasks.core import redis_keys
 from wa_tasks.infra import redis_client
 
-#: KEYS: [1] the session's pace slot key, [2] the session's lease.
+#: KEYS: [1] the session's pace slot key, [2] the session's lease, [3] the caller's host lease.
 #: ARGV: [1] interval in ms, [2] the lease value the caller holds ("" = no lease check).
 #: Returns 0 when the slot is granted now (and reserves the next one), -1 when the caller no longer
-#: holds the lease (fencing: it must not send), else the ms to wait.
+#: holds the lease or its host lease expired (fencing: it must not send), else the ms to wait.
 PACE_SLOT = """
-if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
+if ARGV[2] ~= '' and (redis.call('GET', KEYS[2]) ~= ARGV[2] or redis.call('EXISTS', KEYS[3]) == 0) then
   return -1
 end
 local t = redis.call('TIME')
@@ -54,9 +55,10 @@ class Limits:
     def pace_slot(self, session_id: str, interval_seconds: float, lease: str = "") -> float:
         """0.0 if ``session_id`` may send now (the slot is taken), else seconds to wait; raises
         :class:`LeaseLost` if ``lease`` is given and no longer held."""
+        host_lease = redis_keys.host_lease(leases.holder(lease)) if lease else ""
         wait_ms = int(
             self._pace(
-                keys=[redis_keys.pace_slot(session_id), redis_keys.lease(session_id)],
+                keys=[redis_keys.pace_slot(session_id), redis_keys.lease(session_id), host_lease],
                 args=[max(1, int(interval_seconds * 1000)), lease],
             )
         )

@@ -13,8 +13,8 @@ import redis
 from sqlalchemy import select
 
 from models import Message
-from sessions_host import leases as leases_module
 from sessions_host.leases import Leases
+from sessions_host.limits import LeaseLost, Limits
 from support.stack import Stack
 from wa_tasks.core import redis_keys
 from wa_tasks.pipeline import lifecycle
@@ -114,56 +114,83 @@ def test_a_host_whose_lease_was_taken_cannot_send(stack: Stack) -> None:
         assert len(db.scalars(select(Message.id)).all()) == 30
 
 
-# One script call renews all of a host's leases (against a real Redis, no host process) ------------
+# Session leases live by their host's lease (against a real Redis, no host process) ----------------
 
 
-def test_renewing_all_leases_renews_those_held_and_reports_those_another_host_took(redis_clean: str) -> None:
-    # Given host a holding the leases of five sessions (TTL 3 s), two of which host b took after
-    # they expired (a was paused past its TTL), and one that expired and nobody took
+def test_a_live_hosts_leases_are_its_own_and_a_dead_hosts_are_taken_over(redis_clean: str) -> None:
+    # Given host a holding the leases of five sessions, and host b beside it
     client = redis.Redis.from_url(redis_clean, decode_responses=True)
     a, b = Leases(client, "a", 3.0), Leases(client, "b", 3.0)
+    assert a.renew() is False  # its first heartbeat: no host lease before
+    assert b.renew() is False
     held = [a.acquire(f"wa-{i}") for i in range(5)]
     assert all(held)
-    for session_id in ("wa-1", "wa-3", "wa-4"):
-        client.delete(redis_keys.lease(session_id))
+
+    # When b tries to take one while a is alive, then after a's host lease expired (a paused past
+    # its TTL)
+    assert b.acquire("wa-1") is None
+    assert a.renew() is True
+    assert a.lost([lease for lease in held if lease is not None], expired=False) == {}
+    client.delete(redis_keys.host_lease("a"))
     taken = {s: b.acquire(s) for s in ("wa-1", "wa-3")}
-    client.pexpire(redis_keys.lease("wa-0"), 500)  # a's own lease, close to expiring
-    b_ttl = client.pttl(redis_keys.lease("wa-1"))
 
-    # When a renews all it believes it holds, in one call
-    lost = a.renew_all([lease for lease in held if lease is not None])
-
-    # Then it is told it lost wa-1 and wa-3 to b and that wa-4 expired, and only those; its other
-    # leases run for a full TTL again; b's leases are still b's with b's TTL; the expired one was
-    # not brought back
-    assert {lease.session_id: holder for lease, holder in lost.items()} == {"wa-1": "b", "wa-3": "b", "wa-4": None}
-    assert client.pttl(redis_keys.lease("wa-0")) > 2500
-    assert client.pttl(redis_keys.lease("wa-2")) > 2500
-    assert a.owner("wa-0") == a.owner("wa-2") == "a"
+    # Then b holds those two under new fencing tokens; a, renewing, learns its host lease had
+    # expired and is told which sessions b took and which are still its own but must start again
+    assert all(taken.values())
+    assert all(taken[s].token > held[int(s[-1])].token for s in taken)  # type: ignore[union-attr]
+    assert a.renew() is False
+    lost = a.lost([lease for lease in held if lease is not None], expired=True)
+    assert {lease.session_id: holder for lease, holder in lost.items()} == {
+        "wa-0": None,
+        "wa-1": "b",
+        "wa-2": None,
+        "wa-3": "b",
+        "wa-4": None,
+    }
+    # Its own leases come back with the same token; b's stay b's while b is alive
+    again = a.acquire("wa-0")
+    assert again is not None and again.token == held[0].token  # type: ignore[union-attr]
+    assert a.acquire("wa-1") is None
     assert a.owner("wa-1") == a.owner("wa-3") == "b"
     assert client.get(redis_keys.lease("wa-1")) == taken["wa-1"].value  # type: ignore[union-attr]
-    assert client.pttl(redis_keys.lease("wa-1")) <= b_ttl
-    assert client.exists(redis_keys.lease("wa-4")) == 0
 
 
-def test_renewing_more_leases_than_one_call_takes_reports_each_lost_one(redis_clean: str) -> None:
-    # Given a host holding more leases than one script call renews, and losing one in each call's
-    # batch (the first, one at a batch's end, one in the last batch)
+def test_a_runner_that_found_its_lease_taken_is_told_by_whom(redis_clean: str) -> None:
+    # Given host a holding two leases, one of which was released and taken by b (a live host)
     client = redis.Redis.from_url(redis_clean, decode_responses=True)
     a, b = Leases(client, "a", 3.0), Leases(client, "b", 3.0)
-    count = leases_module.RENEW_BATCH * 2 + 7
-    held = [a.acquire(f"s{i}") for i in range(count)]
-    gone = {"s0", f"s{leases_module.RENEW_BATCH - 1}", f"s{count - 1}"}
-    for session_id in gone:
-        client.delete(redis_keys.lease(session_id))
-        assert b.acquire(session_id)
+    a.renew()
+    b.renew()
+    first, second = a.acquire("wa-1"), a.acquire("wa-2")
+    assert first is not None and second is not None
+    a.release(first)
+    assert b.acquire("wa-1") is not None
 
-    # When it renews them all
-    lost = a.renew_all([lease for lease in held if lease is not None])
+    # When a asks about both, its host lease alive
+    lost = a.lost([first, second], expired=False)
 
-    # Then exactly those are reported lost, and every other one is still its own
-    assert {lease.session_id for lease in lost} == gone
-    assert set(lost.values()) == {"b"}
-    owners = client.mget([redis_keys.lease(f"s{i}") for i in range(count)])
-    assert sum(1 for value in owners if value and value.startswith("a|")) == count - len(gone)
-    assert a.renew_all([]) == {}
+    # Then only the taken one is lost, to b
+    assert {lease.session_id: holder for lease, holder in lost.items()} == {"wa-1": "b"}
+
+
+def test_no_pace_slot_without_the_lease_and_a_live_host_lease(redis_clean: str) -> None:
+    # Given host a holding a session's lease
+    client = redis.Redis.from_url(redis_clean, decode_responses=True)
+    a = Leases(client, "a", 3.0)
+    a.renew()
+    lease = a.acquire("wa-1")
+    assert lease is not None
+    limits = Limits(client)
+
+    # Then it gets the pace slot while both its leases hold, and not once its host lease expired
+    # (even though nobody took the session yet), nor once another host took the session
+    assert limits.pace_slot("wa-1", 0.001, lease.value) == 0.0
+    client.delete(redis_keys.host_lease("a"))
+    with pytest.raises(LeaseLost):
+        limits.pace_slot("wa-1", 0.001, lease.value)
+    a.renew()
+    time.sleep(0.01)
+    assert limits.pace_slot("wa-1", 0.001, lease.value) == 0.0
+    client.set(redis_keys.lease("wa-1"), "b|99")
+    with pytest.raises(LeaseLost):
+        limits.pace_slot("wa-1", 0.001, lease.value)

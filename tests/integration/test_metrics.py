@@ -259,7 +259,8 @@ def test_prometheus_metrics_over_http(settings: Settings, web: str) -> None:
             )
         db.add(Message(id="msg_waiting", to_number="6281234567890", status="queued"))
     now = time.time()
-    live_state.publish(redis, live_state.LiveState("wa-1", "connected", "host-a", now, now), ttl_seconds=60)
+    live_state.report_host(redis, "host-a", 60)
+    live_state.publish(redis, live_state.LiveState("wa-1", "connected", "host-a", now, now))
     redis.rpush(redis_keys.session_queue("wa-1"), "a", "b")
     redis.rpush(f"{redis_keys.session_queue('wa-1')}:2", "c")
     time.sleep(1.5)  # the collector observes rows once their commit has surely happened

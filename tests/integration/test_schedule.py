@@ -74,7 +74,8 @@ def _connect(settings: Settings, session_id: str, pace: float | None = None) -> 
     manage.add(settings, device_id=session_id.upper(), session_id=session_id, priority=1, pace_seconds=pace)
     now = time.time()
     state = live_state.LiveState(session_id=session_id, status="connected", host="h", reported_at=now, since=now)
-    live_state.publish(client_for(settings.redis), state, 60)
+    live_state.report_host(client_for(settings.redis), "h", 60)
+    live_state.publish(client_for(settings.redis), state)
 
 
 def test_the_releaser_queues_the_due_messages_once_and_leaves_the_rest(settings: Settings) -> None:

@@ -437,6 +437,9 @@ class InProcess:
         """Configure a simulated session as ``wa-tasks sessions add`` does, let the host start it
         and (``connect``) wait until routing sees it connected; returns its id."""
         session_id = session_config.add(self.settings, device_id=device_id, priority=priority, options=options)
+        # A heartbeat without Flower's part (the tests check the events the sends record).
+        self.host.renew_leases()
+        self.host.report_live_states()
         self.host.reload()
         if connect:
             self.wait_for(lambda: self.live_status(session_id) == "connected", f"session {session_id} connected")

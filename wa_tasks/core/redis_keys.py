@@ -27,12 +27,14 @@ def session_queue(session_id: str) -> str:
 
 
 def live_state(session_id: str) -> str:
-    """Hash: a session's live state as its host last reported it (expires without heartbeat)."""
+    """Hash: a session's live state as its host last wrote it (valid while ``host_live`` of that
+    host exists)."""
     return f"{PREFIX}session:{session_id}:live"
 
 
 def lease(session_id: str) -> str:
-    """String ``host|token`` with a TTL: the session host that owns the session."""
+    """String ``host|token``: the session host that owns the session (while ``host_lease`` of that
+    host exists)."""
     return f"{PREFIX}lease:{session_id}"
 
 
@@ -101,6 +103,18 @@ def session_qr(session_id: str) -> str:
 def session_health(session_id: str) -> str:
     """Hash: the last health probe of a session (latency, error) as its host measured it."""
     return f"{PREFIX}session:{session_id}:health"
+
+
+def host_lease(hostname: str) -> str:
+    """String with a TTL (``WA_LEASE_TTL_SECONDS``) that the host's heartbeat renews: every session
+    lease the host holds is valid while it exists."""
+    return f"{PREFIX}host:{hostname}:lease"
+
+
+def host_live(hostname: str) -> str:
+    """String with a TTL (``WA_LIVE_STATE_TTL_SECONDS``) that the host's heartbeat renews: the live
+    states the host wrote count while it exists."""
+    return f"{PREFIX}host:{hostname}:live"
 
 
 def host_wake(hostname: str) -> str:

@@ -1,6 +1,7 @@
-"""Live session state in Redis: written by the session host that owns a session on every heartbeat,
-read by ``dispatch`` to route. A state expires when its host stops renewing it, so a dead host's
-sessions stop receiving messages within ``WA_LIVE_STATE_TTL_SECONDS``."""
+"""Live session state in Redis: written by the session host that owns a session whenever it changes
+(status, ban safety's availability), read by ``dispatch`` to route. A state counts while its host
+reports itself live (``report_host``, on every heartbeat: one key a host, whatever its sessions), so
+a dead host's sessions stop receiving messages within ``WA_LIVE_STATE_TTL_SECONDS``."""
 
 from __future__ import annotations
 
@@ -38,19 +39,25 @@ class LiveState:
         return self.connected and self.available_until <= now
 
 
-def publish(client: redis.Redis, state: LiveState, ttl_seconds: float) -> None:
-    publish_many(client, [state], ttl_seconds)
+def report_host(client: redis.Redis, host: str, ttl_seconds: float) -> bool:
+    """Renew ``host``'s live report: the states it wrote count for ``ttl_seconds`` more. False if
+    they had stopped counting (or never did): the host writes them all again."""
+    return client.set(redis_keys.host_live(host), 1, px=int(ttl_seconds * 1000), get=True) is not None
 
 
-def publish_many(client: redis.Redis, states: Iterable[LiveState], ttl_seconds: float) -> None:
-    """Write several sessions' live states in one round trip (a host's heartbeat)."""
+def publish(client: redis.Redis, state: LiveState) -> None:
+    publish_many(client, [state])
+
+
+def publish_many(client: redis.Redis, states: Iterable[LiveState]) -> None:
+    """Write several sessions' live states in one round trip."""
     pipe = client.pipeline(transaction=False)
     for state in states:
-        _write(pipe, state, ttl_seconds)
+        _write(pipe, state)
     pipe.execute()
 
 
-def _write(pipe: Any, state: LiveState, ttl_seconds: float) -> None:
+def _write(pipe: Any, state: LiveState) -> None:
     key = redis_keys.live_state(state.session_id)
     pipe.hset(
         key,
@@ -63,7 +70,6 @@ def _write(pipe: Any, state: LiveState, ttl_seconds: float) -> None:
             "new_contacts_until": state.new_contacts_until,
         },
     )
-    pipe.pexpire(key, int(ttl_seconds * 1000))
 
 
 def clear(client: redis.Redis, session_id: str) -> None:
@@ -71,16 +77,23 @@ def clear(client: redis.Redis, session_id: str) -> None:
 
 
 def read(client: redis.Redis, session_ids: Iterable[str]) -> dict[str, LiveState]:
-    """The live states of ``session_ids`` that have one (absent = no host reports it = down)."""
+    """The live states of ``session_ids`` whose host reports itself live (absent = down). Two round
+    trips: the states, then whether each of their hosts is live."""
     ids = list(session_ids)
     if not ids:
         return {}
     pipe = client.pipeline(transaction=False)
     for session_id in ids:
         pipe.hgetall(redis_keys.live_state(session_id))
+    found = [(session_id, raw) for session_id, raw in zip(ids, pipe.execute(), strict=True) if raw]
+    hosts = sorted({raw.get("host", "?") for _, raw in found})
+    pipe = client.pipeline(transaction=False)
+    for host in hosts:
+        pipe.exists(redis_keys.host_live(host))
+    live = {host for host, exists in zip(hosts, pipe.execute(), strict=True) if exists}
     states = {}
-    for session_id, raw in zip(ids, pipe.execute(), strict=True):
-        if raw:
+    for session_id, raw in found:
+        if raw.get("host", "?") in live:
             states[session_id] = LiveState(
                 session_id=session_id,
                 status=raw.get("status", SessionStatus.DISCONNECTED),
