@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=BENCHMARKS)
     parser.add_argument("--n", type=int, default=None, help="messages (or sessions, drills) of the benchmark")
-    parser.add_argument("--seconds", type=float, default=None, help="duration (pacing, priority)")
+    parser.add_argument("--seconds", type=float, default=None, help="duration (pacing, priority; scale: idle)")
     parser.add_argument("--json-out", type=Path, default=None, help="default: bench/results/<name>.json")
     parser.add_argument("--profile", action="store_true", help="enqueue: also profile send_bulk")
     parser.add_argument("--urgent", type=int, default=None, help="priority: urgent messages (default 100)")
@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
     if args.name == "scale":
         from bench import scale
 
-        return scale.run(env, args.n or 1000, args.hosts or 4)
+        return scale.run(env, args.n or 1000, args.hosts or 4, idle_seconds=args.seconds or scale.IDLE_SECONDS)
     from bench import memory
 
     if args.transport == "neonize":

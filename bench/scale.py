@@ -87,7 +87,7 @@ def _ownership(stack: Stack, leases: Leases, sessions: list[str]) -> dict[str, o
     }
 
 
-def run(env: Environment, count: int, hosts: int) -> Report:
+def run(env: Environment, count: int, hosts: int, idle_seconds: float = IDLE_SECONDS) -> Report:
     settings = env.settings(safety_enabled=False, sim_latency_ms=20, log_level="WARNING")
     stack = env.stack(settings, "scale")
     names = tuple(f"sessions-{chr(ord('a') + i)}" for i in range(hosts))
@@ -129,7 +129,7 @@ def run(env: Environment, count: int, hosts: int) -> Report:
             cpu["used_cpu_sys"] + cpu["used_cpu_user"],
         )
         idle_started = time.monotonic()
-        time.sleep(IDLE_SECONDS)
+        time.sleep(idle_seconds)
         elapsed = time.monotonic() - idle_started
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         info, cpu = env.redis.info("stats"), env.redis.info("cpu")

@@ -46,13 +46,14 @@ class CommandListener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(redis_keys.commands(database_of(self.client)))
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
-                        self._dispatch(message["data"])
-                pubsub.close()
+                # Closed on any way out: the host's client has a fixed number of connections, and
+                # a subscription left open after an outage would hold one of them for good.
+                with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    pubsub.subscribe(redis_keys.commands(database_of(self.client)))
+                    while not self._stop.is_set():
+                        message = pubsub.get_message(timeout=1.0)
+                        if message and message.get("type") == "message":
+                            self._dispatch(message["data"])
             except Exception as exc:
                 if not self._stop.is_set():
                     log.warning("command listener restarting after: %s", exc)

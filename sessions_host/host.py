@@ -39,11 +39,16 @@ from sessions_host.transports.base import Incoming, QRCode, StateChanged
 from sessions_host.transports.simnet import SimNet
 from sessions_host.transports.simulated import SimHub
 from wa_tasks.core import redis_keys
+from wa_tasks.infra import redis_client
 from wa_tasks.infra.redis_client import client_for
 from wa_tasks.pipeline import live_state
 from wa_tasks.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Connections of the host's own Redis client (see ``SessionHost.__init__``). With the scheduler's
+#: blocking read, its kombu channel, and Flower's (events, remote control: two), a host holds eight.
+REDIS_CONNECTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -67,12 +72,22 @@ class SessionHost:
     #: What runs each session. The in-process tests (``tests/support/inproc.py``) put a runner here
     #: that hands its deliveries to the test instead of consuming them from the broker.
     runner_class: type[SessionRunner] = SessionRunner
+    #: Connections of the host's Redis client (None: the process's usual client, as the in-process
+    #: tests' fake Redis is).
+    redis_connections: int | None = REDIS_CONNECTIONS
 
     def __init__(self, app: Celery, settings: Settings, hostname: str | None = None) -> None:
         self.app = app
         self.settings = settings
         self.hostname = hostname or f"sessions@{socket.gethostname()}.{os.getpid()}"
-        self.redis = client_for(settings.redis)
+        # Every Redis command of this process but the broker's and the scheduler's blocking read
+        # goes over these few connections (operator commands' subscription included), whatever the
+        # number of sessions and send threads: each command holds one for well under a millisecond.
+        self.redis = (
+            redis_client.bounded(settings.redis, self.redis_connections)
+            if self.redis_connections
+            else client_for(settings.redis)
+        )
         self.hub = SimHub(SimNet(client_for(settings.sim_redis)))
         self.limits = Limits(self.redis)
         self.safety_store = RedisSafetyStore(
@@ -231,15 +246,17 @@ class SessionHost:
         if self.settings.session_leases and len(self.runners) > share:
             self._hand_over_one(list(wanted), share)
         renew_at = time.monotonic() + self.settings.heartbeat_seconds
-        for session_id, config in wanted.items():
-            if session_id in self.runners:
-                continue
+        missing = [s for s in wanted if s not in self.runners] if len(self.runners) < share else []
+        if self.settings.session_leases:
+            missing = self.leases.takeable(missing)
+        for session_id in missing:
+            config = wanted[session_id]
             if len(self.runners) >= share:
                 break
             if self.settings.session_leases and time.monotonic() >= renew_at:
-                # Starting hundreds of sessions can outlast the lease TTL on a loaded machine (each
-                # new runner's thread competes for the GIL): renew the leases of those already
-                # started now, rather than lose them before the next heartbeat and start over.
+                # Starting thousands of sessions can outlast the lease TTL on a loaded machine:
+                # renew the host lease now, rather than lose the sessions already started before
+                # the next heartbeat and start over.
                 self.renew_leases()
                 renew_at = time.monotonic() + self.settings.heartbeat_seconds
             lease = None
@@ -326,7 +343,7 @@ class SessionHost:
         """Owning more than a fair share while another live host owns less (it started later, or came
         back): release one session per heartbeat so that host can take it. No flapping: a host at or
         above its share never receives."""
-        owners = [o for o in (self.leases.owner(s) for s in sessions) if o]
+        owners = [o for o in self.leases.owners(sessions) if o]
         counts = Counter(owners)
         hosts = self.leases.hosts()
         if not any(counts.get(h, 0) < share for h in hosts if h != self.hostname):

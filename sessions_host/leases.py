@@ -123,13 +123,34 @@ class Leases:
         )
         return Lease(session_id, self.host, token) if token else None
 
+    def takeable(self, session_ids: Sequence[str]) -> list[str]:
+        """Those of ``session_ids`` whose lease this host could take now: nobody holds it, its holder's
+        host lease expired, or this host holds it. Two round trips for any number of sessions, so a
+        host looking for its share among thousands does not try each one."""
+        if not session_ids:
+            return []
+        values = [
+            (raw.decode() if isinstance(raw, bytes) else raw)
+            for raw in self.client.mget([redis_keys.lease(s) for s in session_ids])
+        ]
+        holders = sorted({holder(v) for v in values if v} - {self.host})
+        live = set()
+        if holders:
+            exists = self.client.mget([redis_keys.host_lease(h) for h in holders])
+            live = {h for h, e in zip(holders, exists, strict=True) if e is not None}
+        return [s for s, v in zip(session_ids, values, strict=True) if not v or holder(v) not in live]
+
     def release(self, lease: Lease) -> None:
         self._release(keys=[redis_keys.lease(lease.session_id)], args=[lease.value])
 
     def owner(self, session_id: str) -> str | None:
         """The host named in the session's lease (whether or not that host is still alive)."""
-        value = self.client.get(redis_keys.lease(session_id))
-        return holder(str(value.decode() if isinstance(value, bytes) else value)) if value else None
+        return self.owners([session_id])[0]
+
+    def owners(self, session_ids: Sequence[str]) -> list[str | None]:
+        """:meth:`owner` of each of ``session_ids``, in one round trip."""
+        values = self.client.mget([redis_keys.lease(s) for s in session_ids]) if session_ids else []
+        return [holder(v.decode() if isinstance(v, bytes) else v) if v else None for v in values]
 
     # Hosts, for a fair share of the sessions ------------------------------------------------------
 

@@ -2,10 +2,12 @@
 
 - Events: ``worker-online``/``worker-heartbeat``/``worker-offline`` and, for every send,
   ``task-received``/``task-started``/``task-succeeded``/``task-failed`` named ``wa.deliver``.
-  Task events are buffered and published together (Celery's ``task.multi`` batch, which Flower's
-  event receiver reads like single events) every ``TASK_EVENT_FLUSH_SECONDS`` or
-  ``TASK_EVENT_BATCH`` events: three broker publishes a message cost the host more CPU than the
-  send itself at high rates; Flower sees a send at most that much later.
+  Events are queued by whichever thread has them and published by the remote-control thread, on
+  its broker connection, every ``TASK_EVENT_FLUSH_SECONDS``: one connection for both (a kombu
+  connection is not shared between threads, and each costs the host a Redis connection). Task
+  events go out together (Celery's ``task.multi`` batch, which Flower's event receiver reads like
+  single events) up to ``TASK_EVENT_BATCH`` at a time: three broker publishes a message cost the
+  host more CPU than the send itself at high rates; Flower sees a send at most that much later.
 - Remote control: answers every command Flower sends, over the broker's pidbox: its ``inspect``
   calls (``active_queues`` lists the session queues, so Flower's Broker page shows each queue's
   depth), ``ping`` and ``enable_events`` (sent every few seconds); the commands that would change
@@ -20,11 +22,11 @@ import os
 import platform
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
-from kombu import Connection
 
 import wa_tasks
 from wa_tasks.core import task_names
@@ -36,6 +38,8 @@ SOFTWARE = "wa-tasks-sessions"
 TASK_EVENT_BATCH = 100
 #: ... or after this long, whichever comes first.
 TASK_EVENT_FLUSH_SECONDS = 0.5
+#: Events kept while the broker is unreachable (the oldest are dropped beyond this: best effort).
+OUTBOX_LIMIT = 10_000
 
 
 class Monitor:
@@ -50,30 +54,23 @@ class Monitor:
         self.processed = 0
         self.active: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._connection: Connection | None = None
-        self._dispatcher: Any = None
+        #: Events waiting for the remote-control thread to publish them.
+        self._outbox: deque[tuple[str, dict[str, Any]]] = deque(maxlen=OUTBOX_LIMIT)
         self._stop = threading.Event()
         self._last_warning = -1e9
         self._thread = threading.Thread(target=self._control_loop, name="monitor-control", daemon=True)
-        self._flusher = threading.Thread(target=self._flush_loop, name="monitor-flush", daemon=True)
 
     # Events ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
-        self._flusher.start()
         self._send("worker-online", **self._worker_fields())
+        self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._flusher.join(timeout=5)
-        self.flush()
+        """Publish what is queued and ``worker-offline``, then close the connection."""
         self._send("worker-offline", **self._worker_fields())
+        self._stop.set()
         self._thread.join(timeout=5)
-        with self._lock:
-            if self._connection is not None:
-                self._connection.release()
-                self._connection = None
 
     def heartbeat(self) -> None:
         self._send("worker-heartbeat", **self._worker_fields())
@@ -124,45 +121,20 @@ class Monitor:
         }
 
     def _send(self, type_: str, **fields: Any) -> None:
-        with self._lock:
-            try:
-                if self._dispatcher is None:
-                    self._connection = self.app.connection_for_write()
-                    self._dispatcher = self.app.events.Dispatcher(
-                        self._connection,
-                        hostname=self.hostname,
-                        enabled=True,
-                        buffer_group=["task"],
-                        buffer_limit=TASK_EVENT_BATCH,
-                    )
-                self._dispatcher.send(type_, **fields)
-            except Exception as exc:  # events are best effort; a send must not fail because of them
-                self._event_failed(type_, exc)
+        self._outbox.append((type_, fields))
 
-    def flush(self) -> None:
-        """Publish the buffered task events now."""
-        with self._lock:
-            if self._dispatcher is None:
-                return
-            try:
-                self._dispatcher.flush()
-            except Exception as exc:
-                self._event_failed("task events", exc)
+    def _publish(self, dispatcher: Any) -> None:
+        """Publish the queued events (remote-control thread only: it owns the connection)."""
+        while self._outbox:
+            type_, fields = self._outbox.popleft()
+            dispatcher.send(type_, **fields)
+        dispatcher.flush()
 
-    def _flush_loop(self) -> None:
-        while not self._stop.wait(TASK_EVENT_FLUSH_SECONDS):
-            self.flush()
-
-    def _event_failed(self, type_: str, exc: Exception) -> None:
-        """Called with the lock held: drop the dispatcher (its buffered events with it)."""
+    def _event_failed(self, exc: Exception) -> None:
         now = time.monotonic()
         if now - self._last_warning > 60:  # say it, but not once per message in an outage
             self._last_warning = now
-            log.warning("Flower event %s not sent: %s", type_, exc)
-        self._dispatcher = None
-        if self._connection is not None:
-            self._connection.release()
-            self._connection = None
+            log.warning("Flower events not sent: %s", exc)
 
     # Remote control ----------------------------------------------------------------------------
 
@@ -286,23 +258,33 @@ class Monitor:
         return handler
 
     def _control_loop(self) -> None:
-        while not self._stop.is_set():
+        while True:
             try:
                 with self.app.connection_for_read() as conn:
-                    node = self.app.control.mailbox.Node(
-                        self.hostname, handlers=self._handlers(), channel=conn.default_channel
+                    channel = conn.default_channel
+                    node = self.app.control.mailbox.Node(self.hostname, handlers=self._handlers(), channel=channel)
+                    dispatcher = self.app.events.Dispatcher(
+                        channel=channel,
+                        hostname=self.hostname,
+                        enabled=True,
+                        buffer_group=["task"],
+                        buffer_limit=TASK_EVENT_BATCH,
                     )
-                    consumer = node.listen()
-                    with consumer:
+                    with node.listen():
                         while not self._stop.is_set():
+                            self._publish(dispatcher)
                             try:
-                                conn.drain_events(timeout=1.0)
+                                conn.drain_events(timeout=TASK_EVENT_FLUSH_SECONDS)
                             except TimeoutError:
                                 continue
+                    self._publish(dispatcher)  # what the host said last, ``worker-offline`` included
+                    return
             except Exception as exc:
-                if not self._stop.is_set():
-                    log.warning("remote control listener restarting after: %s", exc)
-                    self._stop.wait(2.0)
+                if self._stop.is_set():
+                    return
+                self._event_failed(exc)
+                log.warning("remote control listener restarting after: %s", exc)
+                self._stop.wait(2.0)
 
 
 class _Handlers(dict[str, Callable[..., Any]]):

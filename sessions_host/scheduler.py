@@ -11,11 +11,15 @@ when it is *ready*, and a send occupies one pool thread, not the loop.
 
 A session is ready when none of its messages is in flight, it is not stopping, its pace slot is
 open and it is connected (or down past the failover grace, to move its backlog on; see
-``SessionRunner.ready_in``). The loop blocks in one ``BRPOP`` over the ready sessions' queues, each
-session's priority lists highest first, and this host's wake list; whatever can make a session ready
-(a send finished, a session connected, started or stopped) pushes to the wake list, and a pace slot
-opening ends the wait by its timeout. So an urgent message goes out in its session's next slot, and
-nothing polls.
+``SessionRunner.ready_in``). The scheduler keeps the set of ready sessions rather than asking every
+session each time: whatever can change a session's readiness (a send finished, a status changed,
+started or stopped) marks that session and wakes the loop through this host's wake list, and a
+session that becomes ready later (its pace slot, the grace) waits in a timer heap. The loop blocks in
+one ``BRPOP`` over the ready sessions' queues, each session's priority lists highest first, and the
+wake list, with the next timer as its timeout. So an urgent message goes out in its session's next
+slot, nothing polls, and a change costs the work of its own session, not of all of them: what lets
+one host keep thousands of sessions. Every ``MAX_WAIT_SECONDS`` every session is looked at again, so
+a change that was never announced would still be noticed within that time.
 
 The broker's bookkeeping is kombu's, on one kombu channel, as a kombu consumer keeps it: a message
 taken is recorded in the transport's ``unacked`` hash before it is handed on, acknowledged (or put
@@ -26,6 +30,7 @@ unchanged: Flower, ``send_task`` callers and workers see no difference.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import threading
@@ -46,8 +51,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The longest the loop blocks without a reason to wake: how late a session whose readiness
-#: changed without telling the scheduler is noticed. An idle host issues one BRPOP this often.
-MAX_WAIT_SECONDS = 5.0
+#: changed without telling the scheduler would be noticed (every change is announced; this is the
+#: safety net). An idle host issues one BRPOP this often, over every ready session's lists: a
+#: thousand sessions' ten thousand keys take the host ~15 ms to send.
+MAX_WAIT_SECONDS = 15.0
 #: How often the loop puts back messages unacknowledged past the visibility timeout (as kombu's
 #: consumers do; the sweeper covers the same loss much sooner).
 RESTORE_VISIBLE_EVERY = 30.0
@@ -75,6 +82,20 @@ class Scheduler:
         self._new: set[str] = set()
         #: Each admitted session's Redis lists, highest priority first (only these may take).
         self._keys: dict[str, list[str]] = {}
+        #: Each admitted session's lists, to the session.
+        self._owner: dict[str, str] = {}
+        #: Sessions whose readiness may have changed since the loop last looked.
+        self._dirty: set[str] = set()
+        #: The admitted sessions ready now, in the order they get the next chance (one that took a
+        #: message leaves, and comes back at the end: round robin).
+        self._ready: dict[str, SessionRunner] = {}
+        #: (monotonic time, session): when a session that was not ready yet may be (stale entries
+        #: are looked at and dropped).
+        self._timers: list[tuple[float, str]] = []
+        #: When the loop looks at every session again (monotonic).
+        self._everyone_at = 0.0
+        #: The BRPOP's keys for the ready set (rebuilt only when that set changes).
+        self._brpop_keys: list[str] | None = None
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
         #: True while the loop is (about to be) blocked: only then does a wake need a Redis write.
@@ -97,7 +118,7 @@ class Scheduler:
         self._pool.shutdown(wait=True)
 
     def add(self, runner: SessionRunner) -> None:
-        runner.wake = self.wake
+        runner.wake = lambda: self.touch(runner.session_id)
         with self._lock:
             self._runners[runner.session_id] = runner
             self._new.add(runner.session_id)
@@ -108,7 +129,16 @@ class Scheduler:
         with self._lock:
             self._runners.pop(session_id, None)
             self._new.discard(session_id)
-            self._keys.pop(session_id, None)
+            for key in self._keys.pop(session_id, ()):
+                self._owner.pop(key, None)
+            if self._ready.pop(session_id, None) is not None:
+                self._brpop_keys = None
+        self.wake()
+
+    def touch(self, session_id: str) -> None:
+        """``session_id``'s readiness may have changed: look at it again (and end the loop's wait)."""
+        with self._lock:
+            self._dirty.add(session_id)
         self.wake()
 
     def wake(self) -> None:
@@ -161,6 +191,10 @@ class Scheduler:
             with self._lock:
                 self._new.update(self._runners)
                 self._keys.clear()
+                self._owner.clear()
+                self._ready.clear()
+                self._timers.clear()
+                self._brpop_keys = None
             # Connected again: the next outage starts over from the shortest wait. Carried over,
             # every outage would leave the sessions longer without their queues after Redis is back.
             self._retry_in = 1.0
@@ -195,6 +229,8 @@ class Scheduler:
             for name, session_id in queues.items():
                 if session_id in self._runners:
                     self._keys[session_id] = _priority_keys(channel, name)
+                    self._owner.update(dict.fromkeys(self._keys[session_id], session_id))
+                    self._dirty.add(session_id)
         for session_id, count in restored.items():
             log.warning(
                 "session %s: %d unacknowledged message(s) of a previous host put back on its queue",
@@ -203,30 +239,47 @@ class Scheduler:
                 extra={"session_id": session_id},
             )
 
-    def _take_one(self, channel: Any, reader: redis.Redis) -> None:
-        """Wait for one message of a ready session (or a wake, or the next pace slot) and hand it on."""
-        self._blocking = True
-        now = time.monotonic()
-        ready: list[tuple[SessionRunner, list[str]]] = []
-        wait = MAX_WAIT_SECONDS
+    def _plan(self, now: float) -> float:
+        """Bring the ready set up to date at ``now`` (monotonic): the sessions marked since the last
+        look, those whose timer is due, and every ``MAX_WAIT_SECONDS`` all of them; return how long
+        the loop may wait before it has to look again."""
         with self._lock:
-            room = self._in_flight < self.threads
-            runners = [(r, self._keys[s]) for s, r in self._runners.items() if s in self._keys]
-        for runner, session_keys in runners:
-            ready_in = runner.ready_in(now)
-            if ready_in is None:
-                continue
-            if ready_in <= 0:
-                ready.append((runner, session_keys))
+            if now >= self._everyone_at:
+                self._dirty.update(self._keys)
+                self._everyone_at = now + MAX_WAIT_SECONDS
+            while self._timers and self._timers[0][0] <= now:
+                self._dirty.add(heapq.heappop(self._timers)[1])
+            dirty, self._dirty = self._dirty, set()
+            for session_id in dirty:
+                runner = self._runners.get(session_id)
+                ready_in = runner.ready_in(now) if runner is not None and session_id in self._keys else None
+                if ready_in is not None and ready_in <= 0:
+                    if session_id not in self._ready:
+                        self._ready[session_id] = runner  # type: ignore[assignment]
+                        self._brpop_keys = None
+                    continue
+                if self._ready.pop(session_id, None) is not None:
+                    self._brpop_keys = None
+                if ready_in is not None:
+                    heapq.heappush(self._timers, (now + ready_in, session_id))
+            if len(self._timers) > 4 * len(self._keys) + 64:
+                # Sessions re-timed many times leave stale entries: keep the heap to its live ones.
+                self._timers = [(at, sid) for at, sid in self._timers if sid in self._keys]
+                heapq.heapify(self._timers)
+            due = min(self._timers[0][0], self._everyone_at) if self._timers else self._everyone_at
+            return max(0.0, due - now)
+
+    def _take_one(self, channel: Any, reader: redis.Redis) -> None:
+        """Wait for one message of a ready session (or a wake, or the next timer) and hand it on."""
+        self._blocking = True
+        wait = self._plan(time.monotonic())
+        with self._lock:
+            if self._in_flight >= self.threads:
+                keys = [self.wake_key]  # every send thread busy: wait for one to finish
             else:
-                wait = min(wait, ready_in)
-        keys: list[str] = []
-        owner: dict[str, SessionRunner] = {}
-        if room:
-            for runner, session_keys in ready:
-                keys.extend(session_keys)
-                owner.update(dict.fromkeys(session_keys, runner))
-        keys.append(self.wake_key)
+                if self._brpop_keys is None:
+                    self._brpop_keys = [key for sid in self._ready for key in self._keys[sid]] + [self.wake_key]
+                keys = self._brpop_keys
         # A wait shorter than Redis' timeout resolution would return at once: BRPOP's 0 means forever.
         popped = reader.brpop(keys, timeout=max(wait, 0.01))
         self._blocking = False
@@ -236,10 +289,10 @@ class Scheduler:
         if key == self.wake_key:
             reader.delete(self.wake_key)  # the other wakes it holds are answered by this one
             return
-        runner = owner[key]
         with self._lock:
-            current = self._runners.get(runner.session_id) is runner
-        if not current or runner.ready_in(time.monotonic()) is None:
+            session_id = self._owner.get(key)
+            runner = self._ready.get(session_id) if session_id is not None else None
+        if runner is None or runner.ready_in(time.monotonic()) is None:
             # Removed or stopping while the read was on the way: back at the head of its list, as
             # if never taken (nothing recorded it yet).
             reader.rpush(key, raw)
@@ -253,9 +306,9 @@ class Scheduler:
         runner.busy = True
         with self._lock:
             self._in_flight += 1
-            # Round robin: the session served last gets the next chance last.
-            self._runners.pop(runner.session_id, None)
-            self._runners[runner.session_id] = runner
+            # Round robin: the session served leaves the ready set, and comes back at its end.
+            self._ready.pop(runner.session_id, None)
+            self._brpop_keys = None
         self._pool.submit(self._process, runner, message)
 
     def _process(self, runner: SessionRunner, message: Any) -> None:
@@ -267,6 +320,7 @@ class Scheduler:
             runner.busy = False
             with self._lock:
                 self._in_flight -= 1
+                self._dirty.add(runner.session_id)
                 self._idle.notify_all()
             self.wake()
 
@@ -277,12 +331,12 @@ class Scheduler:
 
 
 def _share_client(channel: Any) -> None:
-    """Give ``channel`` one redis-py client for its commands. kombu's Redis channel builds a new
-    client object (over its one connection pool) for every record and acknowledgement of a message,
-    a tenth of the host's CPU per message; a client is thread-safe, so one serves them all."""
-    create = channel._create_client
-    shared = create()
-    channel._create_client = lambda asynchronous=False: create(asynchronous=True) if asynchronous else shared
+    """Give ``channel`` one redis-py client for all its commands: the one it opened its connection
+    with. kombu's Redis channel builds a new client object for every record and acknowledgement of
+    a message (a tenth of the host's CPU per message), over a second connection pool besides the
+    one it pings with; a client is thread-safe, so one serves them all over one connection."""
+    shared = channel.client
+    channel._create_client = lambda asynchronous=False: shared
 
 
 def _priority_keys(channel: Any, queue: str) -> list[str]:

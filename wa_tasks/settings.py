@@ -112,17 +112,18 @@ class Settings(BaseSettings):
     #: token checked before every send). Switch off only to test what an overlap would do.
     session_leases: bool = True
 
-    #: How long a lease lives without renewal: a dead host's sessions move within this time.
+    #: How long a host's lease (which its session leases live by) lasts without renewal: a dead
+    #: host's sessions move within this time.
     lease_ttl_seconds: float = Field(default=10.0, gt=0)
 
     #: Threads of a session host that deliver messages (each holds one send of one session at a
     #: time): how many of its sessions can be sending at the same moment.
     host_send_threads: int = Field(default=8, ge=1, le=256)
 
-    #: How often a session host writes its sessions' live state and heartbeat (seconds).
+    #: How often a session host renews its lease and live report and reloads the sessions (seconds).
     heartbeat_seconds: float = Field(default=2.0, gt=0)
 
-    #: How long a live state stays valid without a heartbeat (seconds). After that the
+    #: How long the live states a host wrote stay valid without its heartbeat (seconds). After that the
     #: session counts as down for routing.
     live_state_ttl_seconds: float = Field(default=10.0, gt=0)
 

@@ -57,6 +57,9 @@ class SimHub:
     def __init__(self, simnet: SimNet) -> None:
         self.simnet = simnet
         self._transports: dict[str, SimulatedTransport] = {}
+        #: The registered sessions that are not connected (each tick looks at these; at every
+        #: session only when the network's devices or drops changed).
+        self._unconnected: set[str] = set()
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -71,52 +74,69 @@ class SimHub:
     def register(self, transport: SimulatedTransport) -> None:
         with self._cond:
             self._transports[transport.session_id] = transport
+            if not transport.connected:
+                self._unconnected.add(transport.session_id)
 
     def unregister(self, transport: SimulatedTransport) -> None:
         with self._cond:
             self._transports.pop(transport.session_id, None)
+            self._unconnected.discard(transport.session_id)
+
+    def state_changed(self, transport: SimulatedTransport) -> None:
+        with self._cond:
+            if transport.session_id not in self._transports:
+                return
+            if transport.connected:
+                self._unconnected.discard(transport.session_id)
+            else:
+                self._unconnected.add(transport.session_id)
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         with self._cond:
             heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
             self._cond.notify()
 
-    def _tick(self, transports: list[SimulatedTransport]) -> None:
+    def _tick(self) -> None:
         """What changed on the network since the last tick reaches the sessions: the devices and
         drops (read again only when their version changed: then every session looks at them,
         otherwise only those not connected, which wait for a pairing, a scan or a ban's end) and
         the replies and receipts waiting for this hub's connected sessions (found by one read of
-        the sessions that something waits for). An idle hub makes two small reads a tick."""
+        the sessions that something waits for). An idle hub makes two small reads a tick and
+        looks at no connected session."""
         replies: dict[str, list[Reply]] = {}
         receipts: dict[str, list[tuple[str, str, float]]] = {}
         dropped: set[str] | None
         devices: dict[str, str] | None
         try:
             version = self.simnet.version()
-            if version != self._version:
+            changed = version != self._version
+            if changed:
                 self._dropped, self._devices = self.simnet.dropped(), self.simnet.devices()
                 self._version = version
-                ticked = transports
-            else:
-                ticked = [t for t in transports if not t.connected]
             dropped, devices = self._dropped, self._devices
-            connected = {t.session_id for t in transports if t.connected}
             now = time.time()
-            waiting = [s for s in self.simnet.due_sessions(now) if s in connected]
+            due = self.simnet.due_sessions(now)
+            with self._cond:
+                ticked = list(self._transports.values()) if changed else self._of(self._unconnected)
+                waiting = [s for s in due if s in self._transports and s not in self._unconnected]
             replies, receipts = self.simnet.take_due(waiting, now)
         except Exception as exc:
             log.warning("simulated network unreachable: %s", exc)
             dropped, devices, self._version = None, None, None
-            ticked = transports
+            with self._cond:
+                ticked = list(self._transports.values())
         for transport in ticked:
             _safely(functools.partial(transport._tick, dropped, devices))
-        by_id = {t.session_id: t for t in transports}
-        for session_id, waiting_replies in replies.items():
-            for reply in waiting_replies:
-                _safely(functools.partial(by_id[session_id]._receive, reply))
-        for session_id, due in receipts.items():
-            for wa_id, kind, at in due:
-                _safely(functools.partial(by_id[session_id]._receipt, wa_id, kind, at))
+        with self._cond:
+            by_id = self._of(set(replies) | set(receipts))
+        for transport in by_id:
+            for reply in replies.get(transport.session_id, ()):
+                _safely(functools.partial(transport._receive, reply))
+            for wa_id, kind, at in receipts.get(transport.session_id, ()):
+                _safely(functools.partial(transport._receipt, wa_id, kind, at))
+
+    def _of(self, session_ids: set[str]) -> list[SimulatedTransport]:
+        return [self._transports[s] for s in session_ids if s in self._transports]
 
     def close(self) -> None:
         with self._cond:
@@ -134,16 +154,16 @@ class SimHub:
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
                     due.append(heapq.heappop(self._timers)[2])
-                transports: list[SimulatedTransport] = []
+                tick = False
                 if now >= next_tick:
                     # The next tick is scheduled whether or not a session is registered: a hub with
                     # none would otherwise wait for a tick that is always due, and spin.
-                    transports = list(self._transports.values())
+                    tick = bool(self._transports)
                     next_tick = now + self.TICK_SECONDS
             for fn in due:
                 _safely(fn)
-            if transports:
-                self._tick(transports)
+            if tick:
+                self._tick()
             with self._cond:
                 if self._stop:
                     return
@@ -332,6 +352,7 @@ class SimulatedTransport:
             if self._state == status:
                 return
             self._state = status
+        self.hub.state_changed(self)
         self._on_event(StateChanged(status=status, detail=detail, phone_number=self._number, until=until))
 
     def _tick(self, dropped: set[str] | None, devices: dict[str, str] | None) -> None:

@@ -194,3 +194,20 @@ def test_no_pace_slot_without_the_lease_and_a_live_host_lease(redis_clean: str) 
     client.set(redis_keys.lease("wa-1"), "b|99")
     with pytest.raises(LeaseLost):
         limits.pace_slot("wa-1", 0.001, lease.value)
+
+
+def test_a_host_looking_for_its_share_is_told_which_sessions_it_could_take(redis_clean: str) -> None:
+    # Given a live host a holding wa-0, a dead host c named in wa-1's lease, wa-2 free, and b's own wa-3
+    client = redis.Redis.from_url(redis_clean, decode_responses=True)
+    a, b = Leases(client, "a", 3.0), Leases(client, "b", 3.0)
+    a.renew()
+    b.renew()
+    assert a.acquire("wa-0") is not None
+    client.set(redis_keys.lease("wa-1"), "c|7")
+    assert b.acquire("wa-3") is not None
+
+    # Then b could take all but a's, and does take the dead host's
+    assert b.takeable(["wa-0", "wa-1", "wa-2", "wa-3"]) == ["wa-1", "wa-2", "wa-3"]
+    assert b.takeable([]) == []
+    taken = b.acquire("wa-1")
+    assert taken is not None and b.owners(["wa-0", "wa-1", "wa-2"]) == ["a", "b", None]

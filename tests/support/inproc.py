@@ -338,6 +338,7 @@ class Host(SessionHost):
     connection; its runners are :class:`Runner`."""
 
     runner_class = Runner
+    redis_connections = None
 
     def __init__(self, app: Celery, settings: Settings) -> None:
         super().__init__(app, settings, hostname="sessions@inproc")

@@ -45,6 +45,25 @@ def client_for(url: str) -> redis.Redis:
         return client
 
 
+def bounded(url: str, connections: int) -> redis.Redis:
+    """Make this process's client for ``url`` one that holds at most ``connections`` connections
+    (a thread that finds them all busy waits for one): for a process whose threads all talk to
+    Redis, so that its connection count stays the same whatever its load. A connection held by a
+    subscription counts."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=connections,
+        timeout=20,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+    client = redis.Redis(connection_pool=pool)
+    use(url, client)
+    return client
+
+
 def use(url: str, client: redis.Redis) -> None:
     """Make :func:`client_for` answer ``client`` for ``url`` in this process: how the in-process
     tests (``tests/support/inproc.py``) put a fake Redis under code that reads its URL from the settings."""
