@@ -75,7 +75,7 @@ def _connections_by_command(env: Environment, pid: int) -> dict[str, int]:
 
 def _ownership(stack: Stack, leases: Leases, sessions: list[str]) -> dict[str, object]:
     """Who owns each session (its lease) and who reports it connected (its live state)."""
-    owners = {s: leases.owner(s) for s in sessions}
+    owners = dict(zip(sessions, leases.owners(sessions), strict=True))
     states = live_state.read(stack.redis, sessions)
     connected = {s: st.host for s, st in states.items() if st.connected}
     return {

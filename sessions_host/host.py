@@ -118,6 +118,10 @@ class SessionHost:
         self.commands = CommandListener(
             self.redis, lambda: dict(self.runners), self._stop_runner, settings.default_region
         )
+        #: Serialises the writes of live states (see ``_publish``).
+        self._publish_lock = threading.Lock()
+        #: Sessions whose live state could not be written (written on the next heartbeat).
+        self._unpublished: set[str] = set()
         self.scheduler = Scheduler(app, settings.redis, self.redis, self.hostname, settings.host_send_threads)
         self._stop = threading.Event()
 
@@ -258,6 +262,7 @@ class SessionHost:
                 # renew the host lease now, rather than lose the sessions already started before
                 # the next heartbeat and start over.
                 self.renew_leases()
+                self.report_live_states()
                 renew_at = time.monotonic() + self.settings.heartbeat_seconds
             lease = None
             if self.settings.session_leases:
@@ -405,7 +410,9 @@ class SessionHost:
         if lost:
             return
         try:
-            live_state.clear(self.redis, session_id)
+            with self._publish_lock:
+                self._unpublished.discard(session_id)
+                live_state.clear(self.redis, session_id)
             if runner is not None and runner.lease is not None:
                 self.leases.release(runner.lease)
         except Exception as exc:
@@ -422,10 +429,7 @@ class SessionHost:
             self.redis.delete(redis_keys.session_qr(session_id))  # a QR code is only shown while waiting
         if event.status == SessionStatus.BANNED:
             runner.restricted(event.detail or "temporarily banned", event.until.timestamp() if event.until else None)
-        try:
-            self._publish(runner)
-        except Exception as exc:
-            log.warning("could not publish live state of %s: %s", session_id, exc)
+        self._publish_quietly(runner)
 
     def _mark_read(self, session_id: str, message: Incoming) -> None:
         """Send the customer a read receipt (``WA_MARK_INCOMING_READ``)."""
@@ -450,17 +454,29 @@ class SessionHost:
         try:
             self._publish(runner)
         except Exception as exc:
+            # Written again on the next heartbeat: nothing else would, as a state is written when
+            # it changes.
+            self._unpublished.add(runner.session_id)
             log.warning("could not publish live state of %s: %s", runner.session_id, exc)
 
     def report_live_states(self) -> None:
         """Keep this host's live states counting; write them all again if they had stopped counting
-        (this host paused past the TTL, or Redis lost them in a restart). Otherwise each is written
-        when it changes, not on every heartbeat."""
-        if not live_state.report_host(self.redis, self.hostname, self.settings.live_state_ttl_seconds):
-            live_state.publish_many(self.redis, [self._live_state(r) for r in list(self.runners.values())])
+        (this host paused past the TTL, or Redis lost them in a restart), and those whose write
+        failed. Otherwise each is written when it changes, not on every heartbeat."""
+        with self._publish_lock:
+            if not live_state.report_host(self.redis, self.hostname, self.settings.live_state_ttl_seconds):
+                self._unpublished.update(self.runners)
+            runners = [r for r in (self.runners.get(s) for s in self._unpublished) if r is not None]
+            live_state.publish_many(self.redis, [self._live_state(r) for r in runners])
+            self._unpublished.clear()
 
     def _publish(self, runner: SessionRunner) -> None:
-        live_state.publish(self.redis, self._live_state(runner))
+        # Under the lock, reading the runner's state inside it: a write of all states that read a
+        # status before a change must not land after the change's own write (the older status
+        # would stay, as nothing writes it again).
+        with self._publish_lock:
+            if self.runners.get(runner.session_id) is runner:
+                live_state.publish(self.redis, self._live_state(runner))
 
     def _live_state(self, runner: SessionRunner) -> live_state.LiveState:
         return live_state.LiveState(

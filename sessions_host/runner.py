@@ -69,8 +69,9 @@ class SessionRunner:
         self.status_since = time.time()
         self._down_since: float | None = time.monotonic()
         self._stop = threading.Event()
-        #: A message of this session is being processed (set and cleared by the scheduler).
-        self.busy = False
+        #: Set while none of this session's messages is being processed (see :attr:`busy`).
+        self._idle = threading.Event()
+        self._idle.set()
         #: No message is taken before then (monotonic): a delivery that could not reach the database
         #: slows its session down.
         self._not_before = 0.0
@@ -91,10 +92,20 @@ class SessionRunner:
     def stop(self, timeout: float = 30.0) -> None:
         """Take no new message, let the send in flight finish, close the transport."""
         self.request_stop()
-        deadline = time.monotonic() + timeout
-        while self.busy and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self._idle.wait(timeout)
         self.transport.stop()
+
+    @property
+    def busy(self) -> bool:
+        """A message of this session is being processed (set and cleared by the scheduler)."""
+        return not self._idle.is_set()
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        if value:
+            self._idle.clear()
+        else:
+            self._idle.set()
 
     def set_status(self, status: str) -> None:
         if status != self.status:
