@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="enqueue: also profile send_bulk")
     parser.add_argument("--urgent", type=int, default=None, help="priority: urgent messages (default 100)")
     parser.add_argument("--no-urgent-worker", action="store_true", help="priority: without the urgent worker")
+    parser.add_argument("--in-process", action="store_true", help="memory, neonize: clients in this process")
     parser.add_argument("--hosts", type=int, default=None, help="pipeline, scale: session host processes")
     parser.add_argument("--noop-n", type=int, default=None, help="pipeline: no-op tasks (default N)")
     parser.add_argument(
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if json_out is None and args.name == "scale":
         # One file per shape: one host with 1,000 sessions and four with 10,000 are both current figures.
         json_out = harness.RESULTS / f"scale-{report.parameters['hosts']}x{report.parameters['sessions']}.json"
+    if json_out is None and report.name == "memory_neonize" and not report.parameters["isolate"]:
+        json_out = harness.RESULTS / "memory_neonize_in_process.json"
     path = report.write(json_out)
     print(f"  written to {path}")
     return 0
@@ -100,7 +103,7 @@ def _run(args: argparse.Namespace, env: harness.Environment) -> harness.Report:
     from bench import memory
 
     if args.transport == "neonize":
-        return memory.run_neonize(env, args.n or 3)
+        return memory.run_neonize(env, args.n or 3, isolate=not args.in_process)
     return memory.run(env, args.n or 100)
 
 

@@ -59,12 +59,14 @@ def run(env: Environment, count: int) -> Report:
     return report
 
 
-def run_neonize(env: Environment, count: int) -> Report:
+def run_neonize(env: Environment, count: int, isolate: bool = True) -> Report:
     """RSS of the child process of each of ``count`` neonize sessions (``isolate: true``, the
     default), constructed offline: the child imports neonize (the Go runtime, whatsmeow), opens its
     SQLite device store and creates the client; its connect then fails (no route to WhatsApp) and it
     waits out the reconnect backoff. That is the idle floor of a neonize session, not what a
-    connected one holds (a websocket, Signal sessions, app-state sync: more)."""
+    connected one holds (a websocket, Signal sessions, app-state sync: more). With ``isolate``
+    false, the clients run in this process instead and what it grows by is measured: the first
+    session pays for loading neonize and the Go runtime, the others for their clients."""
     from sessions_host.transports.neonize import NeonizeStore, NeonizeTransport
 
     events: list[Any] = []
@@ -76,6 +78,7 @@ def run_neonize(env: Environment, count: int) -> Report:
             reconnect_base=5.0,
             reconnect_cap=5.0,
             reconnect_attempts=100,
+            isolate=isolate,
         )
         for i in range(count)
     ]
@@ -85,7 +88,7 @@ def run_neonize(env: Environment, count: int) -> Report:
             transport.start(events.append)
         wait_until(
             lambda: (
-                all(t.pid is not None for t in transports)
+                (not isolate or all(t.pid is not None for t in transports))
                 and sum(1 for e in events if getattr(e, "status", None) == "disconnected") >= count
             ),
             120,
@@ -103,7 +106,24 @@ def run_neonize(env: Environment, count: int) -> Report:
         for transport in transports:
             transport.stop()
     rss = [c["VmRSS"] / 1024 for c in children]
-    report = Report("memory_neonize", {"sessions": count, "transport": "neonize", "isolate": True, "network": "none"})
+    report = Report(
+        "memory_neonize", {"sessions": count, "transport": "neonize", "isolate": isolate, "network": "none"}
+    )
+    if not isolate:
+        grown = (host_after["VmRSS"] - host_before["VmRSS"]) / 1024
+        report.figures = {
+            "process_rss_mib_before": host_before["VmRSS"] / 1024,
+            "process_rss_mib_with_sessions": host_after["VmRSS"] / 1024,
+            "rss_mib_per_session": grown / count,
+            "process_threads_with_sessions": host_after["Threads"],
+            "seconds_until_first_connect_failed": first_failure,
+            "connect_errors_seen": details[:3],
+        }
+        report.notes.append(
+            "offline, in this process (isolate: false): what the process grew by, neonize's own "
+            "import (the Go runtime) included; a connected client holds more."
+        )
+        return report
     report.figures = {
         "child_rss_mib": rss,
         "child_rss_mib_mean": sum(rss) / len(rss),

@@ -185,6 +185,7 @@ def run(env: Environment, count: int, hosts: int, idle_seconds: float = IDLE_SEC
 
     report.targets = {
         "every session connected and owned exactly once": met(ok),
+        "each owned once and connected within 60 s of the last one added": met(ok and settle_seconds <= 60),
         "no lease lost while idle": met(not any(report.figures["leases_lost_per_host"].values())),  # type: ignore[attr-defined]
         "≤ 8 Redis connections per host": met(max(connections.values()) <= 8),
         "idle: ≤ 1 CPU-s a minute per 1,000 sessions of a host": met(

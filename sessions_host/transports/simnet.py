@@ -136,9 +136,14 @@ class SimNet:
         value = self.redis.hget(redis_keys.SIM_DEVICES, session_id)
         return str(value) if value else None
 
-    def devices(self) -> dict[str, str]:
-        """Every paired session and its device's number."""
-        return {str(k): str(v) for k, v in self.redis.hgetall(redis_keys.SIM_DEVICES).items()}
+    def devices(self, session_ids: list[str] | None = None) -> dict[str, str]:
+        """Every paired session (of ``session_ids``, if given) and its device's number."""
+        if session_ids is None:
+            return {str(k): str(v) for k, v in self.redis.hgetall(redis_keys.SIM_DEVICES).items()}
+        if not session_ids:
+            return {}
+        numbers = self.redis.hmget(redis_keys.SIM_DEVICES, session_ids)
+        return {s: str(n) for s, n in zip(session_ids, numbers, strict=True) if n}
 
     def pair(self, session_id: str, number: str | None = None) -> str:
         """Link a simulated device to ``session_id`` (what a QR scan does); returns its number."""

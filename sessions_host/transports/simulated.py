@@ -64,8 +64,10 @@ class SimHub:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stop = False
-        #: The network's devices and drops as last read, and their version then (None: read again).
-        self._version: str | None = None
+        #: The network's devices and drops as last read, and their version then with the count of
+        #: registrations (None: read again).
+        self._version: tuple[str, int] | None = None
+        self._registered = 0
         self._dropped: set[str] = set()
         self._devices: dict[str, str] = {}
         self._thread = threading.Thread(target=self._run, name="sim-hub", daemon=True)
@@ -74,6 +76,7 @@ class SimHub:
     def register(self, transport: SimulatedTransport) -> None:
         with self._cond:
             self._transports[transport.session_id] = transport
+            self._registered += 1
             if not transport.connected:
                 self._unconnected.add(transport.session_id)
 
@@ -109,10 +112,14 @@ class SimHub:
         devices: dict[str, str] | None
         try:
             version = self.simnet.version()
-            changed = version != self._version
+            with self._cond:
+                # A session registered since the last read needs its device read too.
+                changed = (version, self._registered) != self._version
+                mine, registered = list(self._transports), self._registered
             if changed:
-                self._dropped, self._devices = self.simnet.dropped(), self.simnet.devices()
-                self._version = version
+                # Only this hub's sessions' devices: other hosts' sessions share the network.
+                self._dropped, self._devices = self.simnet.dropped(), self.simnet.devices(mine)
+                self._version = (version, registered)
             dropped, devices = self._dropped, self._devices
             now = time.time()
             due = self.simnet.due_sessions(now)
