@@ -47,7 +47,8 @@ from wa_tasks.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Connections of the host's own Redis client (see ``SessionHost.__init__``). With the scheduler's
-#: blocking read, its kombu channel, and Flower's (events, remote control: two), a host holds eight.
+#: blocking read and kombu channel and Flower's remote control (its subscription, and its publishing
+#: that the events share), a host holds seven, and one more once it publishes a task (a reroute).
 REDIS_CONNECTIONS = 3
 
 
