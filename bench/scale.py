@@ -28,21 +28,26 @@ def redis_connections(pid: int, redis_url: str) -> int:
     """How many TCP connections process ``pid`` holds to the Redis of ``redis_url`` (its sockets,
     matched by inode against the kernel's table of TCP connections to that port)."""
     port = urlparse(redis_url).port or 6379
+    return sum(1 for _, remote_port in _tcp_connections(pid) if remote_port == port)
+
+
+def _tcp_connections(pid: int) -> list[tuple[int, int]]:
+    """``(local port, remote port)`` of each TCP connection process ``pid`` holds (its sockets,
+    matched by inode against the kernel's tables of TCP connections)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):
             target = os.readlink(fd)
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
-    count = 0
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
-                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-                if remote_port == port and fields[9] in inodes:
-                    count += 1
-    return count
+                if fields[9] in inodes:
+                    found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)))
+    return found
 
 
 def _command_counts(env: Environment) -> Counter[str]:
@@ -53,19 +58,7 @@ def _command_counts(env: Environment) -> Counter[str]:
 
 def _connections_by_command(env: Environment, pid: int) -> dict[str, int]:
     """The Redis connections of process ``pid``, by the last command each ran (what holds them)."""
-    ports = set()
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[9] in inodes:
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    ports = {local_port for local_port, _ in _tcp_connections(pid)}
     by_command: Counter[str] = Counter()
     for client in env.redis.client_list():
         if int(client["addr"].rsplit(":", 1)[1]) in ports:

@@ -97,10 +97,9 @@ class Leases:
         session starts again under a checked lease). One round trip."""
         if not leases:
             return {}
-        values = self.client.mget([redis_keys.lease(lease.session_id) for lease in leases])
+        values = self._values([lease.session_id for lease in leases])
         gone: dict[Lease, str | None] = {}
-        for lease, raw in zip(leases, values, strict=True):
-            value = raw.decode() if isinstance(raw, bytes) else raw
+        for lease, value in zip(leases, values, strict=True):
             if value is None:
                 gone[lease] = None
             elif value != lease.value:
@@ -112,12 +111,14 @@ class Leases:
     def acquire(self, session_id: str) -> Lease | None:
         """Take the session's lease if nobody holds it or its holder's host lease has expired (or
         this host holds it already); None if a live host holds it."""
-        key = redis_keys.lease(session_id)
-        raw = self.client.get(key)
-        current = (raw.decode() if isinstance(raw, bytes) else raw) or ""
+        current = self._values([session_id])[0] or ""
         token = int(
             self._acquire(
-                keys=[key, redis_keys.lease_fence(session_id), redis_keys.host_lease(holder(current) or self.host)],
+                keys=[
+                    redis_keys.lease(session_id),
+                    redis_keys.lease_fence(session_id),
+                    redis_keys.host_lease(holder(current) or self.host),
+                ],
                 args=[self.host, current],
             )
         )
@@ -127,12 +128,7 @@ class Leases:
         """Those of ``session_ids`` whose lease this host could take now: nobody holds it, its holder's
         host lease expired, or this host holds it. Two round trips for any number of sessions, so a
         host looking for its share among thousands does not try each one."""
-        if not session_ids:
-            return []
-        values = [
-            (raw.decode() if isinstance(raw, bytes) else raw)
-            for raw in self.client.mget([redis_keys.lease(s) for s in session_ids])
-        ]
+        values = self._values(session_ids)
         holders = sorted({holder(v) for v in values if v} - {self.host})
         live = set()
         if holders:
@@ -149,8 +145,15 @@ class Leases:
 
     def owners(self, session_ids: Sequence[str]) -> list[str | None]:
         """:meth:`owner` of each of ``session_ids``, in one round trip."""
-        values = self.client.mget([redis_keys.lease(s) for s in session_ids]) if session_ids else []
-        return [holder(v.decode() if isinstance(v, bytes) else v) if v else None for v in values]
+        return [holder(v) if v else None for v in self._values(session_ids)]
+
+    def _values(self, session_ids: Sequence[str]) -> list[str | None]:
+        """The value (``host|token``) of each session's lease, None where there is none, in one
+        round trip (as text whether or not the client decodes its replies)."""
+        if not session_ids:
+            return []
+        raw = self.client.mget([redis_keys.lease(s) for s in session_ids])
+        return [v.decode() if isinstance(v, bytes) else v for v in raw]
 
     # Hosts, for a fair share of the sessions ------------------------------------------------------
 

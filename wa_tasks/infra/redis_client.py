@@ -34,14 +34,21 @@ return 0
 """
 
 
+#: How every client of :func:`client_for` and :func:`bounded` talks to Redis.
+_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "health_check_interval": 30,
+}
+
+
 def client_for(url: str) -> redis.Redis:
     key = (os.getpid(), url)
     with _lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = redis.Redis.from_url(
-                url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
-            )
+            client = _clients[key] = redis.Redis.from_url(url, **_OPTIONS)
         return client
 
 
@@ -50,15 +57,7 @@ def bounded(url: str, connections: int) -> redis.Redis:
     (a thread that finds them all busy waits for one): for a process whose threads all talk to
     Redis, so that its connection count stays the same whatever its load. A connection held by a
     subscription counts."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=connections,
-        timeout=20,
-        decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-        health_check_interval=30,
-    )
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=20, **_OPTIONS)
     client = redis.Redis(connection_pool=pool)
     use(url, client)
     return client
