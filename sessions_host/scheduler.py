@@ -16,10 +16,12 @@ session each time: whatever can change a session's readiness (a send finished, a
 started or stopped) marks that session and wakes the loop through this host's wake list, and a
 session that becomes ready later (its pace slot, the grace) waits in a timer heap. The loop blocks in
 one ``BRPOP`` over the ready sessions' queues, each session's priority lists highest first, and the
-wake list, with the next timer as its timeout. So an urgent message goes out in its session's next
-slot, nothing polls, and a change costs the work of its own session, not of all of them: what lets
-one host keep thousands of sessions. Every ``MAX_WAIT_SECONDS`` every session is looked at again, so
-a change that was never announced would still be noticed within that time.
+wake list, with the next timer as its timeout; while every send thread is busy nothing can be taken,
+and the loop waits in the process for one to finish instead (no Redis write wakes it). So an
+urgent message goes out in its session's next slot, nothing polls, and a change costs the work of
+its own session, not of all of them: what lets one host keep thousands of sessions. Every
+``MAX_WAIT_SECONDS`` every session is looked at again, so a change that was never announced would
+still be noticed within that time.
 
 The broker's bookkeeping is kombu's, on one kombu channel, as a kombu consumer keeps it: a message
 taken is recorded in the transport's ``unacked`` hash before it is handed on, acknowledged (or put
@@ -120,6 +122,8 @@ class Scheduler:
         """Stop taking messages; wait for the sends in flight; close the broker connection (kombu
         puts back any message still unacknowledged)."""
         self._stop.set()
+        with self._lock:
+            self._idle.notify_all()
         self.wake()
         self._thread.join(timeout=timeout)
         self._pool.shutdown(wait=True)
@@ -282,11 +286,15 @@ class Scheduler:
         wait = self._plan(time.monotonic())
         with self._lock:
             if self._in_flight >= self.threads:
-                keys = [self._wake_key]  # every send thread busy: wait for one to finish
-            else:
-                if self._brpop_keys is None:
-                    self._brpop_keys = [key for sid in self._ready for key in self._keys[sid]] + [self._wake_key]
-                keys = self._brpop_keys
+                # Every send thread busy: nothing can be taken before one finishes, which notifies
+                # here, in the process; the wakes meanwhile need no Redis write.
+                self._blocking = False
+                if not self._stop.is_set():
+                    self._idle.wait(timeout=wait)
+                return
+            if self._brpop_keys is None:
+                self._brpop_keys = [key for sid in self._ready for key in self._keys[sid]] + [self._wake_key]
+            keys = self._brpop_keys
         # A wait shorter than Redis' timeout resolution would return at once: BRPOP's 0 means forever.
         popped = reader.brpop(keys, timeout=max(wait, 0.01))
         self._blocking = False

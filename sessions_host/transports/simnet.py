@@ -74,6 +74,27 @@ return out
 """
 
 
+#: KEYS: [1] SIM_DROPPED, [2] SIM_NOT_ON_WHATSAPP, [3] SIM_LEDGER, [4] the session's receipts,
+#: [5] SIM_DUE. ARGV: [1] the session, [2] the recipient, [3] "1" to record the message, [4] its
+#: ledger entry, then (receipt member, due time) pairs. The server's answer to one send in one round
+#: trip: "dropped" (the session's connection is cut), "absent" (the recipient is not on WhatsApp),
+#: else "ok", with the message recorded if asked and its receipts held for the session.
+ACCEPT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 'dropped' end
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 'absent' end
+if ARGV[3] == '1' then
+  redis.call('RPUSH', KEYS[3], ARGV[4])
+  local first = nil
+  for i = 5, #ARGV, 2 do
+    redis.call('ZADD', KEYS[4], ARGV[i + 1], ARGV[i])
+    if first == nil or tonumber(ARGV[i + 1]) < first then first = tonumber(ARGV[i + 1]) end
+  end
+  if first ~= nil then redis.call('ZADD', KEYS[5], 'LT', first, ARGV[1]) end
+end
+return 'ok'
+"""
+
+
 class SimNet:
     """Access to the simulated network's state (thin wrapper over Redis)."""
 
@@ -82,19 +103,28 @@ class SimNet:
 
     # Ledger ------------------------------------------------------------------------------------
 
-    def record(self, entry: LedgerEntry, receipts: Sequence[tuple[str, float]] = ()) -> None:
-        """The network accepts a message: it is on the recipient's phone, and its receipts
-        (``(kind, due unix time)``) are held for the sending session in the same transaction, as
-        WhatsApp's server holds them for a device that is offline when they come."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(redis_keys.SIM_LEDGER, entry.to_json())
-        if receipts:
-            pipe.zadd(
-                redis_keys.sim_receipts(entry.session),
-                {json.dumps({"id": entry.wa_message_id, "kind": kind}): due for kind, due in receipts},
-            )
-            pipe.zadd(redis_keys.SIM_DUE, {entry.session: min(due for _, due in receipts)}, lt=True)
-        pipe.execute()
+    def accept(self, entry: LedgerEntry, receipts: Sequence[tuple[str, float]] = (), *, record: bool = True) -> str:
+        """The server's answer to a send, in one round trip: ``"dropped"`` if the sending session's
+        connection is cut, ``"absent"`` if the recipient is not on WhatsApp, else ``"ok"``; then,
+        if ``record``, the message is on the recipient's phone and its receipts (``(kind, due unix
+        time)``) are held for the sending session, as WhatsApp's server holds them for a device
+        that is offline when they come."""
+        args: list[str | float] = [entry.session, entry.to, "1" if record else "0", entry.to_json()]
+        for kind, due in receipts:
+            args += [json.dumps({"id": entry.wa_message_id, "kind": kind}), due]
+        keys = [
+            redis_keys.SIM_DROPPED,
+            redis_keys.SIM_NOT_ON_WHATSAPP,
+            redis_keys.SIM_LEDGER,
+            redis_keys.sim_receipts(entry.session),
+            redis_keys.SIM_DUE,
+        ]
+        answer = self._accept(keys=keys, args=args)
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
+
+    @functools.cached_property
+    def _accept(self) -> Any:
+        return self.redis.register_script(ACCEPT)
 
     def due_sessions(self, now: float) -> list[str]:
         """The sessions that something waits for by ``now`` (a reply, a receipt due)."""
@@ -239,9 +269,6 @@ class SimNet:
 
     def dropped(self) -> set[str]:
         return {str(s) for s in self.redis.smembers(redis_keys.SIM_DROPPED)}
-
-    def is_dropped(self, session_id: str) -> bool:
-        return bool(self.redis.sismember(redis_keys.SIM_DROPPED, session_id))
 
 
 def simulated_number(session_id: str) -> str:

@@ -266,47 +266,54 @@ class SimulatedTransport:
     ) -> SendResult:
         if self._state != SessionStatus.CONNECTED:
             raise SessionError(f"websocket not connected (session is {self._state})")
-        if self.simnet.is_dropped(self.session_id):
-            self._set(SessionStatus.DISCONNECTED, "connection dropped")
-            raise SessionError("websocket disconnected before message send returned response")
         latency = self._rng.uniform(0.5, 1.5) * self.options.latency_ms / 1000.0
         fails = self._rng.random() < self.options.failure_rate
         delivered_after = self._rng.uniform(0.5, 1.5) * self.options.delivered_after_seconds
         read_after = delivered_after + self._rng.uniform(0.5, 1.5) * self.options.read_after_seconds
-        # The message travels half the round trip to the server, which accepts or refuses it; its
-        # answer travels the other half back.
+        # The message travels half the round trip to the server, which accepts or refuses it (one
+        # round trip to the simulated network's state); its answer travels the other half back.
         if latency:
             time.sleep(latency / 2)
-        try:
-            if fails:
-                raise TransientSendError("timed out waiting for message send response")
-            if not self.simnet.is_on_whatsapp(jid.split("@", 1)[0]):
-                raise RecipientError(f"{mask(jid)} is not on WhatsApp")
-            if self._ban is not None:
-                self._judge(jid.split("@", 1)[0], text)
-        except Exception:
-            time.sleep(latency / 2)
-            raise
+        to = jid.split("@", 1)[0]
         wa_id = message_id or _new_id()
         sender = self._number or self.simnet.device_number(self.session_id) or "?"
         sent = time.time()
-        self.simnet.record(
-            LedgerEntry(
-                session=self.session_id,
-                sender=sender,
-                to=jid.split("@", 1)[0],
-                text=text,
-                wa_message_id=wa_id,
-                at=now_iso(),
-                kind=kind,
-                mimetype=mimetype,
-                size=size,
-            ),
-            receipts=[("delivered", sent + delivered_after), ("read", sent + read_after)],
+        entry = LedgerEntry(
+            session=self.session_id,
+            sender=sender,
+            to=to,
+            text=text,
+            wa_message_id=wa_id,
+            at=now_iso(),
+            kind=kind,
+            mimetype=mimetype,
+            size=size,
         )
+        receipts = [("delivered", sent + delivered_after), ("read", sent + read_after)]
+        # Ban safety's verdict comes between the server's checks and its taking the message, so
+        # with a ban model the server is asked twice.
+        answer = self.simnet.accept(entry, receipts, record=not fails and self._ban is None)
+        try:
+            self._refused(answer, jid)
+            if fails:
+                raise TransientSendError("timed out waiting for message send response")
+            if self._ban is not None:
+                self._judge(to, text)
+                self._refused(self.simnet.accept(entry, receipts), jid)
+        except Exception:
+            time.sleep(latency / 2)
+            raise
         if latency:
             time.sleep(latency / 2)
         return SendResult(wa_message_id=wa_id)
+
+    def _refused(self, answer: str, jid: str) -> None:
+        """Raise as WhatsApp would for the simulated server's ``answer`` to a send (``SimNet.accept``)."""
+        if answer == "dropped":
+            self._set(SessionStatus.DISCONNECTED, "connection dropped")
+            raise SessionError("websocket disconnected before message send returned response")
+        if answer == "absent":
+            raise RecipientError(f"{mask(jid)} is not on WhatsApp")
 
     # Operator actions (as the neonize transport offers them) ----------------------------------
 
