@@ -37,9 +37,9 @@ from collections.abc import Collection
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
-from sqlalchemy.orm import Session
 
 from models import PENDING, Message, MessageStatus, WhatsAppSession, utcnow
+from models.db import Db
 from wa_tasks.core.timefmt import iso_or_none
 from wa_tasks.pipeline import webhooks
 from wa_tasks.settings import get_settings
@@ -116,24 +116,24 @@ _COUNT_SEND = (
 )
 
 
-def _update(db: Session, message_id: str, where: list[Any], **values: Any) -> bool:
+def _update(db: Db, message_id: str, where: list[Any], **values: Any) -> bool:
     values.setdefault("updated_at", utcnow())
     result = db.execute(update(Message).where(Message.id == message_id, *where).values(**values))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def touch_dispatched(db: Session, message_id: str) -> None:
+def touch_dispatched(db: Db, message_id: str) -> None:
     _update(db, message_id, [Message.status == S.QUEUED], dispatched_at=utcnow())
 
 
-def route(db: Session, message_id: str, session_id: str) -> bool:
+def route(db: Db, message_id: str, session_id: str) -> bool:
     """``queued → routed`` to ``session_id``."""
     return _update(
         db, message_id, [Message.status == S.QUEUED], status=S.ROUTED, session_id=session_id, routed_at=utcnow()
     )
 
 
-def route_many(db: Session, message_ids: list[str], session_id: str) -> int:
+def route_many(db: Db, message_ids: list[str], session_id: str) -> int:
     """``route`` for many messages to one session in one statement; returns how many moved."""
     now = utcnow()
     result = db.execute(
@@ -144,7 +144,7 @@ def route_many(db: Session, message_ids: list[str], session_id: str) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def claim(db: Session, message_id: str, session_id: str) -> bool:
+def claim(db: Db, message_id: str, session_id: str) -> bool:
     """``routed`` (to this session) or ``queued`` → ``sending`` by the host of ``session_id``; counts
     an attempt. ``queued`` is accepted because dispatch publishes ``deliver`` before it commits
     ``routed``: a deliver may arrive first, and a crash between the two must not strand the row."""
@@ -152,7 +152,7 @@ def claim(db: Session, message_id: str, session_id: str) -> bool:
 
 
 def claim_attempts(
-    db: Session,
+    db: Db,
     message_id: str,
     session_id: str,
     *,
@@ -178,7 +178,7 @@ def claim_attempts(
     return None if attempts is None else int(attempts)
 
 
-def unclaim(db: Session, message_id: str, session_id: str) -> bool:
+def unclaim(db: Db, message_id: str, session_id: str) -> bool:
     """``sending → routed`` when the host stops before it sent: nothing went out, the attempt is
     taken back."""
     return _update(
@@ -192,9 +192,7 @@ def unclaim(db: Session, message_id: str, session_id: str) -> bool:
     )
 
 
-def mark_sent(
-    db: Session, message_id: str, wa_message_id: str, sent_at: dt.datetime, session_id: str | None = None
-) -> bool:
+def mark_sent(db: Db, message_id: str, wa_message_id: str, sent_at: dt.datetime, session_id: str | None = None) -> bool:
     """``sending → sent``; counts the send on its session (``session_id`` if the caller knows it,
     which saves a query). A receipt that overtook this write already resolved the row: the
     acknowledgement then only gives it its true ``sent_at``."""
@@ -216,7 +214,7 @@ def mark_sent(
     return True
 
 
-def session_error(db: Session, session_id: str, error: str) -> None:
+def session_error(db: Db, session_id: str, error: str) -> None:
     """Count one more error in a row on a session (a sent message resets it; the health check
     reconnects a session past 5)."""
     db.execute(
@@ -226,7 +224,7 @@ def session_error(db: Session, session_id: str, error: str) -> None:
     )
 
 
-def mark_failed(db: Session, message_id: str, error: str) -> bool:
+def mark_failed(db: Db, message_id: str, error: str) -> bool:
     """Any unsent state → ``failed`` with ``error``."""
     done = _update(
         db,
@@ -241,7 +239,7 @@ def mark_failed(db: Session, message_id: str, error: str) -> bool:
     return done
 
 
-def requeue(db: Session, message_id: str, error: str | None = None, *, refund_attempt: bool = False) -> bool:
+def requeue(db: Db, message_id: str, error: str | None = None, *, refund_attempt: bool = False) -> bool:
     """``routed``/``sending`` → ``queued`` (to be dispatched again, possibly elsewhere).
 
     ``refund_attempt``: the session, not the message, was at fault; the claim's attempt is taken back.
@@ -254,14 +252,14 @@ def requeue(db: Session, message_id: str, error: str | None = None, *, refund_at
     return _update(db, message_id, [Message.status.in_([S.ROUTED, S.SENDING])], **values)
 
 
-def cancel(db: Session, message_id: str) -> bool:
+def cancel(db: Db, message_id: str) -> bool:
     done = _update(db, message_id, [Message.status.in_(PENDING)], status=S.CANCELLED, cancelled_at=utcnow())
     if done:
         webhooks.record(db, [message_id], S.CANCELLED)
     return done
 
 
-def update_many(db: Session, where: list[Any], status: MessageStatus, **values: Any) -> int:
+def update_many(db: Db, where: list[Any], status: MessageStatus, **values: Any) -> int:
     """Move every message matching ``where`` to ``status`` (with ``values``) in one statement and
     record their status events; returns how many moved. For the bulk cancels and expiries."""
     values.setdefault("updated_at", utcnow())
@@ -273,7 +271,7 @@ def update_many(db: Session, where: list[Any], status: MessageStatus, **values: 
     return len(ids)
 
 
-def cancel_pending(db: Session, ref: str, categories: Collection[str] | None = None) -> int:
+def cancel_pending(db: Db, ref: str, categories: Collection[str] | None = None) -> int:
     """Cancel the messages about ``ref`` still waiting (``scheduled``, ``queued``, ``routed``; never
     one already ``sending``), only those of ``categories`` when given; returns how many."""
     where = [Message.ref == ref, Message.status.in_(PENDING)]
@@ -282,7 +280,7 @@ def cancel_pending(db: Session, ref: str, categories: Collection[str] | None = N
     return update_many(db, where, S.CANCELLED, cancelled_at=utcnow())
 
 
-def expire(db: Session, message_id: str, now: dt.datetime, session_id: str | None = None) -> bool:
+def expire(db: Db, message_id: str, now: dt.datetime, session_id: str | None = None) -> bool:
     """A message past its ``expires_at`` and not sent → ``expired``: from ``scheduled``, ``queued``
     or ``routed``, and from ``sending`` only by the host of ``session_id`` that claimed it and has
     not sent it."""
@@ -301,7 +299,7 @@ def expire(db: Session, message_id: str, now: dt.datetime, session_id: str | Non
     return done
 
 
-def expire_due(db: Session, now: dt.datetime, limit: int) -> int:
+def expire_due(db: Db, now: dt.datetime, limit: int) -> int:
     """:func:`expire` for up to ``limit`` waiting messages past their ``expires_at``; returns how many."""
     ids = db.scalars(
         select(Message.id).where(Message.status.in_(PENDING), Message.expires_at <= now).limit(limit)
@@ -312,7 +310,7 @@ def expire_due(db: Session, now: dt.datetime, limit: int) -> int:
     return update_many(db, where, S.EXPIRED, expired_at=now, updated_at=now)
 
 
-def hold(db: Session, message_id: str, until: dt.datetime) -> bool:
+def hold(db: Db, message_id: str, until: dt.datetime) -> bool:
     """``queued``/``routed`` → ``scheduled`` until ``until`` (its send window is closed): not failed,
     not sent; the releaser queues it again when the window opens."""
     return _update(
@@ -325,7 +323,7 @@ def hold(db: Session, message_id: str, until: dt.datetime) -> bool:
     )
 
 
-def retry_failed(db: Session, message_id: str) -> bool:
+def retry_failed(db: Db, message_id: str) -> bool:
     """``failed → queued`` for another round of attempts (an operator's retry)."""
     return _update(
         db,
@@ -340,7 +338,7 @@ def retry_failed(db: Session, message_id: str) -> bool:
     )
 
 
-def apply_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -> bool:
+def apply_receipt(db: Db, wa_message_id: str, kind: str, at: dt.datetime) -> bool:
     """A delivery or read receipt for the message WhatsApp knows as ``wa_message_id``.
 
     Receipts may arrive out of order or twice; a status never goes backwards. A receipt for a send
@@ -362,7 +360,7 @@ def apply_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -
     return found or _resolve_by_receipt(db, wa_message_id, kind, at)
 
 
-def _resolve_by_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datetime) -> bool:
+def _resolve_by_receipt(db: Db, wa_message_id: str, kind: str, at: dt.datetime) -> bool:
     """An unconfirmed send (``sending``, or ``failed`` as ambiguous) whose id the receipt carries
     reached the phone: ``delivered`` or ``read``, counted on its session. Only when the id names
     exactly one message: two rows with one id would make the receipt a guess."""
@@ -403,7 +401,7 @@ def _resolve_by_receipt(db: Session, wa_message_id: str, kind: str, at: dt.datet
     return True
 
 
-def adopt_id(db: Session, secrets: list[str], wa_message_id: str) -> bool:
+def adopt_id(db: Db, secrets: list[str], wa_message_id: str) -> bool:
     """A receipt came for ``wa_message_id``, which no message has; the transport's store says the
     send of that id carried one of ``secrets`` (see ``Message.send_secret``). The one unconfirmed
     send that carried it takes the id, so that the receipt resolves it. Nothing if no message, or
@@ -419,7 +417,7 @@ def adopt_id(db: Session, secrets: list[str], wa_message_id: str) -> bool:
 
 
 def _update_by_wa(
-    db: Session, wa_message_id: str, where: list[Any], status: MessageStatus, at: dt.datetime, **values: Any
+    db: Db, wa_message_id: str, where: list[Any], status: MessageStatus, at: dt.datetime, **values: Any
 ) -> bool:
     values["updated_at"] = utcnow()
     ids = db.scalars(
@@ -433,7 +431,7 @@ def _update_by_wa(
     return bool(ids)
 
 
-def has_wa_id(db: Session, wa_message_id: str) -> bool:
+def has_wa_id(db: Db, wa_message_id: str) -> bool:
     return db.scalar(select(Message.id).where(Message.wa_message_id == wa_message_id).limit(1)) is not None
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from models import utcnow
 from models.db import write_through_disconnects
@@ -49,7 +49,7 @@ class Outcome(StrEnum):
     HELD = "held"  #: outside its send window: scheduled again for the window's opening
 
 
-def _write(settings: Settings, write: Callable[[Session], object]) -> None:
+def _write(settings: Settings, write: Callable[[Connection], object]) -> None:
     write_through_disconnects(settings.database, write)
 
 

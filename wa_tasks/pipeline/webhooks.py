@@ -30,10 +30,9 @@ from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
 
 from models import DEAD_EVENT, PENDING_EVENT, Message, MessageStatus, WebhookEvent, utcnow
-from models.db import session_scope
+from models.db import Db, session_scope
 from wa_tasks.core.timefmt import iso, iso_or_none
 from wa_tasks.errors import UnknownWebhookEvent
 from wa_tasks.settings import Settings, get_settings
@@ -64,7 +63,7 @@ def installation_targets(settings: Settings) -> list[str]:
     return [t for t in (settings.status_webhook_url, settings.status_hook) if t]
 
 
-def record(db: Session, message_ids: Collection[str], status: str, *, at: dt.datetime | None = None) -> int:
+def record(db: Db, message_ids: Collection[str], status: str, *, at: dt.datetime | None = None) -> int:
     """Store the event of ``status`` for each of ``message_ids`` (rows just moved to it in ``db``'s
     transaction), once per target; returns how many event rows were written."""
     if not message_ids:
