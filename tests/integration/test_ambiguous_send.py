@@ -10,7 +10,7 @@ import datetime as dt
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models import Message, WhatsAppSession
@@ -18,7 +18,7 @@ from models.db import session_scope
 from support.stack import Stack
 from wa_tasks.admin import queue_view
 from wa_tasks.core import redis_keys
-from wa_tasks.pipeline import lifecycle
+from wa_tasks.pipeline import lifecycle, outcomes
 from wa_tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -176,3 +176,24 @@ def test_the_claim_stores_the_chosen_id_and_taking_it_back_clears_it(settings: S
     with session_scope(settings.database) as db:
         assert lifecycle.unclaim(db, "msg_1", "wa-1")
     assert _row(settings, "msg_1").wa_message_id is None
+
+
+def test_a_send_is_marked_sent_once_and_counted_once_on_its_session(settings: Settings) -> None:
+    # Given a message claimed by session wa-1, which had errors in a row
+    _message(settings, "msg_1", None, "routed")
+    with session_scope(settings.database) as db:
+        db.execute(update(WhatsAppSession).values(error_count=3))
+        assert lifecycle.claim_attempts(db, "msg_1", "wa-1", wa_message_id="WA-1") == 1
+
+    # When its send is recorded as the session host records it (a Core connection), then again
+    assert outcomes.sent(settings, "msg_1", "WA-1", T0, "wa-1") == outcomes.Outcome.SENT
+    with session_scope(settings.database) as db:
+        assert not lifecycle.mark_sent(db, "msg_1", "WA-1", T0, "wa-1")
+
+    # Then the message is sent at its time, and the session counts it once, its errors reset
+    row = _row(settings, "msg_1")
+    assert (row.status, row.wa_message_id, row.sent_at) == ("sent", "WA-1", T0)
+    with session_scope(settings.database) as db:
+        session = _session(db)
+        assert session is not None
+        assert (session.message_count, session.error_count, session.last_activity) == (1, 0, T0)

@@ -162,3 +162,44 @@ def test_the_outcome_of_a_send_is_recorded_through_a_dropped_connection(
         assert row is not None
         assert (row.status, row.error_message) == (expected_status, error)
         assert row.attempts == (0 if isinstance(outcome, SessionError) else 1)
+
+
+class _DroppingGate(_OpenGate):
+    """Drops the session host's pooled database connection at ban safety's check: after the
+    message was read, before it is claimed."""
+
+    def __init__(self, url: str, backend: int) -> None:
+        self.url, self.backend = url, backend
+
+    def safety_check(self, number: str) -> tuple[Decision, bool]:
+        _kill(self.url, self.backend)
+        return Decision(True), False
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_dropped_before_the_claim_leaves_the_message_to_be_delivered_again(settings: Settings) -> None:
+    # Given a message routed to wa-1, and a database connection dropped between its read and its claim
+    url = settings.database
+    manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
+    with session_scope(url) as db:
+        message = Message(to_number="6281200000001", content="Tagihan", status="routed", session_id="wa-1")
+        db.add(message)
+        db.flush()
+        message_id = message.id
+    engine_for(url).dispose()
+    transport = _DroppingTransport(url, None)
+    gate = _DroppingGate(url, _backend(url))
+    deliverer = Deliverer(app_for(settings), settings, "wa-1", transport, gate)  # type: ignore[arg-type]
+
+    # When it is delivered, Then the delivery fails (its task goes back on the queue) with nothing sent
+    with pytest.raises(DBAPIError):
+        deliverer.deliver(message_id)
+    # And the message is still routed with no attempt counted, not left "sending" (which would be
+    # failed as an ambiguous send)
+    with session_scope(url) as db:
+        row = db.get(Message, message_id)
+        assert row is not None and (row.status, row.attempts, row.wa_message_id) == ("routed", 0, None)
+
+    # And delivered again, it is sent once
+    transport.backend = _backend(url)
+    assert deliverer.deliver(message_id) == Outcome.SENT
