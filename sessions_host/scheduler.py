@@ -38,11 +38,12 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from celery import Celery
 from kombu.serialization import prepare_accept_content
+from kombu.transport import virtual
 
 from wa_tasks.core import redis_keys
 from wa_tasks.infra.redis_client import unacked
@@ -68,6 +69,34 @@ COALESCE_MAX_SECONDS = 0.1
 RESTORE_VISIBLE_EVERY = 30.0
 #: Messages decoded from the session queues: JSON only (a pickle put on a queue is never loaded).
 ACCEPT = prepare_accept_content(["json"])
+
+#: KEYS: [1] kombu's ``unacked`` hash, [2] its index, then the lists to take from, in order. ARGV:
+#: [1] now (unix time). Takes the first message of the first list that has one and records it as
+#: unacknowledged exactly as kombu's Redis ``QoS.append`` does (the index scored by the time, the
+#: hash holding ``[message, exchange, routing key]``), in one round trip instead of a pop and a
+#: ``MULTI``; returns ``{list, message, delivery tag}``, or nothing if every list is empty. A
+#: message that is not kombu's JSON is returned unrecorded (no tag), for the loop to drop.
+TAKE = """
+for i = 3, #KEYS do
+  local raw = redis.call('RPOP', KEYS[i])
+  if raw then
+    local ok, message = pcall(cjson.decode, raw)
+    local properties = ok and type(message) == 'table' and message['properties']
+    local info = type(properties) == 'table' and properties['delivery_info']
+    local tag = type(properties) == 'table' and properties['delivery_tag']
+    if type(info) ~= 'table' or type(tag) ~= 'string' then return {KEYS[i], raw} end
+    local route = cjson.encode(info['exchange'] or '') .. ',' .. cjson.encode(info['routing_key'] or '')
+    redis.call('ZADD', KEYS[2], ARGV[1], tag)
+    redis.call('HSET', KEYS[1], tag, '[' .. raw .. ',' .. route .. ']')
+    return {KEYS[i], raw, tag}
+  end
+end
+return false
+"""
+
+
+#: A message taken: its list, its body, and its delivery tag if the take recorded it as unacknowledged.
+_Taken = tuple[bytes, bytes, str | None]
 
 
 class Scheduler:
@@ -109,9 +138,13 @@ class Scheduler:
         self._idle = threading.Condition(self._lock)
         #: True while the loop is (about to be) blocked: only then does a wake need a Redis write.
         self._blocking = False
+        #: The last look found a message: the next one first tries to take without blocking (one
+        #: script that also records the message), as a backlog is likely still there.
+        self._busy_lists = False
         self._stop = threading.Event()
         self._retry_in = 1.0
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._take = waker.register_script(TAKE)
 
     # Called by the host ----------------------------------------------------------------------------
 
@@ -295,33 +328,71 @@ class Scheduler:
             if self._brpop_keys is None:
                 self._brpop_keys = [key for sid in self._ready for key in self._keys[sid]] + [self._wake_key]
             keys = self._brpop_keys
-        # A wait shorter than Redis' timeout resolution would return at once: BRPOP's 0 means forever.
-        popped = reader.brpop(keys, timeout=max(wait, 0.01))
+        taken: _Taken | None = self._take_recorded(channel, reader, keys) if self._busy_lists else None
+        if taken is None:
+            # A wait shorter than Redis' timeout resolution would return at once: BRPOP's 0 means forever.
+            popped = reader.brpop(keys, timeout=max(wait, 0.01))
+            self._blocking = False
+            if popped is None:
+                self._busy_lists = False
+                return
+            key, raw = cast("tuple[bytes, bytes]", popped)  # the reader does not decode
+            if key == self._wake_key:
+                self._busy_lists = False
+                reader.delete(self._wake_key)  # the other wakes it holds are answered by this one
+                # Gather what else changes for a moment before the next BRPOP, in proportion to what it
+                # costs to send: thousands of sessions connecting at once would otherwise cost one
+                # BRPOP over tens of thousands of keys each.
+                self._stop.wait(min(COALESCE_MAX_SECONDS, COALESCE_SECONDS_PER_KEY * len(keys)))
+                return
+            taken = (key, raw, None)
         self._blocking = False
-        if popped is None:
-            return
-        key, raw = popped  # bytes: the reader does not decode
-        if key == self._wake_key:
-            reader.delete(self._wake_key)  # the other wakes it holds are answered by this one
-            # Gather what else changes for a moment before the next BRPOP, in proportion to what it
-            # costs to send: thousands of sessions connecting at once would otherwise cost one
-            # BRPOP over tens of thousands of keys each.
-            self._stop.wait(min(COALESCE_MAX_SECONDS, COALESCE_SECONDS_PER_KEY * len(keys)))
+        self._busy_lists = True
+        key, raw, recorded_tag = taken
+        try:
+            message = channel.Message(json.loads(raw), channel=channel)
+        except Exception:
+            log.error("a malformed message on %r was dropped: %.200r", key, raw)
+            if recorded_tag is not None:
+                channel.qos.ack(recorded_tag)
             return
         with self._lock:
-            session_id = self._owner.get(key.encode() if isinstance(key, str) else key)
+            session_id = self._owner.get(key)
             runner = self._ready.get(session_id) if session_id is not None else None
         if runner is None or runner.ready_in(time.monotonic()) is None:
             # Removed or stopping while the read was on the way: back at the head of its list, as
-            # if never taken (nothing recorded it yet).
-            reader.rpush(key, raw)
+            # if never taken.
+            pipe = reader.pipeline()
+            pipe.rpush(key, raw)
+            if recorded_tag is not None:
+                pipe.zrem(channel.unacked_index_key, recorded_tag)
+                pipe.hdel(channel.unacked_key, recorded_tag)
+            pipe.execute()
             return
-        self._hand_on(channel, runner, json.loads(raw))
+        self._hand_on(channel, runner, message, recorded=recorded_tag is not None)
 
-    def _hand_on(self, channel: Any, runner: SessionRunner, payload: dict[str, Any]) -> None:
-        message = channel.Message(payload, channel=channel)
+    def _take_recorded(
+        self, channel: Any, reader: redis.Redis, keys: list[bytes]
+    ) -> tuple[bytes, bytes, str | None] | None:
+        """The first message of ``keys`` (the wake list aside) without blocking, with its delivery
+        tag if it was recorded as unacknowledged (see :data:`TAKE`); None if there is none."""
+        lists = keys[:-1]
+        if not lists:
+            return None
+        taken = self._take(
+            keys=[channel.unacked_key, channel.unacked_index_key, *lists], args=[time.time()], client=reader
+        )
+        if not taken:
+            return None
+        tag = taken[2].decode() if len(taken) > 2 else None
+        return taken[0], taken[1], tag
+
+    def _hand_on(self, channel: Any, runner: SessionRunner, message: Any, recorded: bool) -> None:
         message.accept = ACCEPT
-        channel.qos.append(message, message.delivery_tag)  # recorded as unacknowledged, as kombu does
+        if recorded:  # by the take: only kombu's in-memory record of it is left to make
+            virtual.QoS.append(channel.qos, message, message.delivery_tag)
+        else:  # recorded as unacknowledged, as kombu does
+            channel.qos.append(message, message.delivery_tag)
         runner.busy = True
         with self._lock:
             self._in_flight += 1

@@ -4,6 +4,7 @@ message at once rather than at the loop's safety-net timeout."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from celery import Celery
 from sessions_host.scheduler import MAX_WAIT_SECONDS, Scheduler
 from wa_tasks.core import redis_keys, task_names
 from wa_tasks.infra.celery_app import make_app
+from wa_tasks.infra.redis_client import unacked
 from wa_tasks.settings import Settings
 
 
@@ -132,3 +134,64 @@ def test_stop_ends_the_wait_of_a_loop_whose_send_threads_are_all_busy(app: Celer
     stopping.join(timeout=10)
     assert not stopping.is_alive()
     assert [m for _, m in runner.taken] == ["m0"]
+
+
+def _redelivered(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` as kombu puts it back on its queue: marked redelivered, nothing else changed."""
+    message["headers"]["redelivered"] = True
+    message["properties"]["delivery_info"]["redelivered"] = True
+    return message
+
+
+class _HoldingRunner(_Runner):
+    """Takes a message and keeps it unacknowledged until ``release`` is set."""
+
+    def __init__(self, session_id: str, release: threading.Event) -> None:
+        super().__init__(session_id, 0.0)
+        self.release = release
+
+    def process(self, message: Any) -> None:
+        _args, kwargs, _embed = message.decode()
+        self.taken.append((time.monotonic(), kwargs["message_id"]))
+        self.release.wait(30)
+        message.ack()
+
+
+def test_a_message_taken_and_not_acknowledged_is_kept_as_kombu_keeps_it_and_restored_as_it_was(
+    app: Celery, redis_clean: str
+) -> None:
+    # Given two sessions with a message each, and their bodies as published
+    client = redis_lib.Redis.from_url(redis_clean)
+    _publish(app, "a", "a0")
+    _publish(app, "b", "b0")
+    published = {key: client.lrange(key, 0, -1) for key in client.keys("wa.session.*")}
+    assert sorted(len(v) for v in published.values()) == [1, 1], published
+    # When the scheduler takes both (the first by a blocking pop, the next by the script that takes
+    # and records in one step) and neither is acknowledged yet
+    release = threading.Event()
+    runners = [_HoldingRunner("a", release), _HoldingRunner("b", release)]
+    scheduler = _scheduler(app, redis_clean, threads=2)
+    for runner in runners:
+        scheduler.add(runner)
+    scheduler.start()
+    try:
+        _wait_for(lambda: all(r.taken for r in runners), 5, "both messages taken")
+        # Then each is in kombu's bookkeeping: its body as published, its exchange and routing key
+        with app.connection_for_read() as conn:
+            channel = conn.default_channel
+            held = {tag: json.loads(raw) for tag, raw in client.hgetall(channel.unacked_key).items()}
+            assert len(held) == 2 and client.zcard(channel.unacked_index_key) == 2
+            bodies = sorted(json.dumps(body, sort_keys=True) for body, _exchange, _route in held.values())
+            assert bodies == sorted(json.dumps(json.loads(v[0]), sort_keys=True) for v in published.values())
+            routes = sorted(tuple(entry[1:]) for entry in held.values())
+            assert routes == [("", "wa.session.a"), ("", "wa.session.b")], routes
+            assert sorted(tag for tag, *_ in unacked(channel)) == sorted(t.decode() for t in held)
+            # And kombu restores each to its queue as it was published (what a host taking over does)
+            for tag in held:
+                channel.qos.restore_by_tag(tag.decode())
+        restored = {key: [json.loads(m) for m in client.lrange(key, 0, -1)] for key in client.keys("wa.session.*")}
+        expected = {key: [_redelivered(json.loads(m)) for m in v] for key, v in published.items()}
+        assert restored == expected
+    finally:
+        release.set()
+        scheduler.stop()
