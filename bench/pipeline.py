@@ -23,6 +23,10 @@ from wa_tasks.pipeline import live_state
 SESSIONS = 10
 TEXT = "Voucher internet Anda aktif. Terima kasih."
 TARGET_PER_SECOND = 1000.0
+#: The session hosts' CPU a message, all hosts together (done, stretch).
+TARGET_HOST_CPU_MS = (2.0, 1.5)
+#: Messages a second ÷ Celery's own no-op round trip in the same run (done, stretch).
+TARGET_RATIO = (0.6, 1.0)
 
 
 def noop_round_trip(env: Environment, n: int) -> dict[str, float]:
@@ -182,5 +186,19 @@ def run(env: Environment, n: int, hosts: int = 1, noop_n: int | None = None) -> 
         "celery_noop_publish_seconds": noop["publish_seconds"],
         "ratio_pipeline_to_noop": rate / noop["per_second"],
     }
-    report.targets = {"≥ 1000 messages/s": "met" if rate >= TARGET_PER_SECOND else "missed"}
+    host_ms = 1000 * sum(v for k, v in cpu.items() if k.startswith("sessions")) / n
+    ratio = rate / noop["per_second"]
+
+    def grade(met: bool, stretch: bool) -> str:
+        return "met (stretch too)" if stretch else "met" if met else "missed"
+
+    report.targets = {
+        "≥ 1000 messages/s": "met" if rate >= TARGET_PER_SECOND else "missed",
+        f"session host ≤ {TARGET_HOST_CPU_MS[0]:g} CPU-ms a message (stretch ≤ {TARGET_HOST_CPU_MS[1]:g})": grade(
+            host_ms <= TARGET_HOST_CPU_MS[0], host_ms <= TARGET_HOST_CPU_MS[1]
+        ),
+        f"pipeline ÷ no-op round trip ≥ {TARGET_RATIO[0]:g} (stretch ≥ {TARGET_RATIO[1]:g})": grade(
+            ratio >= TARGET_RATIO[0], ratio >= TARGET_RATIO[1]
+        ),
+    }
     return report
