@@ -328,27 +328,46 @@ class Scheduler:
             if self._brpop_keys is None:
                 self._brpop_keys = [key for sid in self._ready for key in self._keys[sid]] + [self._wake_key]
             keys = self._brpop_keys
-        taken: _Taken | None = self._take_recorded(channel, reader, keys) if self._busy_lists else None
+        taken = self._take_recorded(channel, reader, keys) if self._busy_lists else None
         if taken is None:
-            # A wait shorter than Redis' timeout resolution would return at once: BRPOP's 0 means forever.
-            popped = reader.brpop(keys, timeout=max(wait, 0.01))
-            self._blocking = False
-            if popped is None:
-                self._busy_lists = False
-                return
-            key, raw = cast("tuple[bytes, bytes]", popped)  # the reader does not decode
-            if key == self._wake_key:
-                self._busy_lists = False
-                reader.delete(self._wake_key)  # the other wakes it holds are answered by this one
-                # Gather what else changes for a moment before the next BRPOP, in proportion to what it
-                # costs to send: thousands of sessions connecting at once would otherwise cost one
-                # BRPOP over tens of thousands of keys each.
-                self._stop.wait(min(COALESCE_MAX_SECONDS, COALESCE_SECONDS_PER_KEY * len(keys)))
-                return
-            taken = (key, raw, None)
+            taken = self._wait_for_one(reader, keys, wait)
         self._blocking = False
-        self._busy_lists = True
-        key, raw, recorded_tag = taken
+        self._busy_lists = taken is not None
+        if taken is not None:
+            self._hand_on(channel, reader, *taken)
+
+    def _take_recorded(self, channel: Any, reader: redis.Redis, keys: list[bytes]) -> _Taken | None:
+        """The first message of ``keys`` (the wake list aside) without blocking, with its delivery
+        tag as it was recorded unacknowledged (see :data:`TAKE`); None if there is none."""
+        lists = keys[:-1]
+        if not lists:
+            return None
+        taken = self._take(
+            keys=[channel.unacked_key, channel.unacked_index_key, *lists], args=[time.time()], client=reader
+        )
+        if not taken:
+            return None
+        return taken[0], taken[1], taken[2].decode() if len(taken) > 2 else None
+
+    def _wait_for_one(self, reader: redis.Redis, keys: list[bytes], wait: float) -> _Taken | None:
+        """Block until a message of ``keys`` comes (not recorded yet), a wake, or ``wait`` ends."""
+        # A wait shorter than Redis' timeout resolution would return at once: BRPOP's 0 means forever.
+        popped = reader.brpop(keys, timeout=max(wait, 0.01))
+        if popped is None:
+            return None
+        key, raw = cast("tuple[bytes, bytes]", popped)  # the reader does not decode
+        if key != self._wake_key:
+            return key, raw, None
+        reader.delete(self._wake_key)  # the other wakes it holds are answered by this one
+        # Gather what else changes for a moment before the next BRPOP, in proportion to what it costs
+        # to send: thousands of sessions connecting at once would otherwise cost one BRPOP over tens
+        # of thousands of keys each.
+        self._stop.wait(min(COALESCE_MAX_SECONDS, COALESCE_SECONDS_PER_KEY * len(keys)))
+        return None
+
+    def _hand_on(self, channel: Any, reader: redis.Redis, key: bytes, raw: bytes, recorded_tag: str | None) -> None:
+        """Give the message ``raw`` taken from ``key`` to its session's send thread, recorded as
+        unacknowledged as kombu records it (``recorded_tag``: the take already wrote that record)."""
         try:
             message = channel.Message(json.loads(raw), channel=channel)
         except Exception:
@@ -369,30 +388,11 @@ class Scheduler:
                 pipe.hdel(channel.unacked_key, recorded_tag)
             pipe.execute()
             return
-        self._hand_on(channel, runner, message, recorded=recorded_tag is not None)
-
-    def _take_recorded(
-        self, channel: Any, reader: redis.Redis, keys: list[bytes]
-    ) -> tuple[bytes, bytes, str | None] | None:
-        """The first message of ``keys`` (the wake list aside) without blocking, with its delivery
-        tag if it was recorded as unacknowledged (see :data:`TAKE`); None if there is none."""
-        lists = keys[:-1]
-        if not lists:
-            return None
-        taken = self._take(
-            keys=[channel.unacked_key, channel.unacked_index_key, *lists], args=[time.time()], client=reader
-        )
-        if not taken:
-            return None
-        tag = taken[2].decode() if len(taken) > 2 else None
-        return taken[0], taken[1], tag
-
-    def _hand_on(self, channel: Any, runner: SessionRunner, message: Any, recorded: bool) -> None:
         message.accept = ACCEPT
-        if recorded:  # by the take: only kombu's in-memory record of it is left to make
-            virtual.QoS.append(channel.qos, message, message.delivery_tag)
-        else:  # recorded as unacknowledged, as kombu does
-            channel.qos.append(message, message.delivery_tag)
+        if recorded_tag is None:
+            channel.qos.append(message, message.delivery_tag)  # recorded as unacknowledged, as kombu does
+        else:
+            virtual.QoS.append(channel.qos, message, recorded_tag)  # kombu's in-memory record only
         runner.busy = True
         with self._lock:
             self._in_flight += 1
