@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 Db = Session | Connection
 
 _lock = threading.Lock()
-_engines: dict[tuple[int, str], Engine] = {}
+_engines: dict[tuple[int, str, bool], Engine] = {}
 _factories: dict[tuple[int, str], sessionmaker[Session]] = {}
 
 
@@ -47,11 +47,15 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create(url: str) -> Engine:
-    """A new engine for ``url``; creates the SQLite file's folder when needed."""
+def create(url: str, *, autocommit: bool = False) -> Engine:
+    """A new engine for ``url``; creates the SQLite file's folder when needed. ``autocommit``: every
+    statement commits on its own (its connections are never switched between modes: switching one
+    back as it returns to the pool fails on a dropped connection, after its statement committed)."""
     url = normalize_url(url)
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
+    if autocommit:
+        kwargs["isolation_level"] = "AUTOCOMMIT"
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -98,13 +102,14 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("pooled connection found dead by the idle ping; reconnecting")
 
 
-def engine_for(url: str) -> Engine:
-    """The engine for ``url`` in this process (a forked child gets its own)."""
-    key = (os.getpid(), url)
+def engine_for(url: str, *, autocommit: bool = False) -> Engine:
+    """The engine for ``url`` in this process (a forked child gets its own); ``autocommit``: see
+    :func:`create`."""
+    key = (os.getpid(), url, autocommit)
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _engines[key] = create(url)
+            engine = _engines[key] = create(url, autocommit=autocommit)
         return engine
 
 

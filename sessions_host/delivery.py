@@ -134,7 +134,7 @@ class Deliverer:
         #: session's bookkeeping would cost a tenth of the host's CPU a message), each statement
         #: committed on its own: the read needs no transaction, the claim is one guarded UPDATE, and
         #: a BEGIN and a COMMIT would be two more round trips to the database a message.
-        self._engine = engine_for(settings.database).execution_options(isolation_level="AUTOCOMMIT")
+        self._engine = engine_for(settings.database, autocommit=True)
 
     def deliver(self, message_id: str) -> Outcome:
         claim = self._claim(message_id)

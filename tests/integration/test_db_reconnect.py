@@ -5,9 +5,10 @@ error flagged ``connection_invalidated``, after which the pool has new connectio
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from conftest import postgres_url
@@ -36,13 +37,16 @@ def _kill(url: str, pid: int) -> None:
     """What a PostgreSQL restart does to a pooled connection, from a connection of another engine."""
     other = create(url)
     with other.begin() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # pg_terminate_backend(pid, timeout) waits until the backend is gone: the next use of the
+        # connection meets a closed socket, not a backend still on its way out.
+        conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
     other.dispose()
 
 
-def _backend(url: str) -> int:
-    with session_scope(url) as db:
-        return int(db.execute(text("SELECT pg_backend_pid()")).scalar_one())
+def _backend(url: str, *, autocommit: bool = False) -> int:
+    """The backend of the next connection the engine hands out (its pool's only one, just disposed)."""
+    with engine_for(url, autocommit=autocommit).connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
 @pytest.fixture
@@ -176,19 +180,24 @@ class _DroppingGate(_OpenGate):
         return Decision(True), False
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_connection_dropped_before_the_claim_leaves_the_message_to_be_delivered_again(settings: Settings) -> None:
-    # Given a message routed to wa-1, and a database connection dropped between its read and its claim
-    url = settings.database
+def _routed_message(settings: Settings) -> str:
     manage.add(settings, device_id="WA-1", session_id="wa-1", priority=1)
-    with session_scope(url) as db:
+    with session_scope(settings.database) as db:
         message = Message(to_number="6281200000001", content="Tagihan", status="routed", session_id="wa-1")
         db.add(message)
         db.flush()
-        message_id = message.id
-    engine_for(url).dispose()
+        return message.id
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_dropped_before_the_claim_leaves_the_message_to_be_delivered_again(settings: Settings) -> None:
+    # Given a message routed to wa-1, and the session host's connection for reads and claims
+    # dropped between its read and its claim
+    url = settings.database
+    message_id = _routed_message(settings)
+    engine_for(url, autocommit=True).dispose()
     transport = _DroppingTransport(url, None)
-    gate = _DroppingGate(url, _backend(url))
+    gate = _DroppingGate(url, _backend(url, autocommit=True))
     deliverer = Deliverer(app_for(settings), settings, "wa-1", transport, gate)  # type: ignore[arg-type]
 
     # When it is delivered, Then the delivery fails (its task goes back on the queue) with nothing sent
@@ -201,5 +210,38 @@ def test_a_connection_dropped_before_the_claim_leaves_the_message_to_be_delivere
         assert row is not None and (row.status, row.attempts, row.wa_message_id) == ("routed", 0, None)
 
     # And delivered again, it is sent once
+    engine_for(url).dispose()
     transport.backend = _backend(url)
     assert deliverer.deliver(message_id) == Outcome.SENT
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_dropped_right_after_the_claim_does_not_stop_the_send(settings: Settings) -> None:
+    # Given a message routed to wa-1, and the session host's connection for reads and claims
+    # dropped right after its claim was committed, before it goes back to the pool
+    url = settings.database
+    message_id = _routed_message(settings)
+    claims = engine_for(url, autocommit=True)
+    claims.dispose()
+    backend = _backend(url, autocommit=True)
+
+    def drop_after_the_claim(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().startswith("UPDATE whatsapp_messages SET status"):
+            _kill(url, backend)
+
+    event.listen(claims, "after_cursor_execute", drop_after_the_claim)
+    try:
+        engine_for(url).dispose()
+        transport = _DroppingTransport(url, None)
+        transport.backend = _backend(url)
+        deliverer = Deliverer(app_for(settings), settings, "wa-1", transport, _OpenGate())  # type: ignore[arg-type]
+
+        # When it is delivered, Then it is sent: the claim stands, and returning its dead
+        # connection to the pool does not fail the delivery (which would leave it "sending", to be
+        # failed later as an ambiguous send that never went out)
+        assert deliverer.deliver(message_id) == Outcome.SENT
+    finally:
+        event.remove(claims, "after_cursor_execute", drop_after_the_claim)
+    with session_scope(url) as db:
+        row = db.get(Message, message_id)
+        assert row is not None and (row.status, row.attempts) == ("sent", 1)
